@@ -1,0 +1,1 @@
+//! Modelgate control plane (being built).

@@ -1,0 +1,1 @@
+//! Server-sent-event parsing for streamed responses (being built).

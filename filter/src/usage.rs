@@ -1,0 +1,1 @@
+//! Token usage extraction and estimation (being built).
