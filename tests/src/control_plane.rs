@@ -1,0 +1,278 @@
+//! The real control plane (`modelgate serve`) in a temporary data directory, and its two
+//! admin interfaces: the CLI (same binary) and gRPC.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use modelgate_proto::v1::admin_service_client::AdminServiceClient;
+use serde_json::Value;
+use tempfile::TempDir;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::artifacts;
+use crate::poll::eventually;
+use crate::process::{new_log, Process};
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `modelgate serve` process; killed on drop. Its data directory outlives
+/// [`ControlPlane::kill`] so [`ControlPlane::restart`] comes back with the same store.
+pub struct ControlPlane {
+    dir: TempDir,
+    process: Option<Process>,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    starts: u32,
+}
+
+/// A key as `modelgate key create --json` prints it.
+#[derive(Clone, Debug)]
+pub struct CreatedKey {
+    pub key: String,
+    pub public_id: String,
+    pub team_id: String,
+}
+
+/// gRPC admin client that sends the master key with every call.
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, BearerAuth>>;
+
+/// Adds `authorization: Bearer <master key>` to each call.
+#[derive(Clone)]
+pub struct BearerAuth(MetadataValue<Ascii>);
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+impl ControlPlane {
+    /// Starts on ports chosen by the OS (`--grpc-addr 127.0.0.1:0`), read back from the
+    /// "listening on" lines it prints.
+    pub async fn start() -> ControlPlane {
+        Self::start_on(any_port()).await
+    }
+
+    /// Starts with gRPC on `grpc_addr`, e.g. an address an Envoy was already given.
+    pub async fn start_on(grpc_addr: SocketAddr) -> ControlPlane {
+        let mut control_plane = ControlPlane {
+            dir: tempfile::Builder::new()
+                .prefix("modelgate-cp-")
+                .tempdir()
+                .expect("temp dir"),
+            process: None,
+            grpc_addr,
+            http_addr: any_port(),
+            starts: 0,
+        };
+        control_plane.launch().await;
+        control_plane
+    }
+
+    async fn launch(&mut self) {
+        self.starts += 1;
+        let log = new_log(self.dir.path(), &format!("modelgate-{}.log", self.starts));
+        let mut cmd = command();
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--grpc-addr")
+            .arg(self.grpc_addr.to_string())
+            .arg("--http-addr")
+            .arg(self.http_addr.to_string());
+        let process = Process::spawn("control plane", cmd, &log);
+
+        let (mut grpc, mut http) = (None, None);
+        while grpc.is_none() || http.is_none() {
+            let (kind, addr) = process.wait_for_line(START_TIMEOUT, parse_listening);
+            match kind {
+                Listener::Grpc => grpc = Some(addr),
+                Listener::Http => http = Some(addr),
+            }
+        }
+        self.grpc_addr = grpc.expect("grpc address");
+        self.http_addr = http.expect("http address");
+        self.process = Some(process);
+
+        let ready = format!("http://{}/ready", self.http_addr);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        eventually(
+            "control plane /ready answers 200",
+            START_TIMEOUT,
+            || async {
+                match http.get(&ready).send().await {
+                    Ok(r) if r.status() == 200 => Ok(()),
+                    Ok(r) => Err(format!("status {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await;
+    }
+
+    /// SIGKILL: no graceful shutdown, like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Kills the process if it is running and starts it again on the same addresses and data.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The master key the control plane generated into its data directory.
+    pub fn master_key(&self) -> String {
+        let path = self.data_dir().join("master.key");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// A gRPC `AdminService` client authorised with the master key.
+    pub async fn admin(&self) -> AdminClient {
+        let channel = Channel::from_shared(self.grpc_url())
+            .expect("valid uri")
+            .connect()
+            .await
+            .expect("connect to the control plane");
+        let auth = format!("Bearer {}", self.master_key())
+            .parse()
+            .expect("ascii master key");
+        AdminServiceClient::with_interceptor(channel, BearerAuth(auth))
+    }
+
+    /// Runs the CLI against this control plane (`MODELGATE_ADDR`, and `MODELGATE_DATA_DIR` so
+    /// it reads the master key file as an admin on this host would).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        command()
+            .args(args)
+            .env("MODELGATE_ADDR", self.grpc_url())
+            .env("MODELGATE_DATA_DIR", self.data_dir())
+            .output()
+            .expect("run the modelgate CLI")
+    }
+
+    /// Runs the CLI with `--json`, asserts it succeeded and returns what it printed.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let output = self.cli(&args);
+        assert!(
+            output.status.success(),
+            "modelgate {}: {}\n{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "modelgate {} printed no JSON ({e}): {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// `modelgate team create --alias ALIAS`; returns the team id.
+    pub fn create_team(&self, alias: &str) -> String {
+        let team = self.cli_json(&["team", "create", "--alias", alias]);
+        team["team_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no team_id in {team}"))
+            .to_string()
+    }
+
+    /// `modelgate key create --team TEAM`.
+    pub fn create_key(&self, team: &str) -> CreatedKey {
+        let created = self.cli_json(&["key", "create", "--team", team]);
+        let field = |name: &str| {
+            created[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in key create output"))
+                .to_string()
+        };
+        CreatedKey {
+            key: field("key"),
+            public_id: field("public_id"),
+            team_id: field("team_id"),
+        }
+    }
+
+    /// A new team with one key.
+    pub fn team_with_key(&self, alias: &str) -> CreatedKey {
+        let team_id = self.create_team(alias);
+        self.create_key(&team_id)
+    }
+
+    /// `modelgate key revoke PUBLIC_ID`, asserting success.
+    pub fn revoke_key(&self, public_id: &str) {
+        let output = self.cli(&["key", "revoke", public_id]);
+        assert!(
+            output.status.success(),
+            "modelgate key revoke {public_id}: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// The binary with no inherited `MODELGATE_*` settings, so tests are hermetic.
+fn command() -> Command {
+    let mut cmd = Command::new(artifacts::modelgate_bin());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("MODELGATE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+enum Listener {
+    Grpc,
+    Http,
+}
+
+/// `modelgate: grpc listening on 127.0.0.1:PORT` / `modelgate: http listening on ...`.
+fn parse_listening(line: &str) -> Option<(Listener, SocketAddr)> {
+    let rest = line.strip_prefix("modelgate: ")?;
+    let (kind, addr) = rest.split_once(" listening on ")?;
+    let kind = match kind {
+        "grpc" => Listener::Grpc,
+        "http" => Listener::Http,
+        _ => return None,
+    };
+    Some((kind, addr.trim().parse().ok()?))
+}

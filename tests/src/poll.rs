@@ -1,0 +1,49 @@
+//! Waiting for something that becomes true asynchronously (a snapshot reaching Envoy, a
+//! process becoming ready), with the last reason it was not yet true in the failure message.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How often conditions are re-checked: fine enough to measure propagation times in
+/// tens of milliseconds.
+pub const INTERVAL: Duration = Duration::from_millis(25);
+
+/// Re-runs `check` until it returns `Ok`, and returns how long that took. Fails the test
+/// with `what` and the last `Err` after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    loop {
+        let last = match check().await {
+            Ok(()) => return start.elapsed(),
+            Err(why) => why,
+        };
+        if start.elapsed() >= timeout {
+            panic!("not true after {timeout:?}: {what}\nlast seen: {last}");
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+/// `assert_eventually!(cond)` / `assert_eventually!(cond, timeout)`: re-evaluates the boolean
+/// expression `cond` (which may `.await`) until it holds; fails the test after `timeout`
+/// (default 10 s). Evaluates to the time it took.
+#[macro_export]
+macro_rules! assert_eventually {
+    ($cond:expr $(,)?) => {
+        $crate::assert_eventually!($cond, ::std::time::Duration::from_secs(10))
+    };
+    ($cond:expr, $timeout:expr $(,)?) => {
+        $crate::poll::eventually(stringify!($cond), $timeout, || async {
+            if $cond {
+                Ok(())
+            } else {
+                Err("condition was false".to_string())
+            }
+        })
+        .await
+    };
+}

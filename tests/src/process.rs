@@ -1,0 +1,170 @@
+//! Child processes of a test: output into a log file, killed on drop, and the log's tail
+//! printed when the test is failing, so a red test shows what Envoy or the control plane said.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Lines of a log shown when a test fails.
+const TAIL_LINES: usize = 60;
+
+/// A running child process.
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    stdout_lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    /// Starts `cmd`, appending its stderr and stdout to `log`. Stdout lines are also kept for
+    /// [`Process::wait_for_line`].
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Process {
+        let log_file = || {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap_or_else(|e| panic!("open {}: {e}", log.display()))
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name} ({cmd:?}): {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, stdout_lines) = mpsc::channel();
+        let mut copy = log_file();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(copy, "{line}");
+                // Nobody listening any more is fine: the line is in the log.
+                let _ = tx.send(line);
+            }
+        });
+        Process {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+            stdout_lines,
+        }
+    }
+
+    /// Waits for a stdout line for which `pick` returns something, and returns that.
+    pub fn wait_for_line<T>(
+        &self,
+        timeout: Duration,
+        mut pick: impl FnMut(&str) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout_lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(found) = pick(&line) {
+                        return found;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "{}: expected line not printed within {timeout:?}\n{}",
+                        self.name,
+                        self.tail()
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "{}: exited before printing the expected line\n{}",
+                        self.name,
+                        self.tail()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Fails the test, with the log, when the process is no longer running.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("{} exited ({status})\n{}", self.name, self.tail());
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{} still running after {timeout:?}\n{}",
+                    self.name,
+                    self.tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(TAIL_LINES);
+        format!(
+            "--- last {} lines of {} ({}) ---\n{}\n---",
+            lines.len() - from,
+            self.name,
+            self.log.display(),
+            lines[from..].join("\n")
+        )
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("{}", self.tail());
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago, for the rare process that cannot bind port 0
+/// and report the port (e.g. a control plane that must come back on the address Envoy knows).
+pub fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr")
+}
+
+/// Creates (truncates) a file for a process log.
+pub fn new_log(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    path
+}
