@@ -1,0 +1,529 @@
+//! Values made of digit groups: card numbers, SSNs, phone numbers, bank account numbers, IPv4
+//! addresses and IBANs. One pass finds each run of digits and separators, then validates it.
+
+use super::{context_has, is_word_byte, Candidate, Found};
+
+/// Words that make a bare 8-17 digit number a bank account number.
+const BANK_CONTEXT: &[&str] = &[
+    "account", "acct", "a/c", "routing", "aba", "bank", "checking", "savings", "deposit", "wire",
+];
+/// Words that make a bare 9 digit number an SSN.
+const SSN_CONTEXT: &[&str] = &["ssn", "social security", "social sec", "ss#", "ss #", "tin"];
+/// Words that make an unformatted or national number a phone number.
+const PHONE_CONTEXT: &[&str] = &[
+    "phone", "call", "tel", "mobile", "cell", "fax", "text me", "whatsapp", "reach me", "dial",
+    "contact", "number",
+];
+
+/// Bytes looked at before a run for context words: fits inside the stream context window.
+pub(crate) const CONTEXT_BYTES: usize = 48;
+
+/// The longest digit run worth classifying (19-digit cards with separators, phone numbers).
+const MAX_RUN: usize = 40;
+
+#[derive(Clone, Copy)]
+pub(crate) struct NumericConfig {
+    pub ssn: bool,
+    pub card: bool,
+    pub phone: bool,
+    pub bank: bool,
+    pub ipv4: bool,
+    pub iban: bool,
+}
+
+pub(crate) fn scan(text: &str, cfg: NumericConfig, out: &mut Vec<Candidate>) {
+    let b = text.as_bytes();
+    let n = b.len();
+    let mut i = 0;
+    while i < n {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        // Digits glued to a word: an IBAN starts with two capitals, anything else is an
+        // identifier ("v1.2", "sha256", "abc123").
+        if i > 0 && is_word_byte(b[i - 1]) {
+            if cfg.iban && i >= 2 {
+                if let Some(end) = iban_at(text, i - 2) {
+                    out.push(Candidate::new(i - 2, end, Found::Iban));
+                    i = end;
+                    continue;
+                }
+            }
+            while i < n && is_word_byte(b[i]) {
+                i += 1;
+            }
+            continue;
+        }
+        let mut start = i;
+        if i > 0 && matches!(b[i - 1], b'+' | b'(') && (i < 2 || !is_word_byte(b[i - 2])) {
+            start = i - 1;
+            if b[i - 1] == b'(' && i >= 2 && b[i - 2] == b'+' {
+                start = i - 2;
+            }
+        }
+        let end = run_end(b, i);
+        // Glued to a following word ("123abc", "10x"), or more of a dotted/colon chain
+        // ("1.2.3.4.5", "10:30"): not a value.
+        let glued = end < n
+            && (is_word_byte(b[end])
+                || (matches!(b[end], b'.' | b':' | b'/' | b',')
+                    && end + 1 < n
+                    && b[end + 1].is_ascii_digit()));
+        let prev_glued =
+            start > 0 && matches!(b[start - 1], b'.' | b':' | b'/' | b'-' | b'$' | b'#' | b',');
+        if !glued && !prev_glued {
+            classify(text, start, end, cfg, out);
+        }
+        i = end.max(i + 1);
+    }
+}
+
+/// End of the run that starts at digit `i`: digits joined by at most two separators.
+fn run_end(b: &[u8], mut i: usize) -> usize {
+    let n = b.len();
+    let start = i;
+    let mut end = i;
+    while i < n && i - start <= MAX_RUN * 2 {
+        if b[i].is_ascii_digit() {
+            i += 1;
+            end = i;
+            continue;
+        }
+        // Up to two separator bytes, then a digit or an opening parenthesis.
+        let mut j = i;
+        while j < n && j - i < 2 && matches!(b[j], b' ' | b'-' | b'.' | b'(' | b')') {
+            j += 1;
+        }
+        if j > i && j < n && (b[j].is_ascii_digit() || (b[j] == b'(' && j - i < 2)) {
+            i = j;
+            continue;
+        }
+        break;
+    }
+    end
+}
+
+/// Groups of digits and the separators between them.
+struct Shape {
+    groups: [u8; 24],
+    seps: [u8; 24],
+    count: usize,
+    digits: [u8; MAX_RUN],
+    ndigits: usize,
+    parens: bool,
+    plus: bool,
+}
+
+impl Shape {
+    fn of(run: &[u8]) -> Option<Shape> {
+        let mut s = Shape {
+            groups: [0; 24],
+            seps: [0; 24],
+            count: 0,
+            digits: [0; MAX_RUN],
+            ndigits: 0,
+            parens: false,
+            plus: false,
+        };
+        let mut in_group = false;
+        let mut sep = 0u8;
+        for &c in run {
+            if c.is_ascii_digit() {
+                if s.ndigits == MAX_RUN {
+                    return None;
+                }
+                s.digits[s.ndigits] = c - b'0';
+                s.ndigits += 1;
+                if !in_group {
+                    if s.count == s.groups.len() {
+                        return None;
+                    }
+                    s.seps[s.count] = sep;
+                    s.count += 1;
+                    in_group = true;
+                    sep = 0;
+                }
+                s.groups[s.count - 1] += 1;
+            } else {
+                in_group = false;
+                match c {
+                    b'+' => s.plus = true,
+                    b'(' | b')' => s.parens = true,
+                    // A space next to a parenthesis or dash is not its own separator kind.
+                    b' ' if sep != 0 => {}
+                    _ => sep = c,
+                }
+            }
+        }
+        Some(s)
+    }
+
+    fn groups(&self) -> &[u8] {
+        &self.groups[..self.count]
+    }
+
+    fn digits(&self) -> &[u8] {
+        &self.digits[..self.ndigits]
+    }
+
+    /// Separators between groups (the first group has none).
+    fn inner_seps(&self) -> &[u8] {
+        if self.count > 1 {
+            &self.seps[1..self.count]
+        } else {
+            &[]
+        }
+    }
+
+    fn uniform_sep(&self) -> Option<u8> {
+        let seps = self.inner_seps();
+        let first = *seps.first()?;
+        seps.iter().all(|&s| s == first).then_some(first)
+    }
+}
+
+fn classify(text: &str, start: usize, end: usize, cfg: NumericConfig, out: &mut Vec<Candidate>) {
+    let b = text.as_bytes();
+    if let Some(found) = classify_exact(text, start, end, cfg) {
+        out.push(Candidate::new(start, end, found));
+        return;
+    }
+    // Several values in a row separated by spaces ("4111 1111 1111 1111 and 555 123 4567" never
+    // reaches here, but "call 555 123 4567 2024" does): try the longest space-separated windows.
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    let mut s = start;
+    for (k, &c) in b.iter().enumerate().take(end).skip(start) {
+        if c == b' ' {
+            if k > s {
+                cuts.push((s, k));
+            }
+            s = k + 1;
+        }
+    }
+    if cuts.is_empty() {
+        return;
+    }
+    cuts.push((s, end));
+    let g = cuts.len();
+    let mut i = 0;
+    while i < g {
+        let mut matched = None;
+        for j in (i..g).rev() {
+            if j == i && g == 1 {
+                break;
+            }
+            let (ws, we) = (cuts[i].0, cuts[j].1);
+            if ws == start && we == end {
+                continue;
+            }
+            if !b[ws].is_ascii_digit() && !matches!(b[ws], b'+' | b'(') {
+                continue;
+            }
+            if !b[we - 1].is_ascii_digit() {
+                continue;
+            }
+            if let Some(found) = classify_exact(text, ws, we, cfg) {
+                matched = Some((ws, we, found, j));
+                break;
+            }
+        }
+        match matched {
+            Some((ws, we, found, j)) => {
+                out.push(Candidate::new(ws, we, found));
+                i = j + 1;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+fn classify_exact(text: &str, start: usize, end: usize, cfg: NumericConfig) -> Option<Found> {
+    let run = &text.as_bytes()[start..end];
+    let shape = Shape::of(run)?;
+    let groups = shape.groups();
+    let digits = shape.digits();
+    let sep = shape.uniform_sep();
+
+    if cfg.ipv4 && sep == Some(b'.') && groups.len() == 4 && !shape.plus && !shape.parens {
+        return ipv4_valid(run).then_some(Found::Ip);
+    }
+    if cfg.ssn && !shape.plus && !shape.parens {
+        let formatted = groups == [3, 2, 4] && matches!(sep, Some(b'-') | Some(b' '));
+        let bare = groups == [9] && context_has(text, start, SSN_CONTEXT);
+        if (formatted || bare) && ssn_valid(digits) {
+            return Some(Found::Ssn);
+        }
+        if formatted {
+            // An invalid SSN shape is not a phone or card number either.
+            return None;
+        }
+    }
+    if cfg.card
+        && !shape.plus
+        && !shape.parens
+        && (13..=19).contains(&digits.len())
+        && (sep.is_none() || matches!(sep, Some(b' ') | Some(b'-')))
+        && groups.iter().all(|&g| g >= 3 || groups.len() == 1)
+        && card_valid(digits)
+    {
+        return Some(Found::Card);
+    }
+    if cfg.phone && phone_valid(text, start, &shape) {
+        return Some(Found::Phone);
+    }
+    if cfg.bank
+        && !shape.plus
+        && !shape.parens
+        && (8..=17).contains(&digits.len())
+        && (groups.len() == 1 || sep == Some(b'-') || sep == Some(b' '))
+        && context_has(text, start, BANK_CONTEXT)
+    {
+        return Some(Found::Bank);
+    }
+    None
+}
+
+fn ipv4_valid(run: &[u8]) -> bool {
+    run.split(|&c| c == b'.').all(|octet| {
+        !octet.is_empty()
+            && octet.len() <= 3
+            && !(octet.len() > 1 && octet[0] == b'0')
+            && octet
+                .iter()
+                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
+                <= 255
+    })
+}
+
+fn num(d: &[u8]) -> u32 {
+    d.iter().fold(0u32, |acc, &x| acc * 10 + u32::from(x))
+}
+
+/// Area 000, 666 and 900-999, group 00 and serial 0000 are never issued.
+pub(crate) fn ssn_valid(d: &[u8]) -> bool {
+    if d.len() != 9 {
+        return false;
+    }
+    let area = num(&d[..3]);
+    let group = num(&d[3..5]);
+    let serial = num(&d[5..]);
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+pub(crate) fn luhn_valid(d: &[u8]) -> bool {
+    let sum: u32 = d
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &x)| {
+            let x = u32::from(x);
+            if i % 2 == 1 {
+                let y = x * 2;
+                if y > 9 {
+                    y - 9
+                } else {
+                    y
+                }
+            } else {
+                x
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Luhn plus an issuer prefix: Luhn alone accepts one random number in ten.
+pub(crate) fn card_valid(d: &[u8]) -> bool {
+    let len = d.len();
+    let p2 = num(&d[..2]);
+    let p3 = num(&d[..3]);
+    let p4 = num(&d[..4]);
+    let issuer = match d[0] {
+        4 => matches!(len, 13 | 16 | 19),
+        5 => (51..=55).contains(&p2) && len == 16,
+        2 => (2221..=2720).contains(&p4) && len == 16,
+        3 => {
+            (matches!(p2, 34 | 37) && len == 15)
+                || (p2 == 35 && (16..=19).contains(&len))
+                || ((matches!(p2, 36 | 38 | 39) || (300..=305).contains(&p3))
+                    && (14..=16).contains(&len))
+        }
+        6 => {
+            (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || p2 == 62)
+                && (16..=19).contains(&len)
+        }
+        _ => false,
+    };
+    issuer && luhn_valid(d)
+}
+
+/// US numbers (NXX-NXX-XXXX in the usual layouts) and international numbers written with a
+/// leading `+` (E.164: 8-15 digits, country code not starting with 0).
+fn phone_valid(text: &str, start: usize, s: &Shape) -> bool {
+    let groups = s.groups();
+    let d = s.digits();
+    let seps_ok = s
+        .inner_seps()
+        .iter()
+        .all(|&c| matches!(c, b' ' | b'-' | b'.' | b')' | b'('));
+    if !seps_ok {
+        return false;
+    }
+    let nanp = |d: &[u8]| d.len() == 10 && d[0] >= 2 && d[3] >= 2;
+    if s.plus {
+        if d.first() == Some(&0) || !(8..=15).contains(&d.len()) {
+            return false;
+        }
+        if d[0] == 1 {
+            return nanp(&d[1..]);
+        }
+        // A bare "+4930901820" is E.164 too; grouped numbers need groups of 1-5 digits.
+        return groups.len() == 1 || groups.iter().all(|&g| (1..=5).contains(&g));
+    }
+    let us_layout = groups == [3, 3, 4] || groups == [1, 3, 3, 4];
+    if us_layout {
+        let local = if groups.len() == 4 {
+            if d[0] != 1 {
+                return false;
+            }
+            &d[1..]
+        } else {
+            d
+        };
+        // "(555) 123-4567" or "555-123-4567", never a dotted-then-dashed mix like versions.
+        return nanp(local);
+    }
+    // Unformatted or national layouts ("5551234567", "020 7946 0958") need a phone word nearby.
+    (10..=12).contains(&d.len())
+        && (groups.len() == 1 || groups.iter().all(|&g| (2..=5).contains(&g)))
+        && !(groups.len() == 1 && d.len() != 10)
+        && (groups.len() > 1 || nanp(d))
+        && context_has(text, start, PHONE_CONTEXT)
+}
+
+/// IBAN lengths per country (ISO 13616 registry).
+const IBAN_LENGTHS: &[(&[u8; 2], u8)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+];
+
+/// An IBAN starting at byte `start` (two capitals, two digits, the BBAN, optionally grouped by
+/// four with single spaces): returns its end if the length and the mod-97 check hold.
+pub(crate) fn iban_at(text: &str, start: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    if start > 0 && is_word_byte(b[start - 1]) {
+        return None;
+    }
+    let cc = b.get(start..start + 2)?;
+    let expected = IBAN_LENGTHS
+        .iter()
+        .find(|(code, _)| code.as_slice() == cc)
+        .map(|(_, len)| usize::from(*len))?;
+    let mut chars = [0u8; 34];
+    let mut count = 0;
+    let mut i = start;
+    while count < expected {
+        let c = *b.get(i)?;
+        if c.is_ascii_uppercase() || c.is_ascii_digit() {
+            chars[count] = c;
+            count += 1;
+            i += 1;
+        } else if c == b' ' && count.is_multiple_of(4) && count > 0 {
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    if i < b.len() && is_word_byte(b[i]) {
+        return None;
+    }
+    if !chars[2].is_ascii_digit() || !chars[3].is_ascii_digit() {
+        return None;
+    }
+    // Move the first four characters to the end, letters become 10..35, remainder mod 97 == 1.
+    let mut rem: u32 = 0;
+    for &c in chars[4..count].iter().chain(chars[..4].iter()) {
+        if c.is_ascii_digit() {
+            rem = (rem * 10 + u32::from(c - b'0')) % 97;
+        } else {
+            rem = (rem * 100 + u32::from(c - b'A') + 10) % 97;
+        }
+    }
+    (rem == 1).then_some(i)
+}
