@@ -89,13 +89,19 @@ pub(crate) fn is_word_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }
 
-/// Whether one of `words` (lower case) occurs in the `CONTEXT_BYTES` before `start`.
+/// Whether one of `words` (lower case) occurs as a whole word in the `CONTEXT_BYTES` before
+/// `start`. Whole words only, so a mask such as `<US_BANK_NUMBER>` is not context.
 pub(crate) fn context_has(text: &str, start: usize, words: &[&str]) -> bool {
     let from = start.saturating_sub(CONTEXT_BYTES);
     let window = &text.as_bytes()[from..start];
     words.iter().any(|w| {
         let w = w.as_bytes();
-        window.len() >= w.len() && window.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w))
+        window.len() >= w.len()
+            && window.windows(w.len()).enumerate().any(|(i, x)| {
+                x.eq_ignore_ascii_case(w)
+                    && (i == 0 || !is_word_byte(window[i - 1]))
+                    && window.get(i + w.len()).is_none_or(|&c| !is_word_byte(c))
+            })
     })
 }
 

@@ -12,7 +12,7 @@ const SSN_CONTEXT: &[&str] = &["ssn", "social security", "social sec", "ss#", "s
 /// Words that make an unformatted or national number a phone number.
 const PHONE_CONTEXT: &[&str] = &[
     "phone", "call", "tel", "mobile", "cell", "fax", "text me", "whatsapp", "reach me", "dial",
-    "contact", "number",
+    "contact",
 ];
 
 /// Bytes looked at before a run for context words: fits inside the stream context window.
