@@ -1,5 +1,7 @@
 //! Per-detector true positives and hard negatives through the public API.
 
+#![cfg(test)]
+
 use modelgate_redact::{Entity, Phase, PlaceholderMap, Redactor};
 
 fn redactor() -> Redactor {

@@ -1,5 +1,7 @@
 //! Policy actions, directions, custom rules, and the JSON body helpers.
 
+#![cfg(test)]
+
 use modelgate_redact::{
     process_response_body, redact_request_body, EntityType, Phase, PlaceholderMap, PolicyError,
     Redactor, Verdict,

@@ -1,6 +1,8 @@
 //! Streaming equals whole-text redaction for every split point; redaction is idempotent and
 //! leaves no detected value verbatim; restoration survives any split.
 
+#![cfg(test)]
+
 use std::sync::OnceLock;
 
 use modelgate_redact::{Phase, PlaceholderMap, Redactor, StreamRedactor, StreamRestorer};
