@@ -1,0 +1,376 @@
+//! The plugin configuration (JSON in Envoy's wasm `configuration`), one shape per role.
+//!
+//! The same `.wasm` runs as the HTTP filter on every worker and as the singleton service on
+//! the main thread; `role` tells them apart. Parsing is strict (unknown fields are errors) and
+//! values are validated, so a typo fails `on_configure` instead of silently changing behaviour.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// A parsed and validated plugin configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginConfig {
+    Filter(FilterConfig),
+    Service(ServiceConfig),
+}
+
+/// The HTTP filter's configuration (`role` omitted or `"filter"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// How long a snapshot is enforced after the last contact with the control plane.
+    #[serde(default = "default_max_staleness_s")]
+    pub max_staleness_s: u64,
+    /// Cluster for requests whose model has no route in the snapshot.
+    pub default_cluster: String,
+    /// Request header that carries the chosen cluster to Envoy's `cluster_header` route.
+    #[serde(default = "default_route_header")]
+    pub route_header: String,
+    /// `Authorization` value sent upstream in place of the client's; empty = none.
+    #[serde(default)]
+    pub upstream_authorization: String,
+    /// Requests outside this path prefix are refused with 404.
+    #[serde(default = "default_api_prefix")]
+    pub api_prefix: String,
+}
+
+/// The singleton service's configuration (`role: "service"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Envoy cluster (HTTP/2) that reaches the control plane's gRPC port.
+    pub control_plane_cluster: String,
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u32,
+    /// Names this Envoy in the control plane's logs and in usage batch ids.
+    #[serde(default = "default_node_id")]
+    pub node_id: String,
+    #[serde(default = "default_grpc_timeout_ms")]
+    pub grpc_timeout_ms: u32,
+    /// Records per `ReportUsage` batch.
+    #[serde(default = "default_usage_batch_records")]
+    pub usage_batch_records: u32,
+    /// Records held while the control plane is unreachable; beyond this they are dropped
+    /// (counted and logged).
+    #[serde(default = "default_usage_buffer_records")]
+    pub usage_buffer_records: u32,
+}
+
+fn default_max_staleness_s() -> u64 {
+    30
+}
+fn default_route_header() -> String {
+    "x-modelgate-cluster".to_owned()
+}
+fn default_api_prefix() -> String {
+    "/".to_owned()
+}
+fn default_tick_ms() -> u32 {
+    1000
+}
+fn default_node_id() -> String {
+    "envoy".to_owned()
+}
+fn default_grpc_timeout_ms() -> u32 {
+    2000
+}
+fn default_usage_batch_records() -> u32 {
+    500
+}
+fn default_usage_buffer_records() -> u32 {
+    20_000
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Without a configuration the role is unknown; guessing would let a singleton run as a
+    /// filter and never fetch policy.
+    #[error("the plugin configuration is empty; it needs at least a role")]
+    Empty,
+    #[error("the plugin configuration is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("unknown role {0:?} (expected \"filter\" or \"service\")")]
+    UnknownRole(String),
+    #[error("invalid {role} configuration: {message}")]
+    Shape { role: &'static str, message: String },
+    #[error("invalid `{field}`: {reason}")]
+    Invalid {
+        field: &'static str,
+        reason: &'static str,
+    },
+}
+
+impl PluginConfig {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConfigError::Empty);
+        }
+        let mut object: Map<String, Value> =
+            serde_json::from_slice(bytes).map_err(|err| ConfigError::NotJson(err.to_string()))?;
+        let role = match object.remove("role") {
+            None => "filter".to_owned(),
+            Some(Value::String(role)) => role,
+            Some(other) => return Err(ConfigError::UnknownRole(other.to_string())),
+        };
+        match role.as_str() {
+            "filter" => {
+                let config: FilterConfig = from_object("filter", object)?;
+                config.validate()?;
+                Ok(Self::Filter(config))
+            }
+            "service" => {
+                let config: ServiceConfig = from_object("service", object)?;
+                config.validate()?;
+                Ok(Self::Service(config))
+            }
+            _ => Err(ConfigError::UnknownRole(role)),
+        }
+    }
+}
+
+fn from_object<T: serde::de::DeserializeOwned>(
+    role: &'static str,
+    object: Map<String, Value>,
+) -> Result<T, ConfigError> {
+    serde_json::from_value(Value::Object(object)).map_err(|err| ConfigError::Shape {
+        role,
+        message: err.to_string(),
+    })
+}
+
+impl FilterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_staleness_s == 0 {
+            return Err(invalid("max_staleness_s", "must be at least 1 second"));
+        }
+        if !is_token(&self.default_cluster) {
+            return Err(invalid(
+                "default_cluster",
+                "must be a non-empty cluster name without spaces or control characters",
+            ));
+        }
+        let header_ok = !self.route_header.is_empty()
+            && self
+                .route_header
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !header_ok {
+            return Err(invalid(
+                "route_header",
+                "must be a lowercase header name ([a-z0-9_-])",
+            ));
+        }
+        if !self
+            .upstream_authorization
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        {
+            return Err(invalid(
+                "upstream_authorization",
+                "must be printable ASCII (a valid header value)",
+            ));
+        }
+        if !self.api_prefix.starts_with('/') || !is_token(&self.api_prefix) {
+            return Err(invalid(
+                "api_prefix",
+                "must start with '/' and contain no spaces",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn max_staleness_ms(&self) -> u64 {
+        self.max_staleness_s.saturating_mul(1000)
+    }
+
+    /// Whether `path` lies under `api_prefix`, on a segment boundary (`/v1` covers `/v1/x`
+    /// and `/v1?q`, not `/v1x`).
+    pub fn covers_path(&self, path: &str) -> bool {
+        let prefix = self.api_prefix.as_str();
+        match path.strip_prefix(prefix) {
+            None => false,
+            Some(rest) => {
+                prefix.ends_with('/')
+                    || rest.is_empty()
+                    || rest.starts_with('/')
+                    || rest.starts_with('?')
+            }
+        }
+    }
+}
+
+impl ServiceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !is_token(&self.control_plane_cluster) || self.control_plane_cluster.len() > 125 {
+            return Err(invalid(
+                "control_plane_cluster",
+                "must be a cluster name of 1 to 125 characters without spaces",
+            ));
+        }
+        if !(50..=60_000).contains(&self.tick_ms) {
+            return Err(invalid("tick_ms", "must be between 50 and 60000"));
+        }
+        if !is_token(&self.node_id) {
+            return Err(invalid("node_id", "must be non-empty without spaces"));
+        }
+        if !(1..=60_000).contains(&self.grpc_timeout_ms) {
+            return Err(invalid("grpc_timeout_ms", "must be between 1 and 60000"));
+        }
+        if !(1..=10_000).contains(&self.usage_batch_records) {
+            return Err(invalid(
+                "usage_batch_records",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.usage_buffer_records < self.usage_batch_records {
+            return Err(invalid(
+                "usage_buffer_records",
+                "must be at least usage_batch_records",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &'static str, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid { field, reason }
+}
+
+fn is_token(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(json: &str) -> FilterConfig {
+        match PluginConfig::parse(json.as_bytes()).unwrap() {
+            PluginConfig::Filter(config) => config,
+            other => panic!("expected a filter config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_documented_filter_config() {
+        let config = filter(
+            r#"{"role": "filter", "max_staleness_s": 30, "default_cluster": "upstream",
+                "route_header": "x-modelgate-cluster", "upstream_authorization": "",
+                "api_prefix": "/"}"#,
+        );
+        assert_eq!(config.max_staleness_ms(), 30_000);
+        assert_eq!(config.default_cluster, "upstream");
+        assert_eq!(config.route_header, "x-modelgate-cluster");
+        assert!(config.upstream_authorization.is_empty());
+    }
+
+    #[test]
+    fn role_defaults_to_filter_and_fields_to_their_defaults() {
+        let config = filter(r#"{"default_cluster": "pool"}"#);
+        assert_eq!(config.max_staleness_s, 30);
+        assert_eq!(config.route_header, "x-modelgate-cluster");
+        assert_eq!(config.api_prefix, "/");
+    }
+
+    #[test]
+    fn parses_the_documented_service_config() {
+        let parsed = PluginConfig::parse(
+            br#"{"role": "service", "control_plane_cluster": "modelgate_control_plane",
+                 "tick_ms": 1000, "node_id": "envoy-local", "grpc_timeout_ms": 2000}"#,
+        )
+        .unwrap();
+        let PluginConfig::Service(config) = parsed else {
+            panic!("expected a service config");
+        };
+        assert_eq!(config.control_plane_cluster, "modelgate_control_plane");
+        assert_eq!(config.tick_ms, 1000);
+        assert_eq!(config.node_id, "envoy-local");
+        assert_eq!(config.usage_batch_records, 500);
+    }
+
+    /// A short name for each kind of error, so the table below stays readable.
+    fn kind(err: &ConfigError) -> &'static str {
+        match err {
+            ConfigError::Empty => "empty",
+            ConfigError::NotJson(_) => "json",
+            ConfigError::UnknownRole(_) => "role",
+            ConfigError::Shape { .. } => "shape",
+            ConfigError::Invalid { field, .. } => field,
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_trust() {
+        let service =
+            |extra: &str| format!(r#"{{"role": "service", "control_plane_cluster": "cp"{extra}}}"#);
+        let cases = [
+            ("".to_owned(), "empty"),
+            ("  \n".to_owned(), "empty"),
+            ("[1]".to_owned(), "json"),
+            ("{".to_owned(), "json"),
+            (r#"{"role": "router"}"#.to_owned(), "role"),
+            (r#"{"role": 7}"#.to_owned(), "role"),
+            ("{}".to_owned(), "shape"),
+            (
+                r#"{"default_cluster": "u", "max_stalenes_s": 3}"#.to_owned(),
+                "shape",
+            ),
+            (
+                r#"{"default_cluster": "u", "max_staleness_s": -1}"#.to_owned(),
+                "shape",
+            ),
+            (
+                r#"{"default_cluster": "u", "max_staleness_s": 0}"#.to_owned(),
+                "max_staleness_s",
+            ),
+            (r#"{"default_cluster": ""}"#.to_owned(), "default_cluster"),
+            (
+                r#"{"default_cluster": "u", "route_header": "X-Cluster"}"#.to_owned(),
+                "route_header",
+            ),
+            (
+                r#"{"default_cluster": "u", "upstream_authorization": "a\r\nb"}"#.to_owned(),
+                "upstream_authorization",
+            ),
+            (
+                r#"{"default_cluster": "u", "api_prefix": "v1"}"#.to_owned(),
+                "api_prefix",
+            ),
+            (r#"{"role": "service"}"#.to_owned(), "shape"),
+            (service(r#", "tick_ms": 10"#), "tick_ms"),
+            (service(r#", "grpc_timeout_ms": 0"#), "grpc_timeout_ms"),
+            (
+                service(r#", "usage_batch_records": 100, "usage_buffer_records": 10"#),
+                "usage_buffer_records",
+            ),
+            (service(r#", "node_id": "a b""#), "node_id"),
+            (
+                format!(
+                    r#"{{"role": "service", "control_plane_cluster": "{}"}}"#,
+                    "c".repeat(126)
+                ),
+                "control_plane_cluster",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = PluginConfig::parse(json.as_bytes()).unwrap_err();
+            assert_eq!(kind(&err), expected, "{json:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn api_prefix_matches_on_segment_boundaries() {
+        let mut config = filter(r#"{"default_cluster": "u", "api_prefix": "/v1"}"#);
+        assert!(config.covers_path("/v1"));
+        assert!(config.covers_path("/v1/chat/completions"));
+        assert!(config.covers_path("/v1?x=1"));
+        assert!(!config.covers_path("/v1x/models"));
+        assert!(!config.covers_path("/api/chat"));
+        config.api_prefix = "/".to_owned();
+        assert!(config.covers_path("/anything"));
+        config.api_prefix = "/v1/".to_owned();
+        assert!(config.covers_path("/v1/models"));
+        assert!(!config.covers_path("/v1"));
+    }
+}

@@ -1,0 +1,356 @@
+//! One request through the filter, as a sequence of events: request headers -> a verdict,
+//! the whole request body -> the route, response headers -> the request-id header, log -> the
+//! usage record on the shared queue. Pure: the HTTP context in `wasm/` feeds it what Envoy
+//! reports and applies what it returns.
+
+use std::borrow::Cow;
+use std::rc::Rc;
+
+use prost::Message;
+use serde::Deserialize;
+
+use crate::audit::{self, Outcome, RecordDraft, USAGE_QUEUE};
+use crate::config::FilterConfig;
+use crate::credential::{self, KeyDigest};
+use crate::errors::Rejection;
+use crate::host::Host;
+use crate::policy::{Denial, PolicyIndex};
+use crate::request_id;
+use crate::snapshot::SnapshotCache;
+
+/// Response header that returns the request id to the client.
+pub const REQUEST_ID_HEADER: &str = "x-modelgate-request-id";
+/// Envoy's request id header, kept as the id when present.
+const ENVOY_REQUEST_ID_HEADER: &str = "x-request-id";
+/// Headers only Modelgate may set; client-sent ones are removed so nobody can spoof them.
+const INTERNAL_HEADER_PREFIX: &str = "x-modelgate-";
+/// Counter of usage records lost before reaching the control plane.
+pub const RECORDS_DROPPED_COUNTER: &str = "modelgate_usage_records_dropped";
+
+/// Request headers as Envoy reports them (lowercase names; values may be any bytes).
+#[derive(Debug, Clone, Default)]
+pub struct RequestHeaders {
+    pairs: Vec<(String, Vec<u8>)>,
+}
+
+impl RequestHeaders {
+    pub fn new(pairs: Vec<(String, Vec<u8>)>) -> Self {
+        Self { pairs }
+    }
+
+    /// The first value of `name` (matched case-insensitively).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+impl<N: Into<String>, V: Into<Vec<u8>>> FromIterator<(N, V)> for RequestHeaders {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
+        Self::new(
+            iter.into_iter()
+                .map(|(n, v)| (n.into().to_ascii_lowercase(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+/// Changes to the request headers before they go upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub remove: Vec<String>,
+    pub set: Vec<(String, String)>,
+    /// The route header was set: Envoy must recompute the route (`clear_route_cache`).
+    pub reroute: bool,
+}
+
+/// A reply the filter sends itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What to do with a request after its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answer with this reply; nothing goes upstream.
+    Reject(LocalReply),
+    /// Apply the edits and forward.
+    Forward(HeaderEdits),
+    /// Apply the edits, then hold the request until its whole body is in; the body picks the
+    /// route ([`RequestFlow::on_request_body`]).
+    AwaitBody(HeaderEdits),
+}
+
+/// The state of one request.
+#[derive(Debug)]
+pub struct RequestFlow {
+    config: Rc<FilterConfig>,
+    policy: Option<Rc<PolicyIndex>>,
+    /// Set once the request headers arrived; `on_log` takes it.
+    started: bool,
+    draft: RecordDraft,
+    refusal: Option<Rejection>,
+}
+
+impl RequestFlow {
+    pub fn new(config: Rc<FilterConfig>) -> Self {
+        Self {
+            config,
+            policy: None,
+            started: false,
+            draft: RecordDraft::default(),
+            refusal: None,
+        }
+    }
+
+    /// The request id, once the headers have been seen.
+    pub fn request_id(&self) -> Option<&str> {
+        self.started.then_some(self.draft.request_id.as_str())
+    }
+
+    pub fn on_request_headers(
+        &mut self,
+        host: &impl Host,
+        snapshots: &mut SnapshotCache,
+        headers: &RequestHeaders,
+        source_address: Option<&str>,
+        end_of_stream: bool,
+    ) -> Verdict {
+        let mut edits = HeaderEdits::default();
+        let request_id = match headers
+            .get(ENVOY_REQUEST_ID_HEADER)
+            .and_then(request_id::accept)
+        {
+            Some(id) => id,
+            None => {
+                let id = request_id::generate(host).unwrap_or_else(|err| {
+                    log::error!("no random source for a request id: {err}");
+                    format!("mg-{}", host.now_ms())
+                });
+                edits
+                    .set
+                    .push((ENVOY_REQUEST_ID_HEADER.to_owned(), id.clone()));
+                id
+            }
+        };
+        let path = headers
+            .get(":path")
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        self.started = true;
+        self.draft = RecordDraft {
+            request_id,
+            started_ms: host.now_ms(),
+            path: audit::path_only(&path).to_owned(),
+            client_ip: source_address.map(audit::client_ip).unwrap_or_default(),
+            ..RecordDraft::default()
+        };
+
+        let policy = match snapshots.current(host, self.config.max_staleness_ms()) {
+            Ok(policy) => policy,
+            Err(why) => return self.refuse(Rejection::PolicyUnavailable(why)),
+        };
+        let digest =
+            match credential::extract(headers.get("authorization"), headers.get("x-api-key")) {
+                Ok(digest) => digest,
+                Err(err) => return self.refuse(err.into()),
+            };
+        if let Err(rejection) = identify(&mut self.draft, &policy, &digest, host.now_ms()) {
+            return self.refuse(rejection);
+        }
+        if !self.config.covers_path(&path) {
+            return self.refuse(Rejection::PathNotFound);
+        }
+        self.policy = Some(policy);
+
+        edits.remove = headers_to_strip(headers, &self.config.route_header);
+        if !self.config.upstream_authorization.is_empty() {
+            edits.set.push((
+                "authorization".to_owned(),
+                self.config.upstream_authorization.clone(),
+            ));
+        }
+        if end_of_stream {
+            edits.merge(self.route(None));
+            Verdict::Forward(edits)
+        } else {
+            Verdict::AwaitBody(edits)
+        }
+    }
+
+    /// The whole request body arrived (after [`Verdict::AwaitBody`]): picks the cluster from
+    /// the requested model.
+    pub fn on_request_body(&mut self, body: &[u8]) -> HeaderEdits {
+        self.route(requested_model(body).as_deref())
+    }
+
+    /// Headers to set on the response.
+    pub fn response_headers(&self) -> Vec<(&'static str, String)> {
+        self.request_id()
+            .map(|id| vec![(REQUEST_ID_HEADER, id.to_owned())])
+            .unwrap_or_default()
+    }
+
+    /// The request is over: queue its usage record for the service to ship. Requests whose
+    /// headers never arrived produce none; a second call is a no-op.
+    pub fn on_log(
+        &mut self,
+        host: &impl Host,
+        http_status: Option<u32>,
+        code_details: Option<&str>,
+    ) {
+        if !std::mem::take(&mut self.started) {
+            return;
+        }
+        let draft = std::mem::take(&mut self.draft);
+        let outcome = match &self.refusal {
+            Some(refusal) => Outcome::Refused {
+                status: refusal.status(),
+                reason: refusal.reason(),
+            },
+            None => Outcome::Finished {
+                http_status,
+                code_details,
+            },
+        };
+        let record = draft.finish(outcome, host.now_ms());
+        if let Err(err) = host.enqueue(USAGE_QUEUE, &record.encode_to_vec()) {
+            host.increment_counter(RECORDS_DROPPED_COUNTER, 1);
+            log::warn!(
+                "usage record of request {} dropped: {err}",
+                record.request_id
+            );
+        }
+    }
+
+    fn refuse(&mut self, rejection: Rejection) -> Verdict {
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        if let Some(id) = self.request_id() {
+            headers.push((REQUEST_ID_HEADER.to_owned(), id.to_owned()));
+        }
+        headers.extend(
+            rejection
+                .extra_headers()
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned())),
+        );
+        let reply = LocalReply {
+            status: u32::from(rejection.status()),
+            headers,
+            body: rejection.body(),
+        };
+        self.refusal = Some(rejection);
+        Verdict::Reject(reply)
+    }
+
+    fn route(&mut self, model: Option<&str>) -> HeaderEdits {
+        let route = model.and_then(|model| self.policy.as_ref()?.route(model).cloned());
+        let cluster = match &route {
+            Some(route) if !route.cluster.is_empty() => route.cluster.clone(),
+            _ => self.config.default_cluster.clone(),
+        };
+        if let Some(model) = model {
+            self.draft.model_requested = model.to_owned();
+            self.draft.model_resolved = match route {
+                Some(route) if !route.upstream_model.is_empty() => route.upstream_model,
+                _ => model.to_owned(),
+            };
+        }
+        HeaderEdits {
+            remove: Vec::new(),
+            set: vec![(self.config.route_header.clone(), cluster)],
+            reroute: true,
+        }
+    }
+}
+
+impl HeaderEdits {
+    fn merge(&mut self, other: HeaderEdits) {
+        self.remove.extend(other.remove);
+        self.set.extend(other.set);
+        self.reroute |= other.reroute;
+    }
+}
+
+/// Fills the record's identity and maps a refusal to its client answer.
+fn identify(
+    draft: &mut RecordDraft,
+    policy: &PolicyIndex,
+    digest: &KeyDigest,
+    now_ms: i64,
+) -> Result<(), Rejection> {
+    let (key, refusal) = match policy.authorize(digest, now_ms) {
+        Ok(principal) => (principal.key, None),
+        Err(Denial::UnknownKey) => {
+            draft.key_id = digest.fingerprint();
+            return Err(Rejection::InvalidApiKey);
+        }
+        Err(Denial::Revoked(key)) => (key, Some(Rejection::KeyRevoked)),
+        Err(Denial::Blocked(key)) => (key, Some(Rejection::KeyBlocked)),
+        Err(Denial::Expired(key)) => (key, Some(Rejection::KeyExpired)),
+        Err(Denial::TeamBlocked(key)) => (key, Some(Rejection::TeamBlocked)),
+        Err(Denial::UnrecognisedStatus(key)) => {
+            log::warn!(
+                "key {} has an unrecognised status {}; refused",
+                key.public_id,
+                key.status
+            );
+            (key, Some(Rejection::KeyUnusable("key_status_unrecognised")))
+        }
+        Err(Denial::TeamMissing(key)) => {
+            log::warn!(
+                "key {} names team {:?}, absent from the snapshot; refused",
+                key.public_id,
+                key.team_id
+            );
+            (key, Some(Rejection::KeyUnusable("team_not_in_snapshot")))
+        }
+    };
+    draft.key_id.clone_from(&key.public_id);
+    draft.team_id.clone_from(&key.team_id);
+    draft.user_id.clone_from(&key.user_id);
+    refusal.map_or(Ok(()), Err)
+}
+
+/// Client credentials and internal headers, which must never reach the upstream.
+fn headers_to_strip(headers: &RequestHeaders, route_header: &str) -> Vec<String> {
+    let mut names: Vec<String> = headers
+        .names()
+        .filter(|name| {
+            let name = name.to_ascii_lowercase();
+            name.starts_with(INTERNAL_HEADER_PREFIX)
+                || name == route_header
+                || name == "authorization"
+                || name == "x-api-key"
+        })
+        .map(str::to_ascii_lowercase)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The top-level `model` of a JSON request body, if there is one.
+fn requested_model(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ModelOnly<'a> {
+        #[serde(borrow)]
+        model: Option<Cow<'a, str>>,
+    }
+    serde_json::from_slice::<ModelOnly<'_>>(body)
+        .ok()?
+        .model
+        .map(Cow::into_owned)
+}
+
+#[cfg(test)]
+mod tests;

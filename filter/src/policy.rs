@@ -1,0 +1,287 @@
+//! The policy snapshot, decoded once per version into lookups by key hash, team and model.
+
+use std::collections::HashMap;
+
+use modelgate_proto::v1::{KeyPolicy, KeyStatus, ModelRoute, PolicySnapshot, TeamPolicy};
+use prost::Message;
+
+use crate::credential::KeyDigest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy snapshot does not decode: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
+
+/// A decoded snapshot, indexed for per-request lookups.
+#[derive(Debug, Default)]
+pub struct PolicyIndex {
+    version: u64,
+    keys: HashMap<[u8; 32], KeyPolicy>,
+    teams: HashMap<String, TeamPolicy>,
+    routes: HashMap<String, ModelRoute>,
+}
+
+/// A key that may call, with its team.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal<'a> {
+    pub key: &'a KeyPolicy,
+    pub team: &'a TeamPolicy,
+}
+
+/// Why a known or unknown key may not call. Known keys come along for the audit record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Denial<'a> {
+    UnknownKey,
+    Revoked(&'a KeyPolicy),
+    Blocked(&'a KeyPolicy),
+    Expired(&'a KeyPolicy),
+    /// A status this filter does not know (a newer control plane, or a bug): refused.
+    UnrecognisedStatus(&'a KeyPolicy),
+    TeamBlocked(&'a KeyPolicy),
+    /// The key names a team the snapshot lacks: an inconsistent snapshot, refused.
+    TeamMissing(&'a KeyPolicy),
+}
+
+impl PolicyIndex {
+    pub fn decode(bytes: &[u8]) -> Result<Self, PolicyError> {
+        Ok(Self::from_snapshot(PolicySnapshot::decode(bytes)?))
+    }
+
+    pub fn from_snapshot(snapshot: PolicySnapshot) -> Self {
+        let mut keys = HashMap::with_capacity(snapshot.keys.len());
+        for key in snapshot.keys {
+            match <[u8; 32]>::try_from(key.key_sha256.as_slice()) {
+                Ok(hash) => {
+                    keys.insert(hash, key);
+                }
+                Err(_) => log::warn!(
+                    "snapshot v{}: key {} has a {}-byte hash, not a SHA-256; ignored",
+                    snapshot.version,
+                    key.public_id,
+                    key.key_sha256.len()
+                ),
+            }
+        }
+        let teams = snapshot
+            .teams
+            .into_iter()
+            .map(|team| (team.team_id.clone(), team))
+            .collect();
+        let routes = snapshot
+            .models
+            .into_iter()
+            .map(|route| (route.name.clone(), route))
+            .collect();
+        Self {
+            version: snapshot.version,
+            keys,
+            teams,
+            routes,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Decides whether the key with this hash may call at `now_ms`.
+    pub fn authorize(&self, digest: &KeyDigest, now_ms: i64) -> Result<Principal<'_>, Denial<'_>> {
+        let key = self.keys.get(digest.as_bytes()).ok_or(Denial::UnknownKey)?;
+        match KeyStatus::try_from(key.status) {
+            Ok(KeyStatus::Active) => {}
+            Ok(KeyStatus::Revoked) => return Err(Denial::Revoked(key)),
+            Ok(KeyStatus::Blocked) => return Err(Denial::Blocked(key)),
+            Ok(KeyStatus::Unspecified) | Err(_) => return Err(Denial::UnrecognisedStatus(key)),
+        }
+        if key.expires_at_ms != 0 && now_ms >= key.expires_at_ms {
+            return Err(Denial::Expired(key));
+        }
+        let team = self
+            .teams
+            .get(&key.team_id)
+            .ok_or(Denial::TeamMissing(key))?;
+        if team.blocked {
+            return Err(Denial::TeamBlocked(key));
+        }
+        Ok(Principal { key, team })
+    }
+
+    /// The route for a public model name, if the snapshot has one.
+    pub fn route(&self, model: &str) -> Option<&ModelRoute> {
+        self.routes.get(model)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const ALICE_KEY: &str =
+        "sk-mg-alice0000001-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    pub(crate) fn key(secret: &str, public_id: &str, status: KeyStatus) -> KeyPolicy {
+        KeyPolicy {
+            key_sha256: KeyDigest::of(secret).as_bytes().to_vec(),
+            public_id: public_id.to_owned(),
+            team_id: "team-1".to_owned(),
+            user_id: format!("{public_id}@example.com"),
+            status: status as i32,
+            ..KeyPolicy::default()
+        }
+    }
+
+    pub(crate) fn team(id: &str) -> TeamPolicy {
+        TeamPolicy {
+            team_id: id.to_owned(),
+            alias: format!("{id}-alias"),
+            ..TeamPolicy::default()
+        }
+    }
+
+    /// Alice's key active, plus one key in every refusable state, one team and one route.
+    pub(crate) fn snapshot(version: u64) -> PolicySnapshot {
+        let mut expired = key("expired-key", "expired00001", KeyStatus::Active);
+        expired.expires_at_ms = 1_000;
+        let mut orphan = key("orphan-key", "orphan000001", KeyStatus::Active);
+        orphan.team_id = "gone".to_owned();
+        let mut blocked_team = key("blocked-team-key", "blockedteam1", KeyStatus::Active);
+        blocked_team.team_id = "team-blocked".to_owned();
+        let mut odd = key("odd-status-key", "oddstatus001", KeyStatus::Active);
+        odd.status = 42;
+        let mut short_hash = key("short-hash-key", "shorthash001", KeyStatus::Active);
+        short_hash.key_sha256.truncate(16);
+        PolicySnapshot {
+            version,
+            generated_at_ms: 1,
+            keys: vec![
+                key(ALICE_KEY, "alice0000001", KeyStatus::Active),
+                key("revoked-key", "revoked00001", KeyStatus::Revoked),
+                key("blocked-key", "blocked00001", KeyStatus::Blocked),
+                key("unspecified-key", "unspec000001", KeyStatus::Unspecified),
+                expired,
+                orphan,
+                blocked_team,
+                odd,
+                short_hash,
+            ],
+            teams: vec![
+                team("team-1"),
+                TeamPolicy {
+                    blocked: true,
+                    ..team("team-blocked")
+                },
+            ],
+            users: vec![],
+            models: vec![ModelRoute {
+                name: "llama3.1-8b".to_owned(),
+                upstream_model: "llama3.1:8b".to_owned(),
+                cluster: "pool-llama".to_owned(),
+                ..ModelRoute::default()
+            }],
+        }
+    }
+
+    fn public_id(denial: Denial<'_>) -> Option<&str> {
+        match denial {
+            Denial::UnknownKey => None,
+            Denial::Revoked(k)
+            | Denial::Blocked(k)
+            | Denial::Expired(k)
+            | Denial::UnrecognisedStatus(k)
+            | Denial::TeamBlocked(k)
+            | Denial::TeamMissing(k) => Some(k.public_id.as_str()),
+        }
+    }
+
+    #[test]
+    fn decodes_and_authorizes_an_active_key() {
+        let index = PolicyIndex::decode(&snapshot(7).encode_to_vec()).unwrap();
+        assert_eq!(index.version(), 7);
+        assert_eq!(index.key_count(), 8, "the 16-byte hash is skipped");
+        let principal = index.authorize(&KeyDigest::of(ALICE_KEY), 5_000).unwrap();
+        assert_eq!(principal.key.public_id, "alice0000001");
+        assert_eq!(principal.team.alias, "team-1-alias");
+    }
+
+    #[test]
+    fn every_refusal_is_told_apart() {
+        let index = PolicyIndex::from_snapshot(snapshot(1));
+        let check = |secret: &str| index.authorize(&KeyDigest::of(secret), 5_000).unwrap_err();
+        assert_eq!(check("never-issued"), Denial::UnknownKey);
+        assert!(matches!(check("revoked-key"), Denial::Revoked(_)));
+        assert!(matches!(check("blocked-key"), Denial::Blocked(_)));
+        assert!(matches!(
+            check("unspecified-key"),
+            Denial::UnrecognisedStatus(_)
+        ));
+        assert!(matches!(
+            check("odd-status-key"),
+            Denial::UnrecognisedStatus(_)
+        ));
+        assert!(matches!(check("expired-key"), Denial::Expired(_)));
+        assert!(matches!(check("orphan-key"), Denial::TeamMissing(_)));
+        assert!(matches!(check("blocked-team-key"), Denial::TeamBlocked(_)));
+        assert_eq!(public_id(check("revoked-key")), Some("revoked00001"));
+        assert_eq!(check("short-hash-key"), Denial::UnknownKey);
+    }
+
+    #[test]
+    fn expiry_is_exact_to_the_millisecond() {
+        let index = PolicyIndex::from_snapshot(snapshot(1));
+        let digest = KeyDigest::of("expired-key");
+        assert!(index.authorize(&digest, 999).is_ok());
+        assert!(matches!(
+            index.authorize(&digest, 1_000),
+            Err(Denial::Expired(_))
+        ));
+    }
+
+    #[test]
+    fn routes_by_public_model_name() {
+        let index = PolicyIndex::from_snapshot(snapshot(1));
+        assert_eq!(index.route("llama3.1-8b").unwrap().cluster, "pool-llama");
+        assert!(index.route("llama3.1:8b").is_none());
+    }
+
+    #[test]
+    fn garbage_does_not_decode() {
+        assert!(PolicyIndex::decode(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    // On wasm32 this is the 32-bit address space and the wasm allocator: a snapshot of a big
+    // organisation (50k keys, ~5 MB encoded) must decode and index without trouble.
+    #[test]
+    fn large_snapshot_decodes_and_indexes() {
+        let keys: Vec<KeyPolicy> = (0..50_000)
+            .map(|i| {
+                let mut k = key(
+                    &format!("sk-mg-bulk-{i}"),
+                    &format!("bulk{i:08}"),
+                    KeyStatus::Active,
+                );
+                k.models = vec!["llama3.1-8b".to_owned(), "qwen2.5-7b".to_owned()];
+                k
+            })
+            .collect();
+        let big = PolicySnapshot {
+            version: u64::from(u32::MAX) + 5,
+            keys,
+            teams: vec![team("team-1")],
+            ..PolicySnapshot::default()
+        };
+        let bytes = big.encode_to_vec();
+        assert!(bytes.len() > 4_000_000, "{} bytes", bytes.len());
+        let index = PolicyIndex::decode(&bytes).unwrap();
+        assert_eq!(index.version(), u64::from(u32::MAX) + 5);
+        assert_eq!(index.key_count(), 50_000);
+        let found = index
+            .authorize(&KeyDigest::of("sk-mg-bulk-49999"), 0)
+            .unwrap();
+        assert_eq!(found.key.public_id, "bulk00049999");
+    }
+}
