@@ -1,7 +1,8 @@
 //! Modelgate's Envoy filter: pure request logic, plus a thin proxy-wasm adapter in `wasm/`.
 //!
 //! Everything outside `wasm/` is plain Rust without proxy-wasm types: it talks to Envoy only
-//! through the [`host::Host`] trait, so its tests run natively. The workspace lints
+//! through the [`host::Host`] trait, so its tests run natively and, built for
+//! `wasm32-wasip1`, under Node's WASI (`filter/wasm-test-runner.mjs`). The workspace lints
 //! apply: no `unwrap`/`expect`/`panic` outside tests (a panic kills the VM for every request
 //! on its Envoy worker) and no `unsafe`.
 
@@ -17,3 +18,7 @@ pub mod service;
 pub mod snapshot;
 pub mod sse;
 pub mod usage;
+
+// Test binaries are WASI commands run by Node, which has no proxy-wasm host.
+#[cfg(all(target_arch = "wasm32", not(test)))]
+mod wasm;
