@@ -1,0 +1,135 @@
+//! A thin admin client: connects once, sends the master key on every call, and turns gRPC
+//! failures into one readable line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use modelgate_proto::v1 as pb;
+use modelgate_proto::v1::admin_service_client::AdminServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::master_key::{MasterKey, MasterKeyError};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("invalid --addr {0:?}: expected a URL such as http://127.0.0.1:50051")]
+    Addr(String),
+    #[error("cannot reach the control plane at {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error(
+        "no master key: set MODELGATE_MASTER_KEY, pass --master-key, or point --data-dir at \
+         the server's data directory ({} does not exist)",
+        .0.display()
+    )]
+    NoMasterKey(PathBuf),
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
+    #[error("{}", status_message(.0))]
+    Rpc(#[from] Status),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// The server's messages are written for people; add context only where the code matters.
+fn status_message(status: &Status) -> String {
+    let msg = status.message();
+    match status.code() {
+        Code::Unauthenticated => format!("the control plane refused the master key: {msg}"),
+        Code::PermissionDenied => format!("permission denied: {msg}"),
+        Code::Unavailable => format!("control plane unavailable: {msg}"),
+        Code::DeadlineExceeded => "the control plane did not answer in time".to_owned(),
+        Code::NotFound | Code::InvalidArgument | Code::AlreadyExists => msg.to_owned(),
+        code => format!("{msg} ({code:?})"),
+    }
+}
+
+/// Every cause in the chain: tonic's top-level transport error alone says only "transport error".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+#[derive(Clone)]
+struct BearerAuth(MetadataValue<Ascii>);
+
+impl Interceptor for BearerAuth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+pub struct AdminClient {
+    inner: AdminServiceClient<InterceptedService<Channel, BearerAuth>>,
+}
+
+impl AdminClient {
+    pub async fn connect(addr: &str, master_key: MasterKey) -> Result<Self, CliError> {
+        // `127.0.0.1:50051` is what people type; the endpoint wants a URL.
+        let url = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|_| CliError::Addr(addr.to_owned()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        let channel = endpoint.connect().await.map_err(|e| CliError::Connect {
+            addr: url,
+            reason: error_chain(&e),
+        })?;
+        let mut header: MetadataValue<Ascii> = format!("Bearer {}", master_key.expose())
+            .parse()
+            .map_err(|_| MasterKeyError::Malformed)?;
+        header.set_sensitive(true);
+        Ok(Self {
+            inner: AdminServiceClient::with_interceptor(channel, BearerAuth(header)),
+        })
+    }
+
+    pub async fn create_team(&mut self, req: pb::CreateTeamRequest) -> Result<pb::Team, CliError> {
+        Ok(self.inner.create_team(req).await?.into_inner())
+    }
+
+    pub async fn list_teams(&mut self) -> Result<Vec<pb::Team>, CliError> {
+        Ok(self
+            .inner
+            .list_teams(pb::ListTeamsRequest {})
+            .await?
+            .into_inner()
+            .teams)
+    }
+
+    pub async fn create_key(
+        &mut self,
+        req: pb::CreateKeyRequest,
+    ) -> Result<pb::CreateKeyResponse, CliError> {
+        Ok(self.inner.create_key(req).await?.into_inner())
+    }
+
+    pub async fn list_keys(&mut self, req: pb::ListKeysRequest) -> Result<Vec<pb::Key>, CliError> {
+        Ok(self.inner.list_keys(req).await?.into_inner().keys)
+    }
+
+    pub async fn revoke_key(&mut self, req: pb::RevokeKeyRequest) -> Result<pb::Key, CliError> {
+        Ok(self.inner.revoke_key(req).await?.into_inner())
+    }
+}

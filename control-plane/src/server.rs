@@ -1,0 +1,245 @@
+//! `modelgate serve`: opens the store, binds gRPC and HTTP, announces the bound addresses on
+//! stdout (harnesses bind port 0 and read them), serves until SIGTERM/SIGINT, then drains.
+
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use modelgate_proto::v1::admin_service_server::AdminServiceServer;
+use modelgate_proto::v1::policy_service_server::PolicyServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+
+use crate::grpc::{self, AdminApi, PolicyApi};
+use crate::http;
+use crate::master_key::{self, MasterKey, MasterKeyError, MasterKeySource};
+use crate::snapshot::SnapshotCache;
+use crate::store::{DatabaseLocation, OpenedStore, Store, StoreError};
+
+/// In-flight calls get this long to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub database: DatabaseLocation,
+    /// From `MODELGATE_MASTER_KEY`; `None` uses (or creates) `<data_dir>/master.key`.
+    pub master_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot build gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(#[source] io::Error),
+    #[error("cannot announce the listening addresses: {0}")]
+    Announce(#[source] io::Error),
+}
+
+/// Runs the control plane until `shutdown` resolves.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|source| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    let (master_key, source) =
+        master_key::load_or_create(config.master_key.clone(), &config.data_dir)?;
+    announce_master_key(&source);
+
+    let store = OpenedStore::open(&config.database).await?;
+    match store {
+        OpenedStore::Sqlite(s) => {
+            tracing::info!("store: SQLite");
+            serve_store(s, master_key, &config, shutdown).await
+        }
+        OpenedStore::Postgres(s) => {
+            tracing::info!("store: PostgreSQL");
+            serve_store(s, master_key, &config, shutdown).await
+        }
+    }
+}
+
+fn announce_master_key(source: &MasterKeySource) {
+    match source {
+        MasterKeySource::Environment => {
+            tracing::info!("master key: from MODELGATE_MASTER_KEY");
+        }
+        MasterKeySource::File(path) => {
+            tracing::info!(path = %path.display(), "master key: read from file");
+            if master_key::is_exposed(path) {
+                tracing::warn!(path = %path.display(), "master key file is readable by group or others; chmod 600 it");
+            }
+        }
+        // On stderr whatever the log level: the admin needs to know where to find the key.
+        MasterKeySource::Generated(path) => {
+            eprintln!("modelgate: master key written to {}", path.display());
+        }
+    }
+}
+
+async fn serve_store<S: Store>(
+    store: S,
+    master_key: MasterKey,
+    config: &ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let grpc_listener = bind("gRPC", config.grpc_addr).await?;
+    let http_listener = bind("HTTP", config.http_addr).await?;
+    let grpc_addr = local_addr("gRPC", &grpc_listener, config.grpc_addr)?;
+    let http_addr = local_addr("HTTP", &http_listener, config.http_addr)?;
+
+    let (reflection_v1, reflection_v1alpha) = grpc::reflection_services()?;
+    let snapshots = Arc::new(SnapshotCache::new(store.clone()));
+    let grpc_router = tonic::transport::Server::builder()
+        .add_service(AdminServiceServer::new(AdminApi::new(
+            store.clone(),
+            master_key,
+        )))
+        .add_service(PolicyServiceServer::new(PolicyApi::new(
+            store.clone(),
+            snapshots,
+        )))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    // One stop signal for both servers: the outside shutdown, or either server failing.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = Arc::clone(&stop_tx);
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop_tx.send_replace(true);
+        });
+    }
+
+    let grpc_server = {
+        let stop_tx = Arc::clone(&stop_tx);
+        let stopped = stopped(stop_rx.clone());
+        async move {
+            let r = grpc_router
+                .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener), stopped)
+                .await;
+            stop_tx.send_replace(true);
+            r.map_err(ServeError::Grpc)
+        }
+    };
+    let http_server = {
+        let stop_tx = Arc::clone(&stop_tx);
+        let stopped = stopped(stop_rx.clone());
+        let router = http::router(store.clone());
+        async move {
+            let r = axum::serve(http_listener, router)
+                .with_graceful_shutdown(stopped)
+                .await;
+            stop_tx.send_replace(true);
+            r.map_err(ServeError::Http)
+        }
+    };
+
+    announce(grpc_addr, http_addr).map_err(ServeError::Announce)?;
+    tracing::info!(%grpc_addr, %http_addr, "control plane ready");
+
+    let both = async { tokio::join!(grpc_server, http_server) };
+    let drain_deadline = async {
+        stopped(stop_rx.clone()).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    let result = tokio::select! {
+        (grpc, http) = both => grpc.and(http),
+        () = drain_deadline => {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "connections still open after the drain timeout; closing");
+            Ok(())
+        }
+    };
+    store.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    listener: &TcpListener,
+    requested: SocketAddr,
+) -> Result<SocketAddr, ServeError> {
+    listener.local_addr().map_err(|source| ServeError::Bind {
+        what,
+        addr: requested,
+        source,
+    })
+}
+
+/// The exact lines harnesses wait for (see the shared contract), flushed at once.
+fn announce(grpc: SocketAddr, http: SocketAddr) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "modelgate: grpc listening on {grpc}")?;
+    writeln!(out, "modelgate: http listening on {http}")?;
+    out.flush()
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = terminate => tracing::info!("SIGTERM received"),
+        () = interrupt => tracing::info!("SIGINT received"),
+    }
+}

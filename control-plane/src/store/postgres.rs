@@ -1,0 +1,53 @@
+//! The PostgreSQL backend, for several control-plane replicas sharing one database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::migrations::{self, EmbeddedMigration};
+use super::sql::impl_sql_store;
+
+const MIGRATIONS: &[EmbeddedMigration] = &[EmbeddedMigration {
+    version: 1,
+    description: "teams keys usage",
+    sql: include_str!("migrations/postgres/0001_teams_keys_usage.sql"),
+}];
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to a `postgres://` URL and applies pending migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(PgConnectOptions::from_str(url)?).await
+    }
+
+    pub async fn connect_with(options: PgConnectOptions) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        migrations::migrator(MIGRATIONS).await?.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// READ COMMITTED is enough for writers: each bumps the version row first, which
+    /// serialises policy changes, and every later statement sees the latest commits.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// One snapshot for the version and the rows it names.
+    async fn begin_read(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?)
+    }
+}
+
+impl_sql_store!(PostgresStore, sqlx::Postgres);

@@ -1,0 +1,64 @@
+//! The embedded default backend: one SQLite file in the data directory (WAL mode).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::migrations::{self, EmbeddedMigration};
+use super::sql::impl_sql_store;
+
+const MIGRATIONS: &[EmbeddedMigration] = &[EmbeddedMigration {
+    version: 1,
+    description: "teams keys usage",
+    sql: include_str!("migrations/sqlite/0001_teams_keys_usage.sql"),
+}];
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database file at `path`.
+    pub async fn open_file(path: &Path) -> StoreResult<Self> {
+        Self::open_with(SqliteConnectOptions::new().filename(path)).await
+    }
+
+    /// Opens a `sqlite:` URL, e.g. `sqlite:///var/lib/modelgate/modelgate.db`.
+    pub async fn open_url(url: &str) -> StoreResult<Self> {
+        Self::open_with(SqliteConnectOptions::from_str(url)?).await
+    }
+
+    async fn open_with(options: SqliteConnectOptions) -> StoreResult<Self> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL survives a process crash; only an OS crash may drop the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        migrations::migrator(MIGRATIONS).await?.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// `BEGIN IMMEDIATE` takes the write lock before the first read, so two writers never
+    /// both read and then fail to upgrade (SQLITE_BUSY that busy_timeout cannot fix).
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A deferred transaction: its first read fixes the snapshot all later reads see.
+    async fn begin_read(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+impl_sql_store!(SqliteStore, sqlx::Sqlite);
