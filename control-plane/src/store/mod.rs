@@ -79,6 +79,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait TeamStore: Send + Sync {
     /// Inserts a team; [`StoreError::TeamAliasTaken`] when the alias is in use.
     fn create_team(&self, team: &Team) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Teams ordered by alias.
     fn list_teams(&self) -> impl Future<Output = StoreResult<Vec<Team>>> + Send;
     /// Looks a team up by id or by alias.
     fn find_team(

@@ -16,7 +16,7 @@ pub(super) const BUMP_VERSION: &str =
 pub(super) const INSERT_TEAM: &str =
     "INSERT INTO teams (team_id, alias, models, blocked, created_at_ms) VALUES ($1, $2, $3, $4, $5)";
 pub(super) const SELECT_TEAMS: &str =
-    "SELECT team_id, alias, models, blocked, created_at_ms FROM teams ORDER BY created_at_ms, team_id";
+    "SELECT team_id, alias, models, blocked, created_at_ms FROM teams ORDER BY alias";
 // Ids (`team_…`) and aliases (no `_`) never overlap, so this matches at most one row.
 pub(super) const SELECT_TEAM: &str =
     "SELECT team_id, alias, models, blocked, created_at_ms FROM teams WHERE team_id = $1 OR alias = $1";

@@ -1,0 +1,222 @@
+//! The real `modelgate serve` on port 0 with a temp data dir, and the CLI binary beside it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_modelgate");
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running control plane; killed on drop.
+pub struct ControlPlane {
+    child: Option<Child>,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// Every variable the binary reads, so the developer's environment cannot leak into a test.
+const ENV_VARS: &[&str] = &[
+    "MODELGATE_ADDR",
+    "MODELGATE_MASTER_KEY",
+    "MODELGATE_DATA_DIR",
+    "MODELGATE_GRPC_ADDR",
+    "MODELGATE_HTTP_ADDR",
+    "MODELGATE_DATABASE_URL",
+];
+
+pub fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in ENV_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+impl ControlPlane {
+    /// Starts `modelgate serve` with `--data-dir data_dir`, ports 0 and any extra args/env.
+    pub fn start(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = command();
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn modelgate serve");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let out_pipe = child.stdout.take().expect("stdout");
+        let err_pipe = child.stderr.take().expect("stderr");
+        let readers = vec![
+            spawn_reader(out_pipe, Arc::clone(&stdout), Some(tx)),
+            spawn_reader(err_pipe, Arc::clone(&stderr), None),
+        ];
+
+        let mut grpc = None;
+        let mut http = None;
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        while grpc.is_none() || http.is_none() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = line.strip_prefix("modelgate: grpc listening on ") {
+                        grpc = Some(a.trim().parse().expect("grpc addr"));
+                    } else if let Some(a) = line.strip_prefix("modelgate: http listening on ") {
+                        http = Some(a.trim().parse().expect("http addr"));
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "modelgate serve did not announce its addresses; stderr:\n{}",
+                        stderr.lock().unwrap()
+                    );
+                }
+            }
+        }
+        Self {
+            child: Some(child),
+            grpc_addr: grpc.unwrap(),
+            http_addr: http.unwrap(),
+            data_dir: data_dir.to_owned(),
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Runs the CLI against this server; the master key comes from the data dir's file unless
+    /// `args` or `env` say otherwise.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        self.cli_with_env(args, &[])
+    }
+
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+        let out = command()
+            .args(["--addr", &self.grpc_url(), "--data-dir"])
+            .arg(&self.data_dir)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run modelgate CLI");
+        CliOutput::from(out)
+    }
+
+    /// SIGTERM, then wait: returns whether it exited 0, with everything it printed.
+    pub fn stop(mut self) -> (bool, String, String) {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let exit = wait_with_timeout(&mut child, Duration::from_secs(20));
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let out = self.stdout.lock().unwrap().clone();
+        let err = self.stderr.lock().unwrap().clone();
+        (exit, out, err)
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.success();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("modelgate serve did not stop within {timeout:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn spawn_reader(
+    pipe: impl Read + Send + 'static,
+    sink: Arc<Mutex<String>>,
+    lines: Option<mpsc::Sender<String>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+            if let Some(tx) = &lines {
+                let _ = tx.send(line);
+            }
+        }
+    })
+}
+
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for CliOutput {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl CliOutput {
+    /// Asserts success and returns stdout.
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "CLI failed: {self:?}");
+        &self.stdout
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// Asserts exit code 1 with exactly one line on stderr, and returns that line.
+    pub fn fails(&self) -> &str {
+        assert_eq!(self.code, Some(1), "expected exit 1: {self:?}");
+        let err = self.stderr.trim_end();
+        assert_eq!(err.lines().count(), 1, "expected one error line: {self:?}");
+        err
+    }
+}
