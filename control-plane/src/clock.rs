@@ -42,12 +42,36 @@ impl Timestamp {
             .map_err(|_| DurationError::TooLarge)
     }
 
-    /// RFC 3339 in UTC with millisecond precision, e.g. `2026-01-02T03:04:05.678Z`.
+    /// RFC 3339 in UTC with exactly three fractional digits, e.g. `2026-01-02T03:04:05.670Z`
+    /// (fixed width, so listings line up and strings sort by time).
     pub fn to_rfc3339(self) -> String {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
-            .ok()
-            .and_then(|t| t.format(&Rfc3339).ok())
-            .unwrap_or_else(|| format!("{}ms", self.0))
+        self.format(true)
+    }
+
+    /// RFC 3339 in UTC to the second, for tables people read.
+    pub fn to_rfc3339_seconds(self) -> String {
+        self.format(false)
+    }
+
+    fn format(self, millis: bool) -> String {
+        let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+        else {
+            return format!("{}ms", self.0);
+        };
+        let date = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        if millis {
+            format!("{date}.{:03}Z", t.millisecond())
+        } else {
+            format!("{date}Z")
+        }
     }
 }
 
@@ -125,6 +149,9 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2026-01-02T03:04:05.678Z").unwrap();
         assert_eq!(t.as_millis(), 1_767_323_045_678);
         assert_eq!(t.to_rfc3339(), "2026-01-02T03:04:05.678Z");
+        assert_eq!(t.to_rfc3339_seconds(), "2026-01-02T03:04:05Z");
+        let whole = Timestamp::parse_rfc3339("2026-01-02T03:04:05.6Z").unwrap();
+        assert_eq!(whole.to_rfc3339(), "2026-01-02T03:04:05.600Z");
         let offset = Timestamp::parse_rfc3339("2026-01-02T05:04:05.678+02:00").unwrap();
         assert_eq!(offset, t);
         assert!(Timestamp::parse_rfc3339("2026-01-02").is_err());

@@ -218,18 +218,18 @@ mod tests {
         assert_eq!(parse_expiry("", now), Ok(None));
         assert_eq!(
             parse_expiry("30d", now).unwrap().unwrap().to_rfc3339(),
-            "2026-01-31T00:00:00Z"
+            "2026-01-31T00:00:00.000Z"
         );
         assert_eq!(
             parse_expiry("12h", now).unwrap().unwrap().to_rfc3339(),
-            "2026-01-01T12:00:00Z"
+            "2026-01-01T12:00:00.000Z"
         );
         assert_eq!(
             parse_expiry("2027-06-01T10:00:00+02:00", now)
                 .unwrap()
                 .unwrap()
                 .to_rfc3339(),
-            "2027-06-01T08:00:00Z"
+            "2027-06-01T08:00:00.000Z"
         );
         assert!(matches!(
             parse_expiry("2025-01-01T00:00:00Z", now),

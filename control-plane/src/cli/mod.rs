@@ -221,14 +221,14 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
         } => {
             let created = client
                 .create_key(pb::CreateKeyRequest {
-                    team,
+                    team: team.clone(),
                     user_id: user.unwrap_or_default(),
                     key_alias: alias.unwrap_or_default(),
                     expires: expires.unwrap_or_default(),
                     models,
                 })
                 .await?;
-            output::key_created(&mut out, &created, json)
+            output::key_created(&mut out, &created, team.trim(), json)
         }
         KeyCommand::List { team, all, json } => {
             let keys = client

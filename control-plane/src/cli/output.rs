@@ -14,6 +14,11 @@ fn time(ms: i64) -> Option<String> {
     (ms != 0).then(|| Timestamp::from_millis(ms).to_rfc3339())
 }
 
+/// The same, to the second, for tables.
+fn short_time(ms: i64) -> Option<String> {
+    (ms != 0).then(|| Timestamp::from_millis(ms).to_rfc3339_seconds())
+}
+
 fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
@@ -53,9 +58,13 @@ struct KeyJson<'a> {
     revoked_at: Option<String>,
 }
 
+/// Expiry is not a stored state: the filter compares `expires_at` with its clock, and so
+/// does the listing.
 fn status(k: &pb::Key) -> &'static str {
     if k.revoked {
         "revoked"
+    } else if k.expires_at_ms != 0 && k.expires_at_ms <= Timestamp::now().as_millis() {
+        "expired"
     } else {
         "active"
     }
@@ -156,16 +165,18 @@ pub(super) fn teams(out: &mut impl Write, teams: &[pb::Team], json: bool) -> Res
                 t.team_id.clone(),
                 t.alias.clone(),
                 list(&t.models),
-                time(t.created_at_ms).unwrap_or_default(),
+                short_time(t.created_at_ms).unwrap_or_default(),
             ]
         })
         .collect();
     table(out, &["TEAM_ID", "ALIAS", "MODELS", "CREATED"], &rows)
 }
 
+/// `team_ref` is the team as the admin named it (id or alias).
 pub(super) fn key_created(
     out: &mut impl Write,
     created: &pb::CreateKeyResponse,
+    team_ref: &str,
     json: bool,
 ) -> Result<(), CliError> {
     let key = created.key.clone().unwrap_or_default();
@@ -185,11 +196,19 @@ pub(super) fn key_created(
             },
         );
     }
-    writeln!(
-        out,
-        "Created key {} for team {}",
-        key.public_id, key.team_id
-    )?;
+    if team_ref == key.team_id {
+        writeln!(
+            out,
+            "Created key {} for team {}",
+            key.public_id, key.team_id
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Created key {} for team {team_ref} ({})",
+            key.public_id, key.team_id
+        )?;
+    }
     writeln!(out)?;
     writeln!(out, "    {}", created.secret)?;
     writeln!(out)?;
@@ -246,8 +265,8 @@ pub(super) fn keys_table(
                 non_empty(&k.key_alias).unwrap_or("-").to_owned(),
                 format!("…{}", k.last4),
                 status(k).to_owned(),
-                time(k.created_at_ms).unwrap_or_default(),
-                time(k.expires_at_ms).unwrap_or_else(|| "never".into()),
+                short_time(k.created_at_ms).unwrap_or_default(),
+                short_time(k.expires_at_ms).unwrap_or_else(|| "never".into()),
             ]
         })
         .collect();
@@ -303,6 +322,19 @@ mod tests {
     }
 
     #[test]
+    fn key_status_includes_expiry() {
+        let mut k = pb::Key {
+            expires_at_ms: 1,
+            ..Default::default()
+        };
+        assert_eq!(status(&k), "expired");
+        k.expires_at_ms = 0;
+        assert_eq!(status(&k), "active");
+        k.revoked = true;
+        assert_eq!(status(&k), "revoked");
+    }
+
+    #[test]
     fn created_key_json_has_the_contract_fields() {
         let created = pb::CreateKeyResponse {
             key: Some(pb::Key {
@@ -315,7 +347,7 @@ mod tests {
             secret: "sk-mg-abcdefghijkl-secret".into(),
         };
         let mut out = Vec::new();
-        key_created(&mut out, &created, true).unwrap();
+        key_created(&mut out, &created, "team_x", true).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["key"], "sk-mg-abcdefghijkl-secret");
         assert_eq!(v["public_id"], "abcdefghijkl");
