@@ -3,6 +3,18 @@
 //!
 //! Lint policy: the workspace's (`[workspace.lints]`): no `unsafe`, no unwrap/expect/panic
 //! outside tests.
+//!
+//! Where things live:
+//! - [`domain`]: teams, keys, usage and the rules for valid input; [`keys`] mints and hashes
+//!   virtual keys and parses expiry; [`clock`] has timestamps and `30d`-style durations.
+//! - [`store`]: one trait per concern (`TeamStore`, `KeyStore`, `UsageStore`, `PolicyStore`),
+//!   SQL written once in `store/sql.rs` and run by SQLite and PostgreSQL, migrations per
+//!   backend in `store/migrations/`. A new policy table or column: add migration `000N_…` for
+//!   both backends, extend a trait and the shared SQL, bump the version in the same
+//!   transaction, then add a case to `tests/store.rs` (it runs against both backends).
+//! - [`snapshot`]: the `PolicySnapshot` filters poll, built once per policy version.
+//! - [`grpc`]: `AdminService` (master key) and `PolicyService` (data plane), reflection.
+//! - [`server`] (`modelgate serve`), [`http`] (`/ready`, `/healthz`), [`cli`] (admin commands).
 
 pub mod cli;
 pub mod clock;

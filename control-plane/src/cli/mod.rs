@@ -39,7 +39,7 @@ pub struct GlobalArgs {
         global = true
     )]
     pub addr: String,
-    /// Master key (admin credential). Default: read <data-dir>/master.key.
+    /// Master key (admin credential). Default: read DATA_DIR/master.key.
     #[arg(
         long,
         env = "MODELGATE_MASTER_KEY",
@@ -83,7 +83,7 @@ pub struct ServeArgs {
     /// HTTP listen address for /ready and /healthz.
     #[arg(long, env = "MODELGATE_HTTP_ADDR", default_value = "127.0.0.1:8081")]
     pub http_addr: SocketAddr,
-    /// Database URL: sqlite:… or postgres://… [default: sqlite://<data-dir>/modelgate.db]
+    /// Database URL: sqlite:… or postgres://… [default: sqlite://DATA_DIR/modelgate.db]
     #[arg(long, env = "MODELGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }

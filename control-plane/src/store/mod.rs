@@ -57,13 +57,7 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => true,
-            // SQLITE_BUSY / SQLITE_LOCKED; PostgreSQL serialization failure, deadlock,
-            // and class 08 (connection exception) / 57P (operator intervention).
-            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-                matches!(c.as_ref(), "5" | "6" | "40001" | "40P01")
-                    || c.starts_with("08")
-                    || c.starts_with("57P")
-            }),
+            sqlx::Error::Database(db) => is_transient_database_error(db.as_ref()),
             _ => false,
         };
         if transient {
@@ -72,6 +66,20 @@ impl From<sqlx::Error> for StoreError {
             Self::Database(e)
         }
     }
+}
+
+fn is_transient_database_error(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // Extended result codes keep the primary code in the low byte: SQLITE_BUSY (5) and
+        // SQLITE_LOCKED (6) with all their variants.
+        return code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    // PostgreSQL SQLSTATE: serialization failure, deadlock, connection exception (08…),
+    // operator intervention such as admin shutdown or "cannot connect now" (57P…).
+    matches!(code.as_ref(), "40001" | "40P01") || code.starts_with("08") || code.starts_with("57P")
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
