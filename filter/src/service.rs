@@ -108,7 +108,15 @@ impl Service {
             node_id: self.config.node_id.clone(),
         }
         .encode_to_vec();
-        self.snapshot_call = self.dispatch(host, GET_SNAPSHOT, &request);
+        self.snapshot_call = match self.dispatch(host, GET_SNAPSHOT, &request) {
+            Ok(call) => Some(call),
+            Err(why) => {
+                self.snapshot_failures.failed(|n| {
+                    log::warn!("GetSnapshot not sent ({n} in a row): {why}");
+                });
+                None
+            }
+        };
     }
 
     fn on_snapshot_reply(&mut self, host: &impl ServiceHost, reply: GrpcReply<'_>) {
@@ -189,7 +197,12 @@ impl Service {
         self.usage.dispatched(call);
     }
 
-    fn dispatch(&self, host: &impl ServiceHost, method: &str, message: &[u8]) -> Option<InFlight> {
+    fn dispatch(
+        &self,
+        host: &impl ServiceHost,
+        method: &str,
+        message: &[u8],
+    ) -> Result<InFlight, String> {
         let call = GrpcCall {
             cluster: &self.config.control_plane_cluster,
             service: POLICY_SERVICE,
@@ -198,19 +211,16 @@ impl Service {
             timeout_ms: self.config.grpc_timeout_ms,
         };
         match host.dispatch_grpc(&call) {
-            Ok(token) => Some(InFlight {
+            Ok(token) => Ok(InFlight {
                 token,
                 abandon_at_ms: host.now_ms()
                     + i64::from(self.config.grpc_timeout_ms)
                     + 2 * i64::from(self.config.tick_ms),
             }),
-            Err(err) => {
-                log::warn!(
-                    "{method} to cluster {} not sent: {err}",
-                    self.config.control_plane_cluster
-                );
-                None
-            }
+            Err(err) => Err(format!(
+                "cluster {}: {err}",
+                self.config.control_plane_cluster
+            )),
         }
     }
 }
@@ -342,9 +352,19 @@ impl UsageShipper {
         self.batch.as_ref().map(|batch| batch.message.clone())
     }
 
-    fn dispatched(&mut self, call: Option<InFlight>) {
-        if let Some(batch) = &mut self.batch {
-            batch.call = call;
+    fn dispatched(&mut self, call: Result<InFlight, String>) {
+        let Some(batch) = &mut self.batch else {
+            return;
+        };
+        match call {
+            Ok(call) => batch.call = Some(call),
+            Err(why) => {
+                batch.call = None;
+                let id = &batch.id;
+                self.failures.failed(|n| {
+                    log::warn!("usage batch {id} not sent ({n} in a row): {why}");
+                });
+            }
         }
     }
 

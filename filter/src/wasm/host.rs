@@ -40,6 +40,11 @@ impl EnvoyHost {
         Ok(id)
     }
 
+    /// Defines the counter now, so the stat exists (at 0) before the first increment.
+    pub(super) fn declare_counter(&self, name: &'static str) -> Result<(), HostError> {
+        self.counter_id(name).map(|_| ())
+    }
+
     fn counter_id(&self, name: &'static str) -> Result<u32, HostError> {
         if let Some(id) = self.counters.borrow().get(name) {
             return Ok(*id);

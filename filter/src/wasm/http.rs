@@ -110,6 +110,14 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_log(&mut self) {
+        if self.awaiting_body && !self.shared.warned_body_never_came.replace(true) {
+            // Also happens when a client gives up mid-upload, hence once per VM and worded so.
+            log::warn!(
+                "a request held for its body ended without it; if requests with bodies hang, \
+                 set `allow_on_headers_stop_iteration: true` in this wasm filter's PluginConfig \
+                 (without it Envoy never hands the body to the filter)"
+            );
+        }
         let status = hostcalls::get_property(vec!["response", "code"])
             .ok()
             .flatten()

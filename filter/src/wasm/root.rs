@@ -2,7 +2,7 @@
 //! per worker VM: shares the config and the decoded snapshot with its HTTP contexts) or the
 //! singleton service (ticks, gRPC to the control plane).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use super::host::EnvoyHost;
 use super::http::{HttpFilter, Misconfigured};
 use crate::audit::USAGE_QUEUE;
 use crate::config::PluginConfig;
+use crate::flow::RECORDS_DROPPED_COUNTER;
 use crate::service::{GrpcReply, Service};
 use crate::snapshot::SnapshotCache;
 
@@ -31,6 +32,8 @@ pub(super) struct FilterShared {
     pub(super) config: Rc<crate::config::FilterConfig>,
     pub(super) snapshots: RefCell<SnapshotCache>,
     pub(super) host: EnvoyHost,
+    /// The hint about `allow_on_headers_stop_iteration` is logged once per VM.
+    pub(super) warned_body_never_came: Cell<bool>,
 }
 
 #[derive(Debug)]
@@ -78,19 +81,22 @@ impl RootContext for Root {
         let config = match PluginConfig::parse(&bytes) {
             Ok(config) => config,
             Err(err) => {
-                log::error!("modelgate: invalid plugin configuration, refusing to start: {err}");
+                log::error!("invalid plugin configuration, refusing to start: {err}");
                 return false;
             }
         };
         let host = EnvoyHost::default();
         if let Err(err) = host.queue_id(USAGE_QUEUE) {
-            log::error!("modelgate: usage queue unavailable, refusing to start: {err}");
+            log::error!("usage queue unavailable, refusing to start: {err}");
             return false;
+        }
+        if let Err(err) = host.declare_counter(RECORDS_DROPPED_COUNTER) {
+            log::warn!("counter {RECORDS_DROPPED_COUNTER} unavailable: {err}");
         }
         *self = match config {
             PluginConfig::Filter(config) => {
                 log::info!(
-                    "modelgate filter configured (default cluster {:?}, max staleness {} s)",
+                    "HTTP filter configured (default cluster {:?}, max staleness {} s)",
                     config.default_cluster,
                     config.max_staleness_s
                 );
@@ -98,17 +104,18 @@ impl RootContext for Root {
                     config: Rc::new(config),
                     snapshots: RefCell::new(SnapshotCache::new()),
                     host,
+                    warned_body_never_came: Cell::new(false),
                 }))
             }
             PluginConfig::Service(config) => {
                 if let Err(status) =
                     hostcalls::set_tick_period(Duration::from_millis(u64::from(config.tick_ms)))
                 {
-                    log::error!("modelgate service: no tick ({status:?}), refusing to start");
+                    log::error!("service: no tick ({status:?}), refusing to start");
                     return false;
                 }
                 log::info!(
-                    "modelgate service configured (control plane cluster {:?}, tick {} ms, node {:?})",
+                    "service configured (control plane cluster {:?}, tick {} ms, node {:?})",
                     config.control_plane_cluster,
                     config.tick_ms,
                     config.node_id
@@ -131,7 +138,9 @@ impl RootContext for Root {
         Some(match self {
             Root::Filter(shared) => Box::new(HttpFilter::new(Rc::clone(shared))),
             Root::Service(_) | Root::Unconfigured => {
-                log::error!("modelgate: an HTTP filter runs with a non-filter configuration; refusing requests");
+                log::error!(
+                    "an HTTP filter runs with a non-filter configuration; refusing requests"
+                );
                 Box::new(Misconfigured)
             }
         })
