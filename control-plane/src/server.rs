@@ -71,20 +71,43 @@ pub async fn serve(
             path: config.data_dir.clone(),
             source,
         })?;
+    // Everything that can fail on a bad configuration comes before the master key, so a
+    // server that cannot start leaves no new key behind.
+    let store = OpenedStore::open(&config.database).await?;
+    let listeners = Listeners::bind(config.grpc_addr, config.http_addr).await?;
     let (master_key, source) =
         master_key::load_or_create(config.master_key.clone(), &config.data_dir)?;
     announce_master_key(&source);
 
-    let store = OpenedStore::open(&config.database).await?;
     match store {
         OpenedStore::Sqlite(s) => {
             tracing::info!("store: SQLite");
-            serve_store(s, master_key, &config, shutdown).await
+            serve_store(s, master_key, listeners, shutdown).await
         }
         OpenedStore::Postgres(s) => {
             tracing::info!("store: PostgreSQL");
-            serve_store(s, master_key, &config, shutdown).await
+            serve_store(s, master_key, listeners, shutdown).await
         }
+    }
+}
+
+struct Listeners {
+    grpc: TcpListener,
+    http: TcpListener,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+}
+
+impl Listeners {
+    async fn bind(grpc_addr: SocketAddr, http_addr: SocketAddr) -> Result<Self, ServeError> {
+        let grpc = bind("gRPC", grpc_addr).await?;
+        let http = bind("HTTP", http_addr).await?;
+        Ok(Self {
+            grpc_addr: local_addr("gRPC", &grpc, grpc_addr)?,
+            http_addr: local_addr("HTTP", &http, http_addr)?,
+            grpc,
+            http,
+        })
     }
 }
 
@@ -109,13 +132,15 @@ fn announce_master_key(source: &MasterKeySource) {
 async fn serve_store<S: Store>(
     store: S,
     master_key: MasterKey,
-    config: &ServeConfig,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let grpc_listener = bind("gRPC", config.grpc_addr).await?;
-    let http_listener = bind("HTTP", config.http_addr).await?;
-    let grpc_addr = local_addr("gRPC", &grpc_listener, config.grpc_addr)?;
-    let http_addr = local_addr("HTTP", &http_listener, config.http_addr)?;
+    let Listeners {
+        grpc: grpc_listener,
+        http: http_listener,
+        grpc_addr,
+        http_addr,
+    } = listeners;
 
     let (reflection_v1, reflection_v1alpha) = grpc::reflection_services()?;
     let snapshots = Arc::new(SnapshotCache::new(store.clone()));

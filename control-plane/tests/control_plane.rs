@@ -471,6 +471,57 @@ async fn filters_get_snapshots_with_hashes_and_revocations() {
     let kp = &after.snapshot.unwrap().keys[0];
     assert_eq!(kp.public_id, public_id);
     assert_eq!(kp.status(), pb::KeyStatus::Revoked);
+
+    // A filter keeps its connection open; shutdown must not wait for it to go away. (Stop
+    // on a blocking thread so this runtime keeps answering the server's HTTP/2 GOAWAY ping.)
+    let started = std::time::Instant::now();
+    let (clean_exit, _, stderr) = tokio::task::spawn_blocking(move || cp.stop())
+        .await
+        .unwrap();
+    assert!(clean_exit, "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    drop(policy);
+}
+
+#[tokio::test]
+async fn serve_refuses_bad_configuration_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |args: &[&str]| {
+        let out = support::control_plane::command()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--http-addr", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        support::control_plane::CliOutput::from(out)
+    };
+    let out = serve(&[
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--database-url",
+        "mysql://db/modelgate",
+    ]);
+    assert!(out.fails().contains("unsupported database URL"), "{out:?}");
+
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "a server that cannot start leaves no key behind"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = serve(&["--grpc-addr", &addr]);
+    assert!(
+        out.fails()
+            .contains(&format!("cannot listen for gRPC on {addr}")),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]
