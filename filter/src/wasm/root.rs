@@ -40,6 +40,8 @@ pub(super) struct FilterShared {
 pub(super) struct ServiceRoot {
     service: Service,
     host: EnvoyHost,
+    /// Set once this root has logged that it is installed as an HTTP filter by mistake.
+    warned_not_a_filter: Cell<bool>,
 }
 
 impl Context for Root {
@@ -121,7 +123,11 @@ impl RootContext for Root {
                     config.node_id
                 );
                 let service = Service::new(config, &host);
-                Root::Service(Box::new(ServiceRoot { service, host }))
+                Root::Service(Box::new(ServiceRoot {
+                    service,
+                    host,
+                    warned_not_a_filter: Cell::new(false),
+                }))
             }
         };
         true
@@ -137,12 +143,15 @@ impl RootContext for Root {
         // The SDK panics on `None`, so a root that cannot filter still answers: fail closed.
         Some(match self {
             Root::Filter(shared) => Box::new(HttpFilter::new(Rc::clone(shared))),
-            Root::Service(_) | Root::Unconfigured => {
-                log::error!(
-                    "an HTTP filter runs with a non-filter configuration; refusing requests"
-                );
+            Root::Service(root) => {
+                if !root.warned_not_a_filter.replace(true) {
+                    log::error!(
+                        "the service configuration is installed as an HTTP filter; refusing its requests"
+                    );
+                }
                 Box::new(Misconfigured)
             }
+            Root::Unconfigured => Box::new(Misconfigured),
         })
     }
 
