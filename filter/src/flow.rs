@@ -125,6 +125,7 @@ impl RequestFlow {
         source_address: Option<&str>,
         end_of_stream: bool,
     ) -> Verdict {
+        let now_ms = host.now_ms();
         let mut edits = HeaderEdits::default();
         let request_id = match headers
             .get(ENVOY_REQUEST_ID_HEADER)
@@ -134,7 +135,7 @@ impl RequestFlow {
             None => {
                 let id = request_id::generate(host).unwrap_or_else(|err| {
                     log::error!("no random source for a request id: {err}");
-                    format!("mg-{}", host.now_ms())
+                    format!("mg-{now_ms}")
                 });
                 edits
                     .set
@@ -149,13 +150,13 @@ impl RequestFlow {
         self.started = true;
         self.draft = RecordDraft {
             request_id,
-            started_ms: host.now_ms(),
+            started_ms: now_ms,
             path: audit::path_only(&path).to_owned(),
             client_ip: source_address.map(audit::client_ip).unwrap_or_default(),
             ..RecordDraft::default()
         };
 
-        let policy = match snapshots.current(host, self.config.max_staleness_ms()) {
+        let policy = match snapshots.current(host, now_ms, self.config.max_staleness_ms()) {
             Ok(policy) => policy,
             Err(why) => return self.refuse(Rejection::PolicyUnavailable(why)),
         };
@@ -164,7 +165,7 @@ impl RequestFlow {
                 Ok(digest) => digest,
                 Err(err) => return self.refuse(err.into()),
             };
-        if let Err(rejection) = identify(&mut self.draft, &policy, &digest, host.now_ms()) {
+        if let Err(rejection) = identify(&mut self.draft, &policy, &digest, now_ms) {
             return self.refuse(rejection);
         }
         if !self.config.covers_path(&path) {

@@ -88,10 +88,11 @@ impl SnapshotCache {
         Self::default()
     }
 
-    /// The snapshot to enforce now, or why there is none.
+    /// The snapshot to enforce at `now_ms`, or why there is none.
     pub fn current(
         &mut self,
         host: &impl Host,
+        now_ms: i64,
         max_staleness_ms: u64,
     ) -> Result<Rc<PolicyIndex>, Unavailable> {
         let head = host
@@ -102,7 +103,7 @@ impl SnapshotCache {
         };
         let head = SnapshotHead::decode(&head)
             .ok_or_else(|| Unavailable::Unreadable(format!("head is {} bytes", head.len())))?;
-        let age_ms = host.now_ms().saturating_sub(head.last_contact_ms).max(0);
+        let age_ms = now_ms.saturating_sub(head.last_contact_ms).max(0);
         if age_ms.unsigned_abs() > max_staleness_ms {
             return Err(Unavailable::Stale { age_ms });
         }
@@ -183,7 +184,7 @@ mod tests {
         let host = FakeHost::new();
         assert_eq!(
             SnapshotCache::new()
-                .current(&host, STALENESS_MS)
+                .current(&host, host.now_ms(), STALENESS_MS)
                 .unwrap_err(),
             Unavailable::NeverLoaded
         );
@@ -193,15 +194,23 @@ mod tests {
     fn enforces_the_last_snapshot_until_max_staleness_then_fails_closed() {
         let host = published(3);
         let mut cache = SnapshotCache::new();
-        assert_eq!(cache.current(&host, STALENESS_MS).unwrap().version(), 3);
+        assert_eq!(
+            cache
+                .current(&host, host.now_ms(), STALENESS_MS)
+                .unwrap()
+                .version(),
+            3
+        );
         host.advance(30_000);
         assert!(
-            cache.current(&host, STALENESS_MS).is_ok(),
+            cache.current(&host, host.now_ms(), STALENESS_MS).is_ok(),
             "exactly max_staleness is fresh"
         );
         host.advance(1);
         assert_eq!(
-            cache.current(&host, STALENESS_MS).unwrap_err(),
+            cache
+                .current(&host, host.now_ms(), STALENESS_MS)
+                .unwrap_err(),
             Unavailable::Stale { age_ms: 30_001 }
         );
         // The service reaches the control plane again: only the head changes.
@@ -213,15 +222,21 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(cache.current(&host, STALENESS_MS).unwrap().version(), 3);
+        assert_eq!(
+            cache
+                .current(&host, host.now_ms(), STALENESS_MS)
+                .unwrap()
+                .version(),
+            3
+        );
     }
 
     #[test]
     fn decodes_once_per_version() {
         let host = published(1);
         let mut cache = SnapshotCache::new();
-        let first = cache.current(&host, STALENESS_MS).unwrap();
-        let again = cache.current(&host, STALENESS_MS).unwrap();
+        let first = cache.current(&host, host.now_ms(), STALENESS_MS).unwrap();
+        let again = cache.current(&host, host.now_ms(), STALENESS_MS).unwrap();
         assert!(
             Rc::ptr_eq(&first, &again),
             "same version, same decoded index"
@@ -232,7 +247,7 @@ mod tests {
             last_contact_ms: host.now_ms(),
         };
         publish_snapshot(&host, &snapshot(2).encode_to_vec(), head).unwrap();
-        let newer = cache.current(&host, STALENESS_MS).unwrap();
+        let newer = cache.current(&host, host.now_ms(), STALENESS_MS).unwrap();
         assert_eq!(newer.version(), 2);
         assert!(!Rc::ptr_eq(&first, &newer));
     }
@@ -247,18 +262,24 @@ mod tests {
         publish_snapshot(&host, b"\xff\xff\xff", head(5)).unwrap();
         let mut cache = SnapshotCache::new();
         assert!(matches!(
-            cache.current(&host, STALENESS_MS),
+            cache.current(&host, host.now_ms(), STALENESS_MS),
             Err(Unavailable::Unreadable(_))
         ));
         publish_snapshot(&host, &snapshot(6).encode_to_vec(), head(6)).unwrap();
-        assert_eq!(cache.current(&host, STALENESS_MS).unwrap().version(), 6);
+        assert_eq!(
+            cache
+                .current(&host, host.now_ms(), STALENESS_MS)
+                .unwrap()
+                .version(),
+            6
+        );
     }
 
     #[test]
     fn a_malformed_head_fails_closed() {
         let host = FakeHost::new().with_shared(HEAD_KEY, b"short");
         assert!(matches!(
-            SnapshotCache::new().current(&host, STALENESS_MS),
+            SnapshotCache::new().current(&host, host.now_ms(), STALENESS_MS),
             Err(Unavailable::Unreadable(_))
         ));
     }
