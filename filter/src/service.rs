@@ -38,6 +38,7 @@ pub struct Service {
     /// Version to send as `known_version`: the one published, or 0 to ask for a whole snapshot.
     known_version: u64,
     published: bool,
+    warned_no_snapshot: bool,
     snapshot_call: Option<InFlight>,
     snapshot_failures: FailureStreak,
     usage: UsageShipper,
@@ -61,6 +62,7 @@ impl Service {
             config,
             known_version: 0,
             published: false,
+            warned_no_snapshot: false,
             snapshot_call: None,
             snapshot_failures: FailureStreak::default(),
             usage,
@@ -88,6 +90,7 @@ impl Service {
     }
 
     /// Records held for shipping (queued, and in the batch in flight).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn held_records(&self) -> usize {
         self.usage.held()
     }
@@ -176,10 +179,14 @@ impl Service {
                 Ok(())
             }
             None => {
-                log::warn!(
-                    "control plane reports v{} unchanged, but no snapshot was ever received; still failing closed",
-                    response.version
-                );
+                // Once: a control plane that never sends a snapshot would repeat it every tick.
+                if !std::mem::replace(&mut self.warned_no_snapshot, true) {
+                    log::warn!(
+                        "control plane reports v{} unchanged, but no snapshot was ever received; \
+                         still failing closed",
+                        response.version
+                    );
+                }
                 Ok(())
             }
         };
