@@ -734,6 +734,10 @@ async fn serves_from_postgresql() {
         .snapshot
         .unwrap();
     assert_eq!(snap.keys.len(), 1);
-    let (clean_exit, _, stderr) = cp.stop();
+    // Stopped from a blocking thread, so this runtime keeps serving the client's connection.
+    let (clean_exit, _, stderr) = tokio::task::spawn_blocking(move || cp.stop())
+        .await
+        .unwrap();
+    drop(policy);
     assert!(clean_exit, "{stderr}");
 }
