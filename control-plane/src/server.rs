@@ -1,6 +1,7 @@
 //! `modelgate serve`: opens the store, binds gRPC and HTTP, announces the bound addresses on
 //! stdout (harnesses bind port 0 and read them), serves until SIGTERM/SIGINT, then drains.
 
+use std::fmt;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use crate::store::{DatabaseLocation, OpenedStore, Store, StoreError};
 /// In-flight calls get this long to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub grpc_addr: SocketAddr,
@@ -32,6 +33,21 @@ pub struct ServeConfig {
     pub database: DatabaseLocation,
     /// From `MODELGATE_MASTER_KEY`; `None` uses (or creates) `<data_dir>/master.key`.
     pub master_key: Option<String>,
+}
+
+impl fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("data_dir", &self.data_dir)
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .field("database", &self.database)
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -266,5 +282,30 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = terminate => tracing::info!("SIGTERM received"),
         () = interrupt => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_master_key_and_database_password() {
+        let config = ServeConfig {
+            data_dir: "/data".into(),
+            grpc_addr: "127.0.0.1:1".parse().unwrap(),
+            http_addr: "127.0.0.1:2".parse().unwrap(),
+            database: DatabaseLocation::Url("postgres://mg:hunter2@db/mg".into()),
+            master_key: Some("sk-mg-master-topsecret".into()),
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("topsecret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres:<redacted>") && shown.contains("/data"),
+            "{shown}"
+        );
     }
 }

@@ -16,7 +16,8 @@ use crate::master_key::{self, MasterKey};
 use crate::server::ServeConfig;
 use crate::store::DatabaseLocation;
 
-#[derive(Debug, Parser)]
+// No `Debug` on the argument types: they hold the master key and database URLs.
+#[derive(Parser)]
 #[command(
     name = "modelgate",
     version,
@@ -29,7 +30,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct GlobalArgs {
     /// Control plane gRPC address used by the admin commands.
     #[arg(
@@ -57,7 +58,7 @@ pub struct GlobalArgs {
     pub data_dir: PathBuf,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum Command {
     /// Run the control plane (gRPC admin + policy API, HTTP health).
     Serve(ServeArgs),
@@ -75,7 +76,7 @@ impl Command {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ServeArgs {
     /// gRPC listen address (port 0 picks a free port; the bound address is printed).
     #[arg(long, env = "MODELGATE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
@@ -88,7 +89,7 @@ pub struct ServeArgs {
     pub database_url: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum TeamCommand {
     /// Create a team.
     Create {
@@ -109,7 +110,7 @@ pub enum TeamCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum KeyCommand {
     /// Create a key; it is shown once.
     Create {

@@ -5,6 +5,7 @@
 //! Every policy change (anything that alters a snapshot) bumps the policy version in the same
 //! transaction, so a snapshot's version always names exactly the data it was built from.
 
+use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 
@@ -141,12 +142,25 @@ pub trait Store: TeamStore + KeyStore + UsageStore + PolicyStore + Clone + 'stat
 }
 
 /// Which database to open.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseLocation {
     /// The embedded default: a file path, used as is (no URL escaping surprises).
     SqliteFile(PathBuf),
     /// `sqlite:…` or `postgres://…` / `postgresql://…`.
     Url(String),
+}
+
+/// A URL may carry a password: `Debug` shows only its scheme.
+impl fmt::Debug for DatabaseLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SqliteFile(path) => f.debug_tuple("SqliteFile").field(path).finish(),
+            Self::Url(url) => {
+                let scheme = url.split(':').next().unwrap_or_default();
+                write!(f, "Url({scheme}:<redacted>)")
+            }
+        }
+    }
 }
 
 /// An opened, migrated store of whichever backend the location selects.
