@@ -118,7 +118,7 @@ const WEAK_CUES: &[&str] = &[
     "mrs",
     "dr",
 ];
-const PARTICLES: &[&str] = &[
+pub(crate) const PARTICLES: &[&str] = &[
     "van", "von", "de", "der", "den", "da", "das", "dos", "del", "della", "di", "du", "la", "le",
     "bin", "binti", "ibn", "al", "el", "ter", "ten", "y", "st",
 ];

@@ -1,6 +1,7 @@
 //! Detectors and overlap resolution. Offsets here are byte offsets; the public API converts them
 //! to character offsets.
 
+mod bytes;
 mod email;
 mod ipv6;
 pub(crate) mod lexicon;
@@ -244,26 +245,44 @@ impl Detectors {
 }
 
 /// Keeps non-overlapping findings: longer first, then higher priority, then earlier. Returns
-/// them sorted by start.
+/// them sorted by start. Works cluster by cluster (runs of overlapping findings), so the cost
+/// stays near-linear when most findings overlap nothing.
 pub(crate) fn resolve(cands: &mut Vec<Candidate>) {
     if cands.len() <= 1 {
         return;
     }
-    cands.sort_by(|a, b| {
-        (b.end - b.start)
-            .cmp(&(a.end - a.start))
-            .then(priority(b.slot).cmp(&priority(a.slot)))
-            .then(a.start.cmp(&b.start))
-    });
+    cands.sort_by_key(|c| (c.start, c.end));
     let mut kept: Vec<Candidate> = Vec::with_capacity(cands.len());
-    for c in cands.iter() {
-        // `kept` is sorted by start: check the neighbours of the insertion point only.
-        let pos = kept.partition_point(|k| k.start < c.start);
-        let clash_prev = pos > 0 && kept[pos - 1].end > c.start;
-        let clash_next = pos < kept.len() && kept[pos].start < c.end;
-        if !clash_prev && !clash_next {
-            kept.insert(pos, *c);
+    let mut cluster: Vec<Candidate> = Vec::new();
+    let mut i = 0;
+    while i < cands.len() {
+        let mut reach = cands[i].end;
+        let mut j = i + 1;
+        while j < cands.len() && cands[j].start < reach {
+            reach = reach.max(cands[j].end);
+            j += 1;
         }
+        if j == i + 1 {
+            kept.push(cands[i]);
+        } else {
+            cluster.clear();
+            cluster.extend_from_slice(&cands[i..j]);
+            cluster.sort_by(|a, b| {
+                (b.end - b.start)
+                    .cmp(&(a.end - a.start))
+                    .then(priority(b.slot).cmp(&priority(a.slot)))
+                    .then(a.start.cmp(&b.start))
+            });
+            let base = kept.len();
+            for c in &cluster {
+                let won = &kept[base..];
+                if won.iter().all(|k| k.end <= c.start || c.end <= k.start) {
+                    kept.push(*c);
+                }
+            }
+            kept[base..].sort_by_key(|c| c.start);
+        }
+        i = j;
     }
     *cands = kept;
 }

@@ -35,10 +35,10 @@ pub(crate) fn scan(text: &str, cfg: NumericConfig, out: &mut Vec<Candidate>) {
     let b = text.as_bytes();
     let n = b.len();
     let mut i = 0;
-    while i < n {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
+    loop {
+        i = super::bytes::next_digit(b, i);
+        if i >= n {
+            break;
         }
         // Digits glued to a word: an IBAN starts with two capitals, anything else is an
         // identifier ("v1.2", "sha256", "abc123").
@@ -72,7 +72,9 @@ pub(crate) fn scan(text: &str, cfg: NumericConfig, out: &mut Vec<Candidate>) {
                     && b[end + 1].is_ascii_digit()));
         let prev_glued =
             start > 0 && matches!(b[start - 1], b'.' | b':' | b'/' | b'-' | b'$' | b'#' | b',');
-        if !glued && !prev_glued {
+        // Every value has at least four digits (an IPv4 address); most runs are years and counts.
+        let digits = b[start..end].iter().filter(|c| c.is_ascii_digit()).count();
+        if !glued && !prev_glued && digits >= 4 {
             classify(text, start, end, cfg, out);
         }
         i = end.max(i + 1);
@@ -201,7 +203,8 @@ fn classify(text: &str, start: usize, end: usize, cfg: NumericConfig, out: &mut 
             s = k + 1;
         }
     }
-    if cuts.is_empty() {
+    // A spaced value has at least eight digits (the shortest E.164 number).
+    if cuts.is_empty() || b[start..end].iter().filter(|c| c.is_ascii_digit()).count() < 8 {
         return;
     }
     cuts.push((s, end));

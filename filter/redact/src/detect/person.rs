@@ -56,6 +56,15 @@ pub(crate) struct PersonDetector {
 /// The word starting at byte `i`, as (end, chars): letters, with `'`/`-` joins before a capital
 /// ("O'Brien", "Jean-Luc").
 pub(crate) fn word_end(text: &str, i: usize) -> usize {
+    let b = text.as_bytes();
+    let mut j = i;
+    while j < b.len() && b[j].is_ascii_alphabetic() {
+        j += 1;
+    }
+    // Plain ASCII words end here; accents and joins take the general path.
+    if j == b.len() || !(b[j] >= 0x80 || b[j] == b'\'' || b[j] == b'-') {
+        return j;
+    }
     let mut it = text[i..].char_indices().peekable();
     let mut end = i;
     while let Some((off, c)) = it.next() {
@@ -122,7 +131,6 @@ fn is_cap_start(c: u8) -> bool {
 impl PersonDetector {
     pub(crate) fn new() -> Result<Self, crate::policy::PolicyError> {
         let lower_cues = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .build(LOWER_CUES)
             .map_err(|e| crate::policy::PolicyError::Builtin(e.to_string()))?;
@@ -141,7 +149,11 @@ impl PersonDetector {
         let n = b.len();
         let mut i = 0;
         let mut seq: Vec<Token> = Vec::new();
-        while i < n {
+        loop {
+            i = super::bytes::next_capital(b, i);
+            if i >= n {
+                break;
+            }
             if !is_cap_start(b[i]) || !text.is_char_boundary(i) {
                 i += 1;
                 continue;
@@ -257,7 +269,7 @@ impl PersonDetector {
         // A particle only joins when a capitalised word follows it.
         if c.is_ascii_lowercase() && !matches!(last.kind, Kind::Stop | Kind::Cue | Kind::Title) {
             let pe = word_end(text, j);
-            if self.lexicon.flags(&text[j..pe]) & PARTICLE != 0
+            if is_particle(&text[j..pe])
                 && b.get(pe) == Some(&b' ')
                 && b.get(pe + 1).is_some_and(|&c| c.is_ascii_uppercase())
             {
@@ -277,14 +289,18 @@ impl PersonDetector {
         if f1 & (CUE | TITLE) != 0 {
             return (true, false);
         }
-        let lower = |w: &str| w.to_ascii_lowercase();
-        let prev2 = prev_word(text, s1).map(|(w, _)| lower(w));
-        let strong = match lower(w1).as_str() {
-            "is" | "'s" => matches!(prev2.as_deref(), Some("name" | "this" | "name's")),
-            "am" => prev2.as_deref() == Some("i"),
-            "me" => prev2.as_deref() == Some("call"),
-            "i'm" | "im" | "i’m" => true,
-            _ => false,
+        let is = |w: &str, s: &str| w.eq_ignore_ascii_case(s);
+        let prev2_is = |options: &[&str]| {
+            prev_word(text, s1).is_some_and(|(p, _)| options.iter().any(|o| is(p, o)))
+        };
+        let strong = if is(w1, "is") || is(w1, "'s") {
+            prev2_is(&["name", "this", "name's"])
+        } else if is(w1, "am") {
+            prev2_is(&["i"])
+        } else if is(w1, "me") {
+            prev2_is(&["call"])
+        } else {
+            is(w1, "i'm") || is(w1, "im") || is(w1, "i’m")
         };
         (strong, f1 & WEAK_CUE != 0)
     }
@@ -366,6 +382,12 @@ impl PersonDetector {
             }
         }
     }
+}
+
+/// Lower-case joiners inside names ("van", "de", "bin"): a short fixed list, checked without a
+/// hash lookup because almost every capitalised word is followed by a lower-case one.
+fn is_particle(w: &str) -> bool {
+    w.len() <= 5 && crate::detect::lexicon::PARTICLES.contains(&w)
 }
 
 fn nameish(k: Kind) -> bool {

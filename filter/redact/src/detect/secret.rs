@@ -59,55 +59,82 @@ impl SecretDetector {
         for m in self.formats.find_iter(text) {
             out.push(Candidate::new(m.start(), m.end(), Found::Secret));
         }
+        // Long random tokens are rare and always hold a digit, keywords are common: find
+        // digits, take the token around each, then look back for a keyword.
         let b = text.as_bytes();
-        let mut resume = 0;
-        for m in self.keywords.find_iter(b) {
-            if m.end() < resume {
-                continue;
+        let mut i = 0;
+        loop {
+            i = super::bytes::next_digit(b, i);
+            if i >= b.len() {
+                break;
             }
-            if let Some((s, e)) = token_after(b, m.end()) {
+            let mut s = i;
+            while s > 0 && i - s < MAX_TOKEN && token_byte(b[s - 1]) {
+                s -= 1;
+            }
+            while i < b.len() && token_byte(b[i]) {
+                i += 1;
+            }
+            let mut e = i;
+            while e > s && matches!(b[e - 1], b'.' | b'-' | b'_') {
+                e -= 1;
+            }
+            let tok = &b[s..e];
+            if (MIN_TOKEN..MAX_TOKEN).contains(&tok.len())
+                && random_looking(tok)
+                && self.keyword_before(b, s)
+            {
                 out.push(Candidate::new(s, e, Found::Secret));
-                resume = e;
             }
         }
+    }
+
+    /// A keyword ends within `MAX_GAP` bytes before `start`, with nothing but the rest of an
+    /// identifier, quotes, `=`, `:`, spaces or "is"/"was" in between.
+    fn keyword_before(&self, b: &[u8], start: usize) -> bool {
+        let from = start.saturating_sub(MAX_GAP + 12);
+        let window = &b[from..start];
+        self.keywords.find_iter(window).any(|m| {
+            let gap = &window[m.end()..];
+            gap.len() <= MAX_GAP
+                && gap.iter().all(|&c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(
+                            c,
+                            b'_' | b' ' | b'\t' | b':' | b'=' | b'"' | b'\'' | b'`' | b'>'
+                        )
+                })
+                && gap_words_ok(gap)
+        })
+    }
+}
+
+/// Between keyword and token at most the word "is" or "was" (and the identifier's tail).
+fn gap_words_ok(gap: &[u8]) -> bool {
+    let words = gap
+        .split(|&c| !c.is_ascii_alphanumeric() && c != b'_')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>();
+    match words.as_slice() {
+        [] => true,
+        [w] => {
+            gap.first()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                || *w == b"is"
+                || *w == b"was"
+        }
+        [first, w] => {
+            gap.first()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                && first.len() <= 32
+                && (*w == b"is" || *w == b"was")
+        }
+        _ => false,
     }
 }
 
 fn token_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-' | b'.' | b'~')
-}
-
-/// The token that follows a keyword, if it is long and random enough.
-fn token_after(b: &[u8], mut i: usize) -> Option<(usize, usize)> {
-    let limit = (i + MAX_GAP).min(b.len());
-    // The rest of an identifier such as `api_key_prod` or `TOKEN`.
-    while i < limit && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-        i += 1;
-    }
-    let mut gap_words = 0;
-    while i < limit {
-        match b[i] {
-            b' ' | b'\t' | b':' | b'=' | b'"' | b'\'' | b'`' | b'>' => i += 1,
-            // "the token is X", "password was X"
-            b'i' | b'w'
-                if gap_words < 1 && (b[i..].starts_with(b"is ") || b[i..].starts_with(b"was ")) =>
-            {
-                gap_words += 1;
-                i += if b[i] == b'i' { 3 } else { 4 };
-            }
-            _ => break,
-        }
-    }
-    let s = i;
-    while i < b.len() && i - s < MAX_TOKEN && token_byte(b[i]) {
-        i += 1;
-    }
-    let mut e = i;
-    while e > s && matches!(b[e - 1], b'.' | b'-' | b'_') {
-        e -= 1;
-    }
-    let tok = &b[s..e];
-    (tok.len() >= MIN_TOKEN && tok.len() < MAX_TOKEN && random_looking(tok)).then_some((s, e))
 }
 
 /// Mixed letters and digits with high per-character entropy: rules out words, paths, and
