@@ -6,8 +6,14 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{json, Value};
 
+use crate::poll::eventually;
+
 /// The model name the scenarios ask for; the stand-in upstream answers any name.
 pub const MODEL: &str = "stand-in-model";
+
+/// How long a change made with the control plane may take to reach Envoy in tests: one poll
+/// tick (1 s by default) plus generous slack for a loaded CI machine.
+pub const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An HTTP client for one gateway base URL (`http://127.0.0.1:PORT`).
 #[derive(Clone)]
@@ -23,7 +29,7 @@ impl Gateway {
         let http = reqwest::Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(0)
-            .timeout(Duration::from_secs(60))
+            .timeout(Duration::from_secs(30))
             .build()
             .expect("build HTTP client");
         Gateway { http, base }
@@ -54,6 +60,22 @@ impl Gateway {
     pub async fn chat(&self, key: Option<&str>) -> ApiResponse {
         self.post_json("/v1/chat/completions", key, &chat_body("Say hello"))
             .await
+    }
+
+    /// Repeats [`Gateway::chat`] with `key` until the answer has `status`, e.g. until a key
+    /// created or revoked with the control plane takes effect in Envoy. Returns how long
+    /// that took; fails the test after [`PROPAGATION_TIMEOUT`].
+    pub async fn wait_for_status(&self, key: &str, status: u16) -> Duration {
+        let what = format!("a chat request answered {status}");
+        eventually(&what, PROPAGATION_TIMEOUT, || async {
+            let response = self.chat(Some(key)).await;
+            if response.status == status {
+                Ok(())
+            } else {
+                Err(response.summary())
+            }
+        })
+        .await
     }
 }
 

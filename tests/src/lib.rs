@@ -18,9 +18,11 @@ pub mod control_plane;
 pub mod envoy;
 pub mod poll;
 pub mod process;
+pub mod stack;
 pub mod upstream;
 
 pub use api::{ApiResponse, Gateway};
 pub use control_plane::{ControlPlane, CreatedKey};
 pub use envoy::{Envoy, EnvoyConfig};
+pub use stack::Stack;
 pub use upstream::{Behaviour, RecordedRequest, Upstream};

@@ -27,23 +27,3 @@ where
         tokio::time::sleep(INTERVAL).await;
     }
 }
-
-/// `assert_eventually!(cond)` / `assert_eventually!(cond, timeout)`: re-evaluates the boolean
-/// expression `cond` (which may `.await`) until it holds; fails the test after `timeout`
-/// (default 10 s). Evaluates to the time it took.
-#[macro_export]
-macro_rules! assert_eventually {
-    ($cond:expr $(,)?) => {
-        $crate::assert_eventually!($cond, ::std::time::Duration::from_secs(10))
-    };
-    ($cond:expr, $timeout:expr $(,)?) => {
-        $crate::poll::eventually(stringify!($cond), $timeout, || async {
-            if $cond {
-                Ok(())
-            } else {
-                Err("condition was false".to_string())
-            }
-        })
-        .await
-    };
-}

@@ -18,12 +18,25 @@ pub struct Process {
     child: Child,
     log: PathBuf,
     stdout_lines: mpsc::Receiver<String>,
+    /// Signals go to the whole process group (the process and everything it started).
+    group: bool,
 }
 
 impl Process {
     /// Starts `cmd`, appending its stderr and stdout to `log`. Stdout lines are also kept for
     /// [`Process::wait_for_line`].
-    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Process {
+    pub fn spawn(name: &str, cmd: Command, log: &Path) -> Process {
+        Self::start(name, cmd, log, false)
+    }
+
+    /// Like [`Process::spawn`], in a new process group: [`Process::interrupt`] then acts like
+    /// Ctrl-C in a terminal, and kill on drop also reaches the processes it started.
+    pub fn spawn_group(name: &str, mut cmd: Command, log: &Path) -> Process {
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        Self::start(name, cmd, log, true)
+    }
+
+    fn start(name: &str, mut cmd: Command, log: &Path, group: bool) -> Process {
         let log_file = || {
             OpenOptions::new()
                 .create(true)
@@ -52,6 +65,7 @@ impl Process {
             child,
             log: log.to_path_buf(),
             stdout_lines,
+            group,
         }
     }
 
@@ -99,10 +113,40 @@ impl Process {
         self.child.id()
     }
 
-    /// SIGKILL, then reap.
+    /// SIGKILL (to the group, if it has one), then reap.
     pub fn kill(&mut self) {
+        if self.group {
+            self.signal_group("KILL");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGINT to the process group, as Ctrl-C in a terminal sends it.
+    pub fn interrupt(&self) {
+        assert!(
+            self.group,
+            "{} was not started in its own process group",
+            self.name
+        );
+        self.signal_group("INT");
+    }
+
+    /// True while any process of the group is alive.
+    pub fn group_alive(&self) -> bool {
+        self.group && self.signal_group("0")
+    }
+
+    /// `kill -SIG -- -PGID` (bash's builtin: std has no safe kill(2) for groups).
+    fn signal_group(&self, signal: &str) -> bool {
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "kill -{signal} -- -{} 2>/dev/null",
+                self.child.id()
+            ))
+            .status()
+            .is_ok_and(|status| status.success())
     }
 
     /// Waits for the process to exit by itself.
@@ -153,6 +197,19 @@ impl Drop for Process {
             eprintln!("{}", self.tail());
         }
     }
+}
+
+/// Runs a command to completion, fails the test unless it succeeded, returns its stdout.
+pub fn run_to_success(cmd: &mut Command) -> String {
+    let output = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{cmd:?}: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A loopback port that was free a moment ago, for the rare process that cannot bind port 0

@@ -5,6 +5,8 @@
 //! extensions, so the singleton service's configuration is exercised by the scenarios.)
 //! Examples reference their files under `/etc/modelgate/`; the test points that prefix at a
 //! directory holding the built filter and a throwaway certificate.
+// Helpers outside #[test] fns fail the test the same way the tests do (see the harness docs).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,30 @@
+//! The whole local stack of one test: upstream stand-in, control plane, and Envoy between
+//! them, each on its own ports.
+
+use crate::api::Gateway;
+use crate::control_plane::ControlPlane;
+use crate::envoy::{Envoy, EnvoyConfig};
+use crate::upstream::Upstream;
+
+pub struct Stack {
+    pub upstream: Upstream,
+    pub control_plane: ControlPlane,
+    pub envoy: Envoy,
+}
+
+impl Stack {
+    pub async fn start(config: EnvoyConfig) -> Stack {
+        let upstream = Upstream::start();
+        let control_plane = ControlPlane::start().await;
+        let envoy = Envoy::start(upstream.addr(), control_plane.grpc_addr(), config).await;
+        Stack {
+            upstream,
+            control_plane,
+            envoy,
+        }
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        self.envoy.gateway()
+    }
+}
