@@ -4,7 +4,11 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["modelgate/v1/policy.proto", "modelgate/v1/admin.proto"];
+const PROTOS: &[&str] = &[
+    "modelgate/v1/policy.proto",
+    "modelgate/v1/admin.proto",
+    "modelgate/v1/audit.proto",
+];
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -373,3 +373,184 @@ pub struct RevokeKeyRequest {
     #[prost(string, tag = "1")]
     pub public_id: ::prost::alloc::string::String,
 }
+/// Empty strings and zero times mean "any".
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditFilter {
+    /// Inclusive.
+    #[prost(int64, tag = "1")]
+    pub from_ms: i64,
+    /// Exclusive; 0 = no upper bound.
+    #[prost(int64, tag = "2")]
+    pub to_ms: i64,
+    #[prost(string, tag = "3")]
+    pub user_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub team_id: ::prost::alloc::string::String,
+    /// Matches the resolved model, or the requested one when none was resolved.
+    #[prost(string, tag = "6")]
+    pub model: ::prost::alloc::string::String,
+    #[prost(enumeration = "RequestStatus", tag = "7")]
+    pub status: i32,
+}
+/// One record and its place in the chain.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AuditEntry {
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    #[prost(message, optional, tag = "2")]
+    pub record: ::core::option::Option<UsageRecord>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditQueryRequest {
+    #[prost(message, optional, tag = "1")]
+    pub filter: ::core::option::Option<AuditFilter>,
+    /// At most this many entries per page (the server caps it); 0 = the server's default.
+    #[prost(uint32, tag = "2")]
+    pub page_size: u32,
+    /// From a previous response's `next_page_token`; empty for the first page.
+    #[prost(string, tag = "3")]
+    pub page_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AuditQueryResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: ::prost::alloc::vec::Vec<AuditEntry>,
+    /// Empty on the last page.
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditReportRequest {
+    #[prost(message, optional, tag = "1")]
+    pub filter: ::core::option::Option<AuditFilter>,
+    #[prost(enumeration = "AuditGroupBy", tag = "2")]
+    pub group_by: i32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AuditReportRow {
+    /// The key id, team id, user id or model of this row.
+    #[prost(string, tag = "1")]
+    pub group: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub requests: u64,
+    #[prost(uint64, tag = "3")]
+    pub success: u64,
+    #[prost(uint64, tag = "4")]
+    pub blocked: u64,
+    #[prost(uint64, tag = "5")]
+    pub errored: u64,
+    #[prost(uint64, tag = "6")]
+    pub cancelled: u64,
+    #[prost(uint64, tag = "7")]
+    pub tokens_in: u64,
+    #[prost(uint64, tag = "8")]
+    pub tokens_out: u64,
+    #[prost(double, tag = "9")]
+    pub spend: f64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AuditReportResponse {
+    /// Highest spend first.
+    #[prost(message, repeated, tag = "1")]
+    pub rows: ::prost::alloc::vec::Vec<AuditReportRow>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditVerifyRequest {
+    /// Extra Ed25519 public keys (32 bytes each) to trust besides the server's own, e.g. other
+    /// replicas' keys.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub trusted_public_keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditVerifyResponse {
+    #[prost(bool, tag = "1")]
+    pub ok: bool,
+    #[prost(uint64, tag = "2")]
+    pub records: u64,
+    #[prost(uint64, tag = "3")]
+    pub checkpoints: u64,
+    /// 0 when there are no records.
+    #[prost(uint64, tag = "4")]
+    pub first_seq: u64,
+    #[prost(uint64, tag = "5")]
+    pub last_seq: u64,
+    /// Records after the newest checkpoint (not yet covered by a signature).
+    #[prost(uint64, tag = "6")]
+    pub unsigned_records: u64,
+    /// When not ok: the first problem found.
+    #[prost(message, optional, tag = "7")]
+    pub failure: ::core::option::Option<AuditFailure>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditFailure {
+    /// The record at fault; 0 when the problem is with a checkpoint or the log as a whole.
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    /// The checkpoint at fault; 0 when none.
+    #[prost(uint64, tag = "2")]
+    pub checkpoint_no: u64,
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditPruneRequest {
+    /// Records older than this are removed (as far as a signed checkpoint allows).
+    #[prost(int64, tag = "1")]
+    pub older_than_ms: i64,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditPruneResponse {
+    #[prost(uint64, tag = "1")]
+    pub records_deleted: u64,
+    #[prost(uint64, tag = "2")]
+    pub checkpoints_deleted: u64,
+    /// The checkpoint the remaining chain starts from; 0 when nothing was pruned.
+    #[prost(uint64, tag = "3")]
+    pub anchor_checkpoint_no: u64,
+    #[prost(uint64, tag = "4")]
+    pub anchor_seq: u64,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetAuditPublicKeyRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetAuditPublicKeyResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub public_key: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum AuditGroupBy {
+    Unspecified = 0,
+    Key = 1,
+    Team = 2,
+    User = 3,
+    Model = 4,
+}
+impl AuditGroupBy {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "AUDIT_GROUP_BY_UNSPECIFIED",
+            Self::Key => "AUDIT_GROUP_BY_KEY",
+            Self::Team => "AUDIT_GROUP_BY_TEAM",
+            Self::User => "AUDIT_GROUP_BY_USER",
+            Self::Model => "AUDIT_GROUP_BY_MODEL",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "AUDIT_GROUP_BY_UNSPECIFIED" => Some(Self::Unspecified),
+            "AUDIT_GROUP_BY_KEY" => Some(Self::Key),
+            "AUDIT_GROUP_BY_TEAM" => Some(Self::Team),
+            "AUDIT_GROUP_BY_USER" => Some(Self::User),
+            "AUDIT_GROUP_BY_MODEL" => Some(Self::Model),
+            _ => None,
+        }
+    }
+}
