@@ -107,6 +107,10 @@ pub struct TeamPolicy {
     /// Bypasses redaction; every bypassed request is marked in its audit record.
     #[prost(bool, tag = "8")]
     pub high_trust: bool,
+    /// Audit records of this team carry the prompt as redacted (never the raw prompt): the
+    /// team's redaction applied, then every built-in PII type masked. False = no prompt text.
+    #[prost(bool, tag = "9")]
+    pub keep_redacted_prompt: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UserPolicy {
@@ -132,6 +136,11 @@ pub struct ModelRoute {
     pub input_cost_per_mtok: f64,
     #[prost(double, tag = "5")]
     pub output_cost_per_mtok: f64,
+    /// Completion tokens the filter reserves for TPM and budget admission when a request sets no
+    /// `max_tokens` (or `max_completion_tokens`, Ollama `options.num_predict`); reconciled with
+    /// the real count when the response ends. 0 = the filter's default (1024).
+    #[prost(uint64, tag = "6")]
+    pub default_max_tokens: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct EntityCount {
