@@ -91,10 +91,19 @@ pub(crate) fn is_word_byte(c: u8) -> bool {
 }
 
 /// Whether one of `words` (lower case) occurs as a whole word in the `CONTEXT_BYTES` before
-/// `start`. Whole words only, so a mask such as `<US_BANK_NUMBER>` is not context.
+/// `start`, with no other number or mask in between: the context belongs to the nearest value.
+/// That also keeps redaction idempotent, since masks (ending in `>`) and values never move a
+/// context word closer. Whole words only, so `<US_BANK_NUMBER>` is not context either.
 pub(crate) fn context_has(text: &str, start: usize, words: &[&str]) -> bool {
-    let from = start.saturating_sub(CONTEXT_BYTES);
-    let window = &text.as_bytes()[from..start];
+    let b = text.as_bytes();
+    let mut from = start.saturating_sub(CONTEXT_BYTES);
+    if let Some(k) = b[from..start]
+        .iter()
+        .rposition(|&c| c.is_ascii_digit() || c == b'>')
+    {
+        from += k + 1;
+    }
+    let window = &b[from..start];
     words.iter().any(|w| {
         let w = w.as_bytes();
         window.len() >= w.len()

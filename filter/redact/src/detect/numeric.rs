@@ -381,8 +381,8 @@ fn phone_valid(text: &str, start: usize, s: &Shape) -> bool {
         if d[0] == 1 {
             return nanp(&d[1..]);
         }
-        // A bare "+4930901820" is E.164 too; grouped numbers need groups of 1-5 digits.
-        return groups.len() == 1 || groups.iter().all(|&g| (1..=5).contains(&g));
+        // A bare "+4930901820" is E.164 too; grouped numbers need groups of 1-8 digits.
+        return groups.len() == 1 || groups.iter().all(|&g| (1..=8).contains(&g));
     }
     let us_layout = groups == [3, 3, 4] || groups == [1, 3, 3, 4];
     if us_layout {

@@ -218,10 +218,10 @@ impl PersonDetector {
             Kind::Stop
         } else if flags & TITLE != 0 {
             Kind::Title
-        } else if flags & STOP != 0 {
-            Kind::Stop
         } else if flags & CUE != 0 && flags & (FIRST | LAST) == 0 {
             Kind::Cue
+        } else if flags & STOP != 0 {
+            Kind::Stop
         } else if flags & FIRST != 0 {
             if flags & AMBIG != 0 {
                 Kind::FirstAmb
@@ -287,7 +287,12 @@ impl PersonDetector {
         };
         let f1 = self.lexicon.flags(w1);
         if f1 & (CUE | TITLE) != 0 {
-            return (true, false);
+            // "Hi, Meeting notes:" opens a sentence; "Hi Zephyr," and "Regards,\nTsubasa" name.
+            let greeting = ["hi", "hello", "hey", "dear"]
+                .iter()
+                .any(|g| w1.eq_ignore_ascii_case(g));
+            let punct = text[s1 + w1.len()..start].contains([',', ':']);
+            return (!(greeting && punct), false);
         }
         let is = |w: &str, s: &str| w.eq_ignore_ascii_case(s);
         let prev2_is = |options: &[&str]| {
@@ -309,6 +314,9 @@ impl PersonDetector {
         let (mut strong, mut weak) = self.cue_before(text, seq[0].start);
         let sentence_start = at_sentence_start(text, seq[0].start);
         let mut k = 0;
+        // A capitalised non-name inside the sequence ("The San Francisco office") makes a
+        // following lone first name part of a place or product, not a person.
+        let mut after_stop = false;
         while k < seq.len() {
             match seq[k].kind {
                 Kind::Title | Kind::Cue => {
@@ -319,6 +327,7 @@ impl PersonDetector {
                 Kind::Stop | Kind::Particle => {
                     strong = false;
                     weak = false;
+                    after_stop = k > 0 || !sentence_start;
                     k += 1;
                     continue;
                 }
@@ -337,11 +346,15 @@ impl PersonDetector {
                 }
             }
             let first_of_text = r0 == 0 && sentence_start;
-            if let Some((s, e)) = accept(run, strong, weak, first_of_text) {
+            let lone_after_stop = after_stop && run.len() == 1 && !strong;
+            if let Some((s, e)) =
+                accept(run, strong, weak, first_of_text).filter(|_| !lone_after_stop)
+            {
                 out.push(Candidate::new(s, e, Found::Person));
             }
             strong = false;
             weak = false;
+            after_stop = false;
         }
     }
 
@@ -422,6 +435,14 @@ fn accept(run: &[Token], strong: bool, weak: bool, sentence_start: bool) -> Opti
             _ => None,
         };
     }
+    // "Eustace U. Altankhuyag": a middle initial between two capitalised words.
+    if run.len() == 3
+        && run[1].kind == Kind::Initial
+        && run[0].kind != Kind::Initial
+        && run[2].kind != Kind::Initial
+    {
+        return whole;
+    }
     let any_known = run.iter().any(|t| known(t.kind));
     let rest = &run[1..];
     let first_like = matches!(first.kind, Kind::First | Kind::FirstAmb | Kind::Initial);
@@ -466,7 +487,7 @@ fn prev_word(text: &str, i: usize) -> Option<(&str, usize)> {
     let b = text.as_bytes();
     let mut e = i;
     let mut skipped = 0;
-    while e > 0 && matches!(b[e - 1], b' ' | b',' | b':' | b'\t') && skipped < 3 {
+    while e > 0 && matches!(b[e - 1], b' ' | b',' | b':' | b'\t' | b'\n') && skipped < 3 {
         e -= 1;
         skipped += 1;
     }

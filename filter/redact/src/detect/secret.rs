@@ -75,6 +75,10 @@ impl SecretDetector {
             while i < b.len() && token_byte(b[i]) {
                 i += 1;
             }
+            // Base64 padding.
+            while i < b.len() && b[i] == b'=' && i - s < MAX_TOKEN {
+                i += 1;
+            }
             let mut e = i;
             while e > s && matches!(b[e - 1], b'.' | b'-' | b'_') {
                 e -= 1;
@@ -133,8 +137,9 @@ fn gap_words_ok(gap: &[u8]) -> bool {
     }
 }
 
+/// Token characters; `=` only pads the end, so `password=X` splits at it.
 fn token_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-' | b'.' | b'~')
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-' | b'.' | b'~')
 }
 
 /// Mixed letters and digits with high per-character entropy: rules out words, paths, and
