@@ -21,6 +21,7 @@ const FILES: &[(&str, Check)] = &[
     ("sidecar.yaml", Check::Example),
     ("mtls-upstream.yaml", Check::Example),
     ("istio/bootstrap-configmap.yaml", Check::IstioBootstrap),
+    ("istio/envoyfilter.yaml", Check::IstioEnvoyFilter),
     ("istio/wasmplugin.yaml", Check::IstioWasmPlugin),
     ("istio/README.md", Check::Documentation),
 ];
@@ -33,6 +34,8 @@ enum Check {
     Example,
     /// The bootstrap fragment in the ConfigMap validates as a bootstrap of its own.
     IstioBootstrap,
+    /// The filter's JSON configuration has the keys of the local template's.
+    IstioEnvoyFilter,
     /// `pluginConfig` has the keys of the local template's filter configuration.
     IstioWasmPlugin,
     Documentation,
@@ -60,6 +63,7 @@ fn local_template_validates() {
             let rendered = etc.dir.path().join("rendered.yaml");
             let template = artifacts::repo_root().join("envoy").join(name);
             render_template(&template, &sample_values(&template), &rendered);
+            assert_filter_may_wait_for_the_body(name, &read(&rendered));
             validate(&rendered);
         }
     }
@@ -71,6 +75,7 @@ fn example_configs_validate() {
     for (name, check) in FILES {
         if let Check::Example = check {
             let text = read(&artifacts::repo_root().join("envoy").join(name));
+            assert_filter_may_wait_for_the_body(name, &text);
             validate(&etc.write_rewritten(name, &text));
         }
     }
@@ -92,35 +97,47 @@ fn istio_bootstrap_fragment_validates() {
 }
 
 #[test]
-fn istio_wasmplugin_has_the_filter_configuration_keys() {
+fn istio_filter_configurations_have_the_local_filter_keys() {
     let dir = tempfile::tempdir().expect("temp dir");
     let template = artifacts::repo_root().join("envoy/local.yaml.tmpl");
     let rendered = dir.path().join("local.yaml");
     render_template(&template, &sample_values(&template), &rendered);
-    let filter_config: serde_json::Value = read(&rendered)
+    let expected = json_config_keys(&read(&rendered), "filter");
+
+    let envoy_filter = read(&artifacts::repo_root().join("envoy/istio/envoyfilter.yaml"));
+    assert_filter_may_wait_for_the_body("istio/envoyfilter.yaml", &envoy_filter);
+    assert_eq!(
+        json_config_keys(&envoy_filter, "filter"),
+        expected,
+        "istio/envoyfilter.yaml"
+    );
+
+    let plugin = read(&artifacts::repo_root().join("envoy/istio/wasmplugin.yaml"));
+    let mut plugin_keys: Vec<String> = block_after(&plugin, "pluginConfig:")
+        .iter()
+        .filter_map(|line| line.trim().split_once(':').map(|(key, _)| key.to_string()))
+        .collect();
+    plugin_keys.sort_unstable();
+    assert_eq!(plugin_keys, expected, "istio/wasmplugin.yaml pluginConfig");
+}
+
+/// Sorted keys of the JSON plugin configuration with this `role` in a config's
+/// `value: '{...}'` lines.
+fn json_config_keys(config: &str, role: &str) -> Vec<String> {
+    let json: serde_json::Value = config
         .lines()
         .filter_map(|line| line.trim().strip_prefix("value: '")?.strip_suffix('\''))
         .filter_map(|json| serde_json::from_str(json).ok())
-        .find(|config: &serde_json::Value| config["role"] == "filter")
-        .expect("filter configuration in local.yaml.tmpl");
-    let mut expected: Vec<&str> = filter_config
+        .find(|json: &serde_json::Value| json["role"] == role)
+        .unwrap_or_else(|| panic!("no {role} configuration"));
+    let mut keys: Vec<String> = json
         .as_object()
         .expect("JSON object")
         .keys()
-        .map(String::as_str)
+        .cloned()
         .collect();
-    expected.sort_unstable();
-
-    let plugin = read(&artifacts::repo_root().join("envoy/istio/wasmplugin.yaml"));
-    let mut actual: Vec<&str> = block_after(&plugin, "pluginConfig:")
-        .iter()
-        .filter_map(|line| line.trim().split_once(':').map(|(key, _)| key))
-        .collect();
-    actual.sort_unstable();
-    assert_eq!(
-        actual, expected,
-        "WasmPlugin pluginConfig keys vs local.yaml.tmpl"
-    );
+    keys.sort_unstable();
+    keys
 }
 
 /// Values for every placeholder a template may have; a new placeholder needs one here.
@@ -205,6 +222,19 @@ impl EtcModelgate {
         std::fs::write(&path, rewritten).expect("write config");
         path
     }
+}
+
+/// The filter reads the body before routing, which Envoy allows only with this flag; a config
+/// without it hangs every request that has a body.
+fn assert_filter_may_wait_for_the_body(name: &str, text: &str) {
+    let filters = text.matches("filters.http.wasm.v3.Wasm").count();
+    let flags = text
+        .matches("allow_on_headers_stop_iteration: true")
+        .count();
+    assert_eq!(
+        filters, flags,
+        "{name}: wasm HTTP filters without allow_on_headers_stop_iteration"
+    );
 }
 
 fn validate(config: &Path) {
