@@ -33,10 +33,13 @@ CHAT_PROMPTS = {
 }
 
 
-def post(conn, path, body):
+def post(url, path, body):
+    # llama-server closes the connection after a stream, so one connection per request.
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=300)
     conn.request("POST", path, json.dumps(body), {"content-type": "application/json"})
     resp = conn.getresponse()
     raw = resp.read()  # http.client undoes chunked framing: these are the body bytes Envoy sees
+    conn.close()
     if resp.status != 200:
         sys.exit(f"{path}: HTTP {resp.status}: {raw[:200]!r}")
     return raw
@@ -44,12 +47,11 @@ def post(conn, path, body):
 
 def main():
     url = urllib.parse.urlparse(os.environ["LLAMA_URL"])
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=300)
     OUT.mkdir(parents=True, exist_ok=True)
     requests = {}
 
     def record(name, path, body):
-        raw = post(conn, path, body)
+        raw = post(url, path, body)
         (OUT / name).write_bytes(raw)
         requests[name] = {"path": path, "body": body}
         print(f"{name}: {len(raw)} bytes", file=sys.stderr)
