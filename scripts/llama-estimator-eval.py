@@ -9,7 +9,7 @@ chat and completions) to the server, and records for each the request, the gener
 the server's `usage` and the exact tokenizer count (`/tokenize`) of every text involved, in
 filter/tests/fixtures/streams/estimator-eval.jsonl. Even-numbered prompts are the calibration
 half, odd-numbered ones are held out. Then it runs the Rust test that reports the estimator's
-error on both halves (`usage::tests::estimator_error_on_real_counts`).
+error on both halves (`usage::estimator_eval::estimator_error_on_real_counts`).
 """
 import argparse
 import http.client
@@ -119,13 +119,14 @@ def make_prompt(rng, i):
 
 class Server:
     def __init__(self, url):
-        u = urllib.parse.urlparse(url)
-        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=300)
+        self.url = urllib.parse.urlparse(url)
 
     def post(self, path, body):
-        self.conn.request("POST", path, json.dumps(body), {"content-type": "application/json"})
-        resp = self.conn.getresponse()
+        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=300)
+        conn.request("POST", path, json.dumps(body), {"content-type": "application/json"})
+        resp = conn.getresponse()
         data = resp.read()
+        conn.close()
         if resp.status != 200:
             sys.exit(f"{path}: HTTP {resp.status}: {data[:300]!r}")
         return json.loads(data)
@@ -174,7 +175,7 @@ def main():
     print(f"wrote {args.out}", file=sys.stderr)
     env = {**os.environ, "CARGO_TARGET_DIR": os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))}
     subprocess.run(
-        ["cargo", "test", "-q", "-p", "modelgate-filter", "--lib", "usage::tests::estimator_error", "--", "--nocapture"],
+        ["cargo", "test", "-q", "-p", "modelgate-filter", "--lib", "estimator_error_on_real_counts", "--", "--nocapture"],
         cwd=ROOT, env=env, check=True,
     )
 

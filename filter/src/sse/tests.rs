@@ -211,3 +211,23 @@ fn an_overlong_ndjson_line_is_a_typed_error() {
     assert_eq!(parser.next_line(), Err(SseError::LineTooLong { limit: 8 }));
     assert_eq!(parser.take_buffered(), b"{\"long\":\"0123456789\"");
 }
+
+#[test]
+fn every_split_of_a_real_llama_server_stream_gives_the_same_events() {
+    let streams: [&[u8]; 2] = [
+        include_bytes!("../../tests/fixtures/streams/llama-chat-c-stream-usage.sse"),
+        include_bytes!("../../tests/fixtures/streams/llama-completion-stream-usage.sse"),
+    ];
+    for stream in streams {
+        let blocks = assert_split_invariant(stream);
+        let events = data_of(&blocks);
+        assert!(events.len() > 10, "{} events", events.len());
+        assert_eq!(events.last(), Some(&"[DONE]"));
+        for data in &events[..events.len() - 1] {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(data).is_ok(),
+                "{data}"
+            );
+        }
+    }
+}

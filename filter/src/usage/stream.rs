@@ -51,7 +51,7 @@ pub enum EventVerdict {
 pub struct StreamUsage {
     reported: Option<ReportedUsage>,
     generated: TextTally,
-    text_deltas: u64,
+    text_chunks: u64,
     unparsed_bytes: u64,
     hide_usage_chunk: bool,
     completed: bool,
@@ -113,11 +113,13 @@ impl StreamUsage {
         if usage.is_some() {
             self.reported = usage;
         }
-        let (generated, deltas) = (&mut self.generated, &mut self.text_deltas);
+        let mut has_text = false;
+        let generated = &mut self.generated;
         for_each_generated_text(chunk, &mut |text| {
             generated.push(text);
-            *deltas += 1;
+            has_text = true;
         });
+        self.text_chunks += u64::from(has_text);
         usage.is_some()
             && chunk
                 .get("choices")
@@ -141,11 +143,11 @@ impl StreamUsage {
     }
 
     /// The counts so far: the upstream's, or where it reported nothing an estimate from the
-    /// text received. Every non-empty text delta carries at least one token (servers stream
-    /// whole tokens), so the completion estimate is never below the number of deltas.
+    /// text received. Every chunk with text carries at least one token (servers stream whole
+    /// tokens), so the completion estimate is never below the number of such chunks.
     pub fn usage(&self, prompt_estimate: u64) -> TokenUsage {
         let unparsed = self.unparsed_bytes.div_ceil(UNPARSED_BYTES_PER_TOKEN);
-        let completion_estimate = self.generated.estimate().max(self.text_deltas) + unparsed;
+        let completion_estimate = self.generated.estimate().max(self.text_chunks) + unparsed;
         resolve(self.reported, prompt_estimate, completion_estimate)
     }
 }

@@ -236,3 +236,202 @@ fn an_error_event_mid_stream_is_noticed() {
     assert!(metered.usage().upstream_error() && !metered.usage().completed());
     assert!(!metered.usage().usage_reported());
 }
+
+/// Real llama-server streams: (name, bytes) of those recorded with `include_usage`.
+const USAGE_STREAMS: [(&str, &[u8]); 4] = [
+    (
+        "chat-a",
+        include_bytes!("../../tests/fixtures/streams/llama-chat-a-stream-usage.sse"),
+    ),
+    (
+        "chat-b",
+        include_bytes!("../../tests/fixtures/streams/llama-chat-b-stream-usage.sse"),
+    ),
+    (
+        "chat-c",
+        include_bytes!("../../tests/fixtures/streams/llama-chat-c-stream-usage.sse"),
+    ),
+    (
+        "completion",
+        include_bytes!("../../tests/fixtures/streams/llama-completion-stream-usage.sse"),
+    ),
+];
+const PLAIN_STREAM_A: &[u8] =
+    include_bytes!("../../tests/fixtures/streams/llama-chat-a-stream-plain.sse");
+const CHAT_A: &[u8] = include_bytes!("../../tests/fixtures/streams/llama-chat-a.json");
+const EMBEDDINGS: &[u8] = include_bytes!("../../tests/fixtures/streams/llama-embeddings.json");
+const REQUESTS: &str = include_str!("../../tests/fixtures/streams/requests.json");
+
+/// The server's own numbers in a recorded stream, read independently of the code under test.
+fn usage_in(stream: &[u8]) -> (u64, u64) {
+    let text = std::str::from_utf8(stream).unwrap();
+    let usage = text
+        .split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data).ok())
+        .find_map(|chunk| chunk.get("usage").filter(|u| u.is_object()).cloned())
+        .unwrap();
+    (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    )
+}
+
+/// The stream without its usage-only events (cut out by hand), and how many there were.
+fn without_usage_events(stream: &[u8]) -> (Vec<u8>, usize) {
+    let text = std::str::from_utf8(stream).unwrap();
+    let events: Vec<&str> = text.split_inclusive("\n\n").collect();
+    let usage_only = |e: &str| e.contains("\"usage\":{") && e.contains("\"choices\":[]");
+    let kept = events.iter().filter(|e| !usage_only(e));
+    let hidden = events.iter().filter(|e| usage_only(e)).count();
+    (kept.flat_map(|e| e.bytes()).collect(), hidden)
+}
+
+fn prompt_estimate(fixture: &str) -> u64 {
+    let requests: serde_json::Value = serde_json::from_str(REQUESTS).unwrap();
+    estimate_prompt_tokens(&requests[fixture]["body"])
+}
+
+#[test]
+fn real_streams_count_exactly_what_the_server_reported_at_every_split() {
+    for (index, (name, stream)) in USAGE_STREAMS.into_iter().enumerate() {
+        let expected = usage_in(stream);
+        for hide in [false, true] {
+            let (out, whole) = metered(StreamFormat::Sse, hide, &[stream]);
+            let usage = whole.usage().usage(1);
+            assert_eq!(
+                (usage.prompt_tokens, usage.completion_tokens),
+                expected,
+                "{name}"
+            );
+            assert!(!usage.estimated && whole.usage().completed(), "{name}");
+            // Every byte position of one stream (the SSE tests do every position of others);
+            // a prime stride through the rest keeps the debug-build test short.
+            let stride = if index == 1 && hide { 1 } else { 13 };
+            for cut in (0..=stream.len()).step_by(stride) {
+                let (a, b) = stream.split_at(cut);
+                let (split_out, split) = metered(StreamFormat::Sse, hide, &[a, b]);
+                assert_eq!(split_out, out, "{name}: cut at {cut}");
+                assert_eq!(split.usage().usage(1), usage, "{name}: cut at {cut}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_injected_usage_chunk_is_hidden_and_every_other_byte_kept() {
+    for (name, stream) in USAGE_STREAMS {
+        let (shown, _) = metered(StreamFormat::Sse, false, &[stream]);
+        assert_eq!(shown, stream, "{name}: a client that asked sees everything");
+        let (hidden, _) = metered(StreamFormat::Sse, true, &[stream]);
+        let (expected, usage_only_events) = without_usage_events(stream);
+        assert_eq!(hidden, expected, "{name}");
+        // llama.cpp's /v1/completions always puts usage in its last chunk, next to the
+        // finish reason: the client sees that chunk with or without the gateway.
+        let expected_events = if name == "completion" { 0 } else { 1 };
+        assert_eq!(usage_only_events, expected_events, "{name}");
+    }
+}
+
+#[test]
+fn crlf_and_keep_alives_in_a_real_stream_change_nothing_but_bytes() {
+    let (name, stream) = USAGE_STREAMS[1];
+    let text = std::str::from_utf8(stream).unwrap();
+    let crlf = text.replace('\n', "\r\n");
+    let with_comments = text.replace("\n\n", "\n\n: keep-alive\n\n");
+    for variant in [crlf.as_bytes(), with_comments.as_bytes()] {
+        let (out, metered_variant) = metered(StreamFormat::Sse, false, &[variant]);
+        assert_eq!(out, variant, "{name}");
+        let usage = metered_variant.usage().usage(1);
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens),
+            usage_in(stream)
+        );
+        let bytes: Vec<&[u8]> = variant.chunks(5).collect();
+        let (chunked_out, chunked) = metered(StreamFormat::Sse, true, &bytes);
+        assert_eq!(chunked.usage().usage(1), usage);
+        assert!(chunked_out.len() < variant.len(), "usage event hidden");
+    }
+}
+
+#[test]
+fn a_stream_without_usage_is_estimated_from_its_text() {
+    let (real_prompt, real_completion) = usage_in(USAGE_STREAMS[0].1);
+    let (out, plain) = metered(StreamFormat::Sse, false, &[PLAIN_STREAM_A]);
+    assert_eq!(out, PLAIN_STREAM_A);
+    let usage = plain
+        .usage()
+        .usage(prompt_estimate("llama-chat-a-stream-plain.sse"));
+    assert!(usage.estimated && plain.usage().completed());
+    let close = |estimate: u64, real: u64| estimate.abs_diff(real) as f64 <= 0.35 * real as f64;
+    assert!(
+        close(usage.completion_tokens, real_completion),
+        "{usage:?} vs {real_completion}"
+    );
+    assert!(
+        close(usage.prompt_tokens, real_prompt),
+        "{usage:?} vs {real_prompt}"
+    );
+}
+
+#[test]
+fn a_client_that_leaves_mid_stream_is_charged_for_what_was_streamed() {
+    let (_, full) = usage_in(USAGE_STREAMS[2].1);
+    let stream = USAGE_STREAMS[2].1;
+    let half = &stream[..stream.len() / 2];
+    let mut metered = MeteredStream::new(StreamFormat::Sse, true, DEFAULT_MAX_RECORD_BYTES);
+    metered.push(half);
+    let usage = metered
+        .usage()
+        .usage(prompt_estimate("llama-chat-c-stream-usage.sse"));
+    assert!(usage.estimated && !metered.usage().completed());
+    assert!(
+        usage.completion_tokens > 0 && usage.completion_tokens < full,
+        "{usage:?}"
+    );
+}
+
+#[test]
+fn real_non_streamed_bodies_carry_the_servers_counts() {
+    let usage = usage_from_response(CHAT_A, 1).unwrap();
+    assert_eq!(
+        (usage.prompt_tokens, usage.completion_tokens),
+        usage_in(USAGE_STREAMS[0].1),
+        "same request, same counts streamed or not"
+    );
+    assert!(!usage.estimated);
+    let embeddings = usage_from_response(EMBEDDINGS, 1).unwrap();
+    assert!(embeddings.prompt_tokens > 0 && embeddings.completion_tokens == 0);
+    assert!(!embeddings.estimated);
+}
+
+/// Event data with the fields that differ between any two runs (ids, clock) removed, and
+/// llama.cpp's non-standard `timings`, which it attaches to whichever chunk is last: the usage
+/// chunk when there is one, else the finish chunk (so a hidden usage chunk takes it along).
+fn comparable_events(stream: &[u8]) -> Vec<serde_json::Value> {
+    let mut parser = crate::sse::SseParser::default();
+    parser.push(stream);
+    parser.finish();
+    let mut events = Vec::new();
+    while let Some(block) = parser.next_block().unwrap() {
+        let Some(data) = block.data() else { continue };
+        let mut value: serde_json::Value =
+            serde_json::from_str(data).unwrap_or_else(|_| json!(data));
+        if let Some(object) = value.as_object_mut() {
+            for volatile in ["id", "created", "timings"] {
+                object.remove(volatile);
+            }
+        }
+        events.push(value);
+    }
+    events
+}
+
+#[test]
+fn a_client_that_did_not_ask_sees_what_it_would_have_seen_without_the_gateway() {
+    let (hidden, _) = metered(StreamFormat::Sse, true, &[USAGE_STREAMS[0].1]);
+    assert_eq!(
+        comparable_events(&hidden),
+        comparable_events(PLAIN_STREAM_A)
+    );
+}
