@@ -107,6 +107,7 @@ fn team_policy(team: &Team) -> pb::TeamPolicy {
         spend: None,
         redaction_policy_json: String::new(),
         high_trust: false,
+        keep_redacted_prompt: false,
     }
 }
 
