@@ -16,7 +16,7 @@ mod tests;
 use serde_json::{Map, Value};
 
 pub use estimate::estimate_text_tokens;
-pub use stream::{EventVerdict, MeteredStream, StreamFormat, StreamUsage};
+pub use stream::{EventVerdict, StreamFormat, StreamUsage};
 
 /// Token counts for one request, as recorded for spend, TPM limits and audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::estimate::TextTally;
 use super::{for_each_generated_text, reported_usage, resolve, ReportedUsage, TokenUsage};
-use crate::sse::{NdjsonLine, NdjsonParser, SseBlock, SseError, SseParser};
+use crate::sse::{NdjsonLine, SseBlock};
 
 /// How a streamed response is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,102 +149,5 @@ impl StreamUsage {
         let unparsed = self.unparsed_bytes.div_ceil(UNPARSED_BYTES_PER_TOKEN);
         let completion_estimate = self.generated.estimate().max(self.text_chunks) + unparsed;
         resolve(self.reported, prompt_estimate, completion_estimate)
-    }
-}
-
-/// A response stream on its way to the client: parses it, counts it, hides the injected usage
-/// chunk, and hands back the bytes to forward. Holds back only an incomplete trailing record;
-/// if a record exceeds the bound it stops parsing and passes everything through unchanged.
-#[derive(Debug)]
-pub struct MeteredStream {
-    framing: Framing,
-    usage: StreamUsage,
-    parse_error: Option<SseError>,
-}
-
-#[derive(Debug)]
-enum Framing {
-    Sse(SseParser),
-    Ndjson(NdjsonParser),
-}
-
-impl MeteredStream {
-    pub fn new(format: StreamFormat, hide_usage_chunk: bool, max_record_bytes: usize) -> Self {
-        let framing = match format {
-            StreamFormat::Sse => Framing::Sse(SseParser::new(max_record_bytes)),
-            StreamFormat::Ndjson => Framing::Ndjson(NdjsonParser::new(max_record_bytes)),
-        };
-        Self {
-            framing,
-            usage: StreamUsage::new(hide_usage_chunk),
-            parse_error: None,
-        }
-    }
-
-    /// One body chunk in; the bytes to send to the client now out.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        if self.parse_error.is_some() {
-            self.usage.observe_unparsed(chunk.len());
-            return chunk.to_vec();
-        }
-        match &mut self.framing {
-            Framing::Sse(parser) => parser.push(chunk),
-            Framing::Ndjson(parser) => parser.push(chunk),
-        }
-        self.drain()
-    }
-
-    /// The end of the upstream body: whatever is still held back, counted and sent.
-    pub fn finish(&mut self) -> Vec<u8> {
-        if self.parse_error.is_some() {
-            return Vec::new();
-        }
-        match &mut self.framing {
-            Framing::Sse(parser) => parser.finish(),
-            Framing::Ndjson(parser) => parser.finish(),
-        }
-        self.drain()
-    }
-
-    pub fn usage(&self) -> &StreamUsage {
-        &self.usage
-    }
-
-    /// Why parsing stopped, if it did (counts are then partly estimated).
-    pub fn parse_error(&self) -> Option<&SseError> {
-        self.parse_error.as_ref()
-    }
-
-    fn drain(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let result = match &mut self.framing {
-            Framing::Sse(parser) => loop {
-                match parser.next_block() {
-                    Ok(Some(block)) => {
-                        if self.usage.observe_sse(&block) == EventVerdict::Forward {
-                            out.extend_from_slice(block.raw());
-                        }
-                    }
-                    Ok(None) => break Ok(()),
-                    Err(error) => break Err((error, parser.take_buffered())),
-                }
-            },
-            Framing::Ndjson(parser) => loop {
-                match parser.next_line() {
-                    Ok(Some(line)) => {
-                        self.usage.observe_ndjson(&line);
-                        out.extend_from_slice(line.raw());
-                    }
-                    Ok(None) => break Ok(()),
-                    Err(error) => break Err((error, parser.take_buffered())),
-                }
-            },
-        };
-        if let Err((error, held)) = result {
-            self.usage.observe_unparsed(held.len());
-            out.extend_from_slice(&held);
-            self.parse_error = Some(error);
-        }
-        out
     }
 }

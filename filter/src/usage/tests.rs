@@ -1,20 +1,115 @@
 use serde_json::json;
 
 use super::*;
-use crate::sse::DEFAULT_MAX_RECORD_BYTES;
+use crate::sse::{NdjsonParser, SseError, SseParser, DEFAULT_MAX_RECORD_BYTES};
 
 const OLLAMA_CHAT_STREAM: &[u8] =
     include_bytes!("../../tests/fixtures/streams/ollama-chat-stream.ndjson");
 const OLLAMA_GENERATE: &[u8] = include_bytes!("../../tests/fixtures/streams/ollama-generate.json");
 
-fn metered(format: StreamFormat, hide: bool, chunks: &[&[u8]]) -> (Vec<u8>, MeteredStream) {
-    let mut stream = MeteredStream::new(format, hide, DEFAULT_MAX_RECORD_BYTES);
+fn metered(format: StreamFormat, hide: bool, chunks: &[&[u8]]) -> (Vec<u8>, Metered) {
+    let mut stream = Metered::new(format, hide, DEFAULT_MAX_RECORD_BYTES);
     let mut out = Vec::new();
     for chunk in chunks {
         out.extend(stream.push(chunk));
     }
     out.extend(stream.finish());
     (out, stream)
+}
+
+/// Drives a parser and a `StreamUsage` the way the filter's response stream does, without
+/// its rewriting: the bytes a client gets, and the counts.
+struct Metered {
+    framing: Framing,
+    usage: StreamUsage,
+    parse_error: Option<SseError>,
+}
+
+#[derive(Debug)]
+enum Framing {
+    Sse(SseParser),
+    Ndjson(NdjsonParser),
+}
+
+impl Metered {
+    fn new(format: StreamFormat, hide_usage_chunk: bool, max_record_bytes: usize) -> Self {
+        let framing = match format {
+            StreamFormat::Sse => Framing::Sse(SseParser::new(max_record_bytes)),
+            StreamFormat::Ndjson => Framing::Ndjson(NdjsonParser::new(max_record_bytes)),
+        };
+        Self {
+            framing,
+            usage: StreamUsage::new(hide_usage_chunk),
+            parse_error: None,
+        }
+    }
+
+    /// One body chunk in; the bytes to send to the client now out.
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.parse_error.is_some() {
+            self.usage.observe_unparsed(chunk.len());
+            return chunk.to_vec();
+        }
+        match &mut self.framing {
+            Framing::Sse(parser) => parser.push(chunk),
+            Framing::Ndjson(parser) => parser.push(chunk),
+        }
+        self.drain()
+    }
+
+    /// The end of the upstream body: whatever is still held back, counted and sent.
+    fn finish(&mut self) -> Vec<u8> {
+        if self.parse_error.is_some() {
+            return Vec::new();
+        }
+        match &mut self.framing {
+            Framing::Sse(parser) => parser.finish(),
+            Framing::Ndjson(parser) => parser.finish(),
+        }
+        self.drain()
+    }
+
+    fn usage(&self) -> &StreamUsage {
+        &self.usage
+    }
+
+    /// Why parsing stopped, if it did (counts are then partly estimated).
+    fn parse_error(&self) -> Option<&SseError> {
+        self.parse_error.as_ref()
+    }
+
+    fn drain(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let result = match &mut self.framing {
+            Framing::Sse(parser) => loop {
+                match parser.next_block() {
+                    Ok(Some(block)) => {
+                        if self.usage.observe_sse(&block) == EventVerdict::Forward {
+                            out.extend_from_slice(block.raw());
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(error) => break Err((error, parser.take_buffered())),
+                }
+            },
+            Framing::Ndjson(parser) => loop {
+                match parser.next_line() {
+                    Ok(Some(line)) => {
+                        self.usage.observe_ndjson(&line);
+                        out.extend_from_slice(line.raw());
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(error) => break Err((error, parser.take_buffered())),
+                }
+            },
+        };
+        if let Err((error, held)) = result {
+            self.usage.observe_unparsed(held.len());
+            out.extend_from_slice(&held);
+            self.parse_error = Some(error);
+        }
+        out
+    }
 }
 
 #[test]
@@ -216,7 +311,7 @@ fn content_types_select_the_framing() {
 #[test]
 fn an_oversized_record_switches_to_pass_through_without_losing_bytes() {
     let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: 0123456789012345678901234567890123456789012345678901234567890123456789\n\ndata: [DONE]\n\n";
-    let mut metered = MeteredStream::new(StreamFormat::Sse, true, 48);
+    let mut metered = Metered::new(StreamFormat::Sse, true, 48);
     let mut out = Vec::new();
     for chunk in stream.chunks(7) {
         out.extend(metered.push(chunk));
@@ -379,7 +474,7 @@ fn a_client_that_leaves_mid_stream_is_charged_for_what_was_streamed() {
     let (_, full) = usage_in(USAGE_STREAMS[2].1);
     let stream = USAGE_STREAMS[2].1;
     let half = &stream[..stream.len() / 2];
-    let mut metered = MeteredStream::new(StreamFormat::Sse, true, DEFAULT_MAX_RECORD_BYTES);
+    let mut metered = Metered::new(StreamFormat::Sse, true, DEFAULT_MAX_RECORD_BYTES);
     metered.push(half);
     let usage = metered
         .usage()
