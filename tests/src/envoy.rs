@@ -182,10 +182,6 @@ impl Envoy {
     pub fn log(&self) -> String {
         self.process.log()
     }
-
-    pub fn log_path(&self) -> &Path {
-        self.process.log_path()
-    }
 }
 
 /// Renders `envoy/local.yaml.tmpl` for this test's ports and artifacts.

@@ -109,10 +109,6 @@ impl Process {
         }
     }
 
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
     /// SIGKILL (to the group, if it has one), then reap.
     pub fn kill(&mut self) {
         if self.group {
@@ -165,10 +161,6 @@ impl Process {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
     }
 
     /// The whole log so far.
