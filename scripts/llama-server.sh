@@ -73,9 +73,9 @@ tools_venv() {
 
 download_sdist() {
   local sdist
-  sdist=$(find "$DOWNLOADS" -maxdepth 1 -name "llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" 2>/dev/null | head -n1)
+  mkdir -p "$DOWNLOADS"
+  sdist=$(find "$DOWNLOADS" -maxdepth 1 -name "llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" | head -n1)
   if [[ -z $sdist ]]; then
-    mkdir -p "$DOWNLOADS"
     log "downloading llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION sdist"
     "$VENV/bin/pip" download --quiet --no-deps --no-binary llama-cpp-python \
       "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$DOWNLOADS" >&2
@@ -106,7 +106,7 @@ cmd_build() {
   src=$(find "$work" -maxdepth 3 -type d -path '*/vendor/llama.cpp' | head -n1)
   [[ -n $src ]] || die "vendored llama.cpp not found in $sdist"
   local jobs=${LLAMA_BUILD_JOBS:-$(nproc)}
-  log "building llama-server ($jobs jobs, niced); this takes ~8 minutes on 2 cores"
+  log "building llama-server ($jobs jobs, niced): ~8 minutes on 2 idle cores, longer under load"
   start=$(date +%s)
   PATH=$VENV/bin:$PATH nice -n 10 cmake -S "$src" -B "$work/build" -G Ninja "${CMAKE_FLAGS[@]}" >&2
   PATH=$VENV/bin:$PATH nice -n 10 cmake --build "$work/build" --target llama-server -j "$jobs" >&2
