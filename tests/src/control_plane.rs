@@ -14,7 +14,6 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::artifacts;
-use crate::poll::eventually;
 use crate::process::{new_log, Process};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,7 +89,7 @@ impl ControlPlane {
             .arg(self.grpc_addr.to_string())
             .arg("--http-addr")
             .arg(self.http_addr.to_string());
-        let process = Process::spawn("control plane", cmd, &log);
+        let mut process = Process::spawn("control plane", cmd, &log);
 
         let (mut grpc, mut http) = (None, None);
         while grpc.is_none() || http.is_none() {
@@ -102,25 +101,10 @@ impl ControlPlane {
         }
         self.grpc_addr = grpc.expect("grpc address");
         self.http_addr = http.expect("http address");
+        process
+            .wait_ready(&format!("http://{}/ready", self.http_addr), START_TIMEOUT)
+            .await;
         self.process = Some(process);
-
-        let ready = format!("http://{}/ready", self.http_addr);
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
-        eventually(
-            "control plane /ready answers 200",
-            START_TIMEOUT,
-            || async {
-                match http.get(&ready).send().await {
-                    Ok(r) if r.status() == 200 => Ok(()),
-                    Ok(r) => Err(format!("status {}", r.status())),
-                    Err(e) => Err(e.to_string()),
-                }
-            },
-        )
-        .await;
     }
 
     /// SIGKILL: no graceful shutdown, like a crash.

@@ -12,7 +12,6 @@ use tempfile::TempDir;
 
 use crate::api::Gateway;
 use crate::artifacts;
-use crate::poll::eventually;
 use crate::process::{new_log, Process};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -96,24 +95,14 @@ impl Envoy {
         let mut process = Process::spawn("envoy", cmd, &log);
 
         let admin = wait_for_admin_address(&mut process, &admin_path).await;
+        process
+            .wait_ready(&format!("http://{admin}/ready"), START_TIMEOUT)
+            .await;
+
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()
             .expect("client");
-        eventually("Envoy admin /ready answers LIVE", START_TIMEOUT, || {
-            process.assert_running();
-            let ready = http.get(format!("http://{admin}/ready")).send();
-            async move {
-                let status = ready.await.map_err(|e| e.to_string())?.status();
-                if status == 200 {
-                    Ok(())
-                } else {
-                    Err(format!("/ready: {status}"))
-                }
-            }
-        })
-        .await;
-
         let listeners = http
             .get(format!("http://{admin}/listeners?format=json"))
             .send()

@@ -102,6 +102,29 @@ impl Process {
         }
     }
 
+    /// Polls `url` until it answers 200; fails the test, with the log, if the process exits
+    /// or `timeout` passes first.
+    pub async fn wait_ready(&mut self, url: &str, timeout: Duration) {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("HTTP client");
+        let what = format!("{} answers 200 on {url}", self.name);
+        crate::poll::eventually(&what, timeout, || {
+            self.assert_running();
+            let response = http.get(url).send();
+            async move {
+                let status = response.await.map_err(|e| e.to_string())?.status();
+                if status == 200 {
+                    Ok(())
+                } else {
+                    Err(format!("status {status}"))
+                }
+            }
+        })
+        .await;
+    }
+
     /// Fails the test, with the log, when the process is no longer running.
     pub fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {

@@ -73,7 +73,7 @@ async fn key_made_over_grpc_reaches_the_upstream_and_lists_without_its_secret() 
     let team = admin
         .create_team(CreateTeamRequest {
             alias: "grpc-team".to_string(),
-            models: vec![],
+            ..CreateTeamRequest::default()
         })
         .await
         .expect("CreateTeam")
@@ -83,8 +83,7 @@ async fn key_made_over_grpc_reaches_the_upstream_and_lists_without_its_secret() 
             team: team.team_id.clone(),
             user_id: "alice@example.com".to_string(),
             key_alias: "notebook".to_string(),
-            expires: String::new(),
-            models: vec![],
+            ..CreateKeyRequest::default()
         })
         .await
         .expect("CreateKey")
@@ -100,7 +99,7 @@ async fn key_made_over_grpc_reaches_the_upstream_and_lists_without_its_secret() 
     let listed = admin
         .list_keys(ListKeysRequest {
             team: "grpc-team".to_string(),
-            include_revoked: false,
+            ..ListKeysRequest::default()
         })
         .await
         .expect("ListKeys")
