@@ -12,6 +12,8 @@ pub mod credential;
 pub mod errors;
 pub mod flow;
 pub mod host;
+pub mod limits;
+pub mod models;
 pub mod policy;
 pub mod request_id;
 pub mod service;

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use modelgate_proto::v1::{KeyPolicy, KeyStatus, ModelRoute, PolicySnapshot, TeamPolicy};
+use modelgate_proto::v1::{
+    KeyPolicy, KeyStatus, ModelRoute, PolicySnapshot, TeamPolicy, UserPolicy,
+};
 use prost::Message;
 
 use crate::credential::KeyDigest;
@@ -19,6 +21,7 @@ pub struct PolicyIndex {
     version: u64,
     keys: HashMap<[u8; 32], KeyPolicy>,
     teams: HashMap<String, TeamPolicy>,
+    users: HashMap<String, UserPolicy>,
     routes: HashMap<String, ModelRoute>,
 }
 
@@ -68,6 +71,11 @@ impl PolicyIndex {
             .into_iter()
             .map(|team| (team.team_id.clone(), team))
             .collect();
+        let users = snapshot
+            .users
+            .into_iter()
+            .map(|user| (user.user_id.clone(), user))
+            .collect();
         let routes = snapshot
             .models
             .into_iter()
@@ -77,6 +85,7 @@ impl PolicyIndex {
             version: snapshot.version,
             keys,
             teams,
+            users,
             routes,
         }
     }
@@ -115,6 +124,16 @@ impl PolicyIndex {
     pub fn route(&self, model: &str) -> Option<&ModelRoute> {
         self.routes.get(model)
     }
+
+    /// Every route, in no particular order.
+    pub fn routes(&self) -> impl Iterator<Item = &ModelRoute> {
+        self.routes.values()
+    }
+
+    /// The user's own limits and spend, if the snapshot has any.
+    pub fn user(&self, user_id: &str) -> Option<&UserPolicy> {
+        self.users.get(user_id)
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +151,14 @@ pub(crate) mod tests {
             user_id: format!("{public_id}@example.com"),
             status: status as i32,
             ..KeyPolicy::default()
+        }
+    }
+
+    pub(crate) fn route(name: &str, cluster: &str) -> ModelRoute {
+        ModelRoute {
+            name: name.to_owned(),
+            cluster: cluster.to_owned(),
+            ..ModelRoute::default()
         }
     }
 
@@ -170,19 +197,26 @@ pub(crate) mod tests {
                 short_hash,
             ],
             teams: vec![
-                team("team-1"),
+                TeamPolicy {
+                    models: vec!["llama3.1-8b".to_owned(), "qwen2.5-*".to_owned()],
+                    ..team("team-1")
+                },
                 TeamPolicy {
                     blocked: true,
                     ..team("team-blocked")
                 },
             ],
             users: vec![],
-            models: vec![ModelRoute {
-                name: "llama3.1-8b".to_owned(),
-                upstream_model: "llama3.1:8b".to_owned(),
-                cluster: "pool-llama".to_owned(),
-                ..ModelRoute::default()
-            }],
+            models: vec![
+                ModelRoute {
+                    name: "llama3.1-8b".to_owned(),
+                    upstream_model: "llama3.1:8b".to_owned(),
+                    cluster: "pool-llama".to_owned(),
+                    ..ModelRoute::default()
+                },
+                route("qwen2.5-7b", "pool-qwen"),
+                route("qwen2.5x", "pool-qwen"),
+            ],
         }
     }
 
