@@ -32,6 +32,23 @@ pub struct FilterConfig {
     /// Requests outside this path prefix are refused with 404.
     #[serde(default = "default_api_prefix")]
     pub api_prefix: String,
+    /// The largest request body the filter reads to route, redact and count a request; larger
+    /// ones are refused with 413 (the filter never forwards a body it could not check). The
+    /// default, 10^6 bytes, stays under Envoy's default 1 MiB connection buffer limit so this
+    /// filter's JSON answer comes before Envoy's plain-text one; raise both together.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Take the audit record's client IP from the last `x-forwarded-for` entry (the address
+    /// the nearest proxy saw) instead of the downstream connection. Only for deployments
+    /// where a trusted proxy in front of Envoy sets that header.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+    /// Paths under `api_prefix` besides the supported LLM endpoints that are forwarded to
+    /// `default_cluster` without reading their bodies: exact paths, or prefixes ending in
+    /// `*` (`/v1/audio/*`). They skip model routing and redaction, so a team whose policy
+    /// redacts requests cannot send bodies to them. Everything else is refused with 404.
+    #[serde(default)]
+    pub pass_through_paths: Vec<String>,
 }
 
 /// The singleton service's configuration (`role: "service"`).
@@ -65,6 +82,12 @@ fn default_route_header() -> String {
 fn default_api_prefix() -> String {
     "/".to_owned()
 }
+fn default_max_body_bytes() -> u64 {
+    1_000_000
+}
+/// Bounds of `max_body_bytes`: below 1 KiB no chat request fits; a body is held in the VM's
+/// memory (and parsed) while it is checked, and a wasm32 VM has 4 GiB at most.
+const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(64 << 20);
 fn default_tick_ms() -> u32 {
     1000
 }
@@ -177,7 +200,32 @@ impl FilterConfig {
                 "must start with '/' and contain no spaces",
             ));
         }
+        if !MAX_BODY_BYTES_RANGE.contains(&self.max_body_bytes) {
+            return Err(invalid(
+                "max_body_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        let path_ok = |p: &String| {
+            p.starts_with('/') && is_token(p) && !p[..p.len() - 1].contains('*') && !p.contains('?')
+        };
+        if !self.pass_through_paths.iter().all(path_ok) {
+            return Err(invalid(
+                "pass_through_paths",
+                "entries must start with '/', contain no spaces or '?', and use '*' only at the end",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether `path` (without its query) is one of `pass_through_paths`.
+    pub fn passes_through(&self, path: &str) -> bool {
+        self.pass_through_paths
+            .iter()
+            .any(|entry| match entry.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => path == entry,
+            })
     }
 
     pub fn max_staleness_ms(&self) -> u64 {
@@ -271,6 +319,20 @@ mod tests {
         assert_eq!(config.max_staleness_s, 30);
         assert_eq!(config.route_header, "x-modelgate-cluster");
         assert_eq!(config.api_prefix, "/");
+        assert_eq!(config.max_body_bytes, 1_000_000);
+        assert!(!config.trust_forwarded_for);
+        assert!(config.pass_through_paths.is_empty());
+    }
+
+    #[test]
+    fn pass_through_paths_are_exact_or_prefixes() {
+        let config =
+            filter(r#"{"default_cluster": "u", "pass_through_paths": ["/health", "/v1/audio/*"]}"#);
+        assert!(config.passes_through("/health"));
+        assert!(!config.passes_through("/healthz"));
+        assert!(config.passes_through("/v1/audio/speech"));
+        assert!(!config.passes_through("/v1/audio"));
+        assert!(!config.passes_through("/v1/chat/completions"));
     }
 
     #[test]
@@ -336,6 +398,18 @@ mod tests {
             (
                 r#"{"default_cluster": "u", "api_prefix": "v1"}"#.to_owned(),
                 "api_prefix",
+            ),
+            (
+                r#"{"default_cluster": "u", "max_body_bytes": 100}"#.to_owned(),
+                "max_body_bytes",
+            ),
+            (
+                r#"{"default_cluster": "u", "pass_through_paths": ["health"]}"#.to_owned(),
+                "pass_through_paths",
+            ),
+            (
+                r#"{"default_cluster": "u", "pass_through_paths": ["/a*b"]}"#.to_owned(),
+                "pass_through_paths",
             ),
             (r#"{"role": "service"}"#.to_owned(), "shape"),
             (service(r#", "tick_ms": 10"#), "tick_ms"),

@@ -4,6 +4,8 @@
 use serde::Serialize;
 
 use crate::credential::{CredentialError, Malformed};
+use crate::limits::LimitHit;
+use crate::models::request::BodyError;
 use crate::snapshot::Unavailable;
 
 /// Why the filter answered a request itself instead of forwarding it.
@@ -23,6 +25,31 @@ pub enum Rejection {
     /// The plugin runs with a configuration that cannot serve requests (e.g. the service role
     /// installed as an HTTP filter): fail closed.
     Misconfigured,
+    /// The team's redaction policy blocks these entity types (names only, never values).
+    PiiBlocked(Vec<String>),
+    /// The body is larger than `max_body_bytes`; `redacting` when the team's policy would
+    /// have had to check it.
+    BodyTooLarge {
+        limit: u64,
+        redacting: bool,
+    },
+    /// The team's policy must check the body, and it is not a JSON object.
+    BodyUnreadable,
+    /// The team's redaction policy does not compile in this filter: fail closed.
+    RedactionUnavailable,
+    /// A pass-through path with a body, for a team whose policy must check every body.
+    RedactionUnsupported,
+    /// A request body admission cannot check (none, not JSON, no `model`, …).
+    BadRequestBody(BodyError),
+    /// No model of this public name in the snapshot.
+    ModelNotFound(String),
+    /// The model exists, but not in this key's allowlist.
+    ModelNotAllowed(String),
+    /// A rate limit, parallel-request cap or budget of the key, team or user.
+    Limited(Box<LimitHit>),
+    /// The shared limit counters could not be read or updated: refused, not let through
+    /// unchecked.
+    LimitsUnavailable,
 }
 
 impl From<CredentialError> for Rejection {
@@ -43,9 +70,15 @@ impl Rejection {
             | Self::KeyRevoked
             | Self::KeyExpired
             | Self::KeyUnusable(_) => 401,
-            Self::KeyBlocked | Self::TeamBlocked => 403,
+            Self::KeyBlocked | Self::TeamBlocked | Self::ModelNotAllowed(_) => 403,
+            Self::BadRequestBody(_) => 400,
+            Self::ModelNotFound(_) => 404,
+            Self::Limited(_) => 429,
+            Self::LimitsUnavailable => 503,
             Self::PathNotFound => 404,
-            Self::PolicyUnavailable(_) | Self::Misconfigured => 503,
+            Self::PolicyUnavailable(_) | Self::Misconfigured | Self::RedactionUnavailable => 503,
+            Self::PiiBlocked(_) | Self::BodyUnreadable | Self::RedactionUnsupported => 400,
+            Self::BodyTooLarge { .. } => 413,
         }
     }
 
@@ -59,9 +92,18 @@ impl Rejection {
             Self::KeyExpired => "key_expired",
             Self::KeyBlocked => "key_blocked",
             Self::TeamBlocked => "team_blocked",
+            Self::BadRequestBody(why) => why.code(),
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::ModelNotAllowed(_) => "model_not_allowed",
+            Self::Limited(hit) => hit.code(),
+            Self::LimitsUnavailable => "limits_unavailable",
             Self::PolicyUnavailable(_) => "policy_unavailable",
             Self::PathNotFound => "not_found",
-            Self::Misconfigured => "gateway_misconfigured",
+            Self::Misconfigured | Self::RedactionUnavailable => "gateway_misconfigured",
+            Self::PiiBlocked(_) => "pii_blocked",
+            Self::BodyTooLarge { .. } => "request_too_large",
+            Self::BodyUnreadable => "invalid_request_body",
+            Self::RedactionUnsupported => "redaction_unsupported_endpoint",
         }
     }
 
@@ -69,18 +111,27 @@ impl Rejection {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::KeyUnusable(why) => why,
+            Self::Limited(hit) => hit.reason(),
             Self::PolicyUnavailable(Unavailable::NeverLoaded) => "policy_not_loaded",
             Self::PolicyUnavailable(Unavailable::Stale { .. }) => "policy_stale",
             Self::PolicyUnavailable(Unavailable::Unreadable(_)) => "policy_unreadable",
+            Self::RedactionUnavailable => "redaction_policy_invalid",
+            Self::BodyTooLarge {
+                redacting: true, ..
+            } => "redaction_body_too_large",
+            Self::BodyUnreadable => "redaction_body_unreadable",
             other => other.code(),
         }
     }
 
     fn error_type(&self) -> &'static str {
+        if let Self::Limited(hit) = self {
+            return hit.error_type();
+        }
         match self.status() {
             401 => "authentication_error",
             403 => "permission_error",
-            404 => "invalid_request_error",
+            400 | 404 | 413 => "invalid_request_error",
             _ => "service_unavailable",
         }
     }
@@ -97,7 +148,18 @@ impl Rejection {
             Self::TeamBlocked => "The team of this API key is blocked.".to_owned(),
             Self::PolicyUnavailable(why) => format!("The gateway cannot authorize requests right now: {why}."),
             Self::PathNotFound => "No such endpoint on this gateway.".to_owned(),
+            Self::BadRequestBody(why) => format!("{why}."),
+            Self::ModelNotFound(model) => format!("The model `{}` does not exist on this gateway.", shown(model)),
+            Self::ModelNotAllowed(model) => format!("This API key may not use the model `{}`.", shown(model)),
+            Self::Limited(hit) => hit.message(),
+            Self::LimitsUnavailable => "The gateway cannot check this key's limits right now; try again shortly.".to_owned(),
             Self::Misconfigured => "The gateway is misconfigured; its operator has been told in Envoy's log.".to_owned(),
+            Self::PiiBlocked(types) => format!("The request contains data this team may not send to the model: {}.", types.join(", ")),
+            Self::BodyTooLarge { limit, redacting: false } => format!("The request body exceeds this gateway's limit of {limit} bytes."),
+            Self::BodyTooLarge { limit, redacting: true } => format!("The request body exceeds the {limit} bytes this gateway can check for this team's redaction policy; it was not forwarded."),
+            Self::BodyUnreadable => "The request body is not a JSON object, so this team's redaction policy cannot check it; it was not forwarded.".to_owned(),
+            Self::RedactionUnavailable => "This team's redaction policy cannot be applied, so its requests are refused; its operator has been told in Envoy's log.".to_owned(),
+            Self::RedactionUnsupported => "This endpoint is forwarded without inspection, and this team's redaction policy must check every request body.".to_owned(),
         }
     }
 
@@ -113,13 +175,33 @@ impl Rejection {
             kind: &'a str,
             param: Option<&'a str>,
             code: &'a str,
+            /// Which scope's limit (`key`, `team`, `user`) and which limit (`rpm`, …).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            scope: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<&'a str>,
         }
+        let (param, scope, limit) = match self {
+            Self::ModelNotFound(_)
+            | Self::ModelNotAllowed(_)
+            | Self::BadRequestBody(
+                BodyError::MissingModel | BodyError::InvalidModel | BodyError::DuplicateModel,
+            ) => (Some("model"), None, None),
+            Self::Limited(hit) => (
+                None,
+                Some(hit.scope.kind.as_str()),
+                Some(hit.exceeded.kind.field()),
+            ),
+            _ => (None, None, None),
+        };
         let envelope = Envelope {
             error: Body {
                 message: self.message(),
                 kind: self.error_type(),
-                param: None,
+                param,
                 code: self.code(),
+                scope,
+                limit,
             },
         };
         // Serializing plain strings cannot fail; the fallback keeps the reply valid JSON anyway.
@@ -133,12 +215,25 @@ impl Rejection {
     }
 
     /// Headers that belong to this kind of refusal, besides content type and request id.
-    pub fn extra_headers(&self) -> Vec<(&'static str, &'static str)> {
-        match self.status() {
-            401 => vec![("www-authenticate", "Bearer realm=\"modelgate\"")],
-            503 => vec![("retry-after", "1")],
-            _ => vec![],
+    pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
+        if let Self::Limited(hit) = self {
+            return hit.headers();
         }
+        let value = match self.status() {
+            401 => ("www-authenticate", "Bearer realm=\"modelgate\""),
+            503 => ("retry-after", "1"),
+            _ => return vec![],
+        };
+        vec![(value.0, value.1.to_owned())]
+    }
+}
+
+/// A client-sent model name as repeated in an answer: bounded, so a huge name is not echoed.
+fn shown(model: &str) -> String {
+    const MAX_CHARS: usize = 128;
+    match model.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &model[..cut]),
+        None => model.to_owned(),
     }
 }
 
@@ -177,6 +272,30 @@ mod tests {
                 503,
                 "policy_unavailable",
             ),
+            (
+                Rejection::PiiBlocked(vec!["US_SSN".to_owned()]),
+                400,
+                "pii_blocked",
+            ),
+            (
+                Rejection::BodyTooLarge {
+                    limit: 10,
+                    redacting: true,
+                },
+                413,
+                "request_too_large",
+            ),
+            (Rejection::BodyUnreadable, 400, "invalid_request_body"),
+            (
+                Rejection::RedactionUnavailable,
+                503,
+                "gateway_misconfigured",
+            ),
+            (
+                Rejection::RedactionUnsupported,
+                400,
+                "redaction_unsupported_endpoint",
+            ),
         ];
         for (rejection, status, code) in cases {
             assert_eq!(rejection.status(), status, "{rejection:?}");
@@ -210,6 +329,134 @@ mod tests {
     }
 
     #[test]
+    fn pii_refusals_name_types_and_say_why_nothing_was_forwarded() {
+        let blocked = Rejection::PiiBlocked(vec!["CREDIT_CARD".to_owned(), "US_SSN".to_owned()]);
+        assert_eq!(
+            body(&blocked)["error"]["message"],
+            "The request contains data this team may not send to the model: CREDIT_CARD, US_SSN."
+        );
+        assert_eq!(body(&blocked)["error"]["type"], "invalid_request_error");
+        let too_large = Rejection::BodyTooLarge {
+            limit: 1000,
+            redacting: true,
+        };
+        assert_eq!(too_large.reason(), "redaction_body_too_large");
+        assert!(too_large.message().contains("1000 bytes"));
+        let plain = Rejection::BodyTooLarge {
+            limit: 1000,
+            redacting: false,
+        };
+        assert_eq!(plain.reason(), "request_too_large");
+    }
+
+    fn team_rpm_hit() -> Rejection {
+        use crate::limits::record::{Exceeded, Quota, Quotas};
+        use crate::limits::{LimitKind, Scope, ScopeKind};
+        let quotas = Quotas {
+            requests: Some(Quota {
+                limit: 3,
+                remaining: 0,
+                reset_ms: 42_500,
+            }),
+            tokens: None,
+        };
+        Rejection::Limited(Box::new(LimitHit {
+            scope: Scope {
+                kind: ScopeKind::Team,
+                id: "team-7".to_owned(),
+            },
+            exceeded: Exceeded {
+                kind: LimitKind::Requests,
+                limit: 3,
+                used: 3,
+                requested: 1,
+                retry_after_ms: Some(40_200),
+                quotas,
+            },
+            quotas,
+        }))
+    }
+
+    #[test]
+    fn admission_refusals_name_the_model_or_the_limit() {
+        let cases = [
+            (
+                Rejection::BadRequestBody(BodyError::NotJson),
+                400,
+                "invalid_json",
+                Value::Null,
+            ),
+            (
+                Rejection::BadRequestBody(BodyError::MissingModel),
+                400,
+                "missing_model",
+                json!("model"),
+            ),
+            (
+                Rejection::ModelNotFound("mystery".to_owned()),
+                404,
+                "model_not_found",
+                json!("model"),
+            ),
+            (
+                Rejection::ModelNotAllowed("qwen2.5x".to_owned()),
+                403,
+                "model_not_allowed",
+                json!("model"),
+            ),
+            (
+                Rejection::LimitsUnavailable,
+                503,
+                "limits_unavailable",
+                Value::Null,
+            ),
+        ];
+        for (rejection, status, code, param) in cases {
+            assert_eq!(rejection.status(), status, "{rejection:?}");
+            let error = &body(&rejection)["error"];
+            assert_eq!(error["code"], code);
+            assert_eq!(error["param"], param, "{rejection:?}");
+        }
+        assert!(Rejection::ModelNotAllowed("qwen2.5x".to_owned())
+            .message()
+            .contains("`qwen2.5x`"));
+        let huge = Rejection::ModelNotFound("m".repeat(10_000)).message();
+        assert!(huge.len() < 300, "{} bytes", huge.len());
+    }
+
+    #[test]
+    fn a_rate_limit_is_a_429_naming_scope_and_limit_with_openai_headers() {
+        let rejection = team_rpm_hit();
+        assert_eq!(rejection.status(), 429);
+        assert_eq!(rejection.reason(), "team_rpm_exceeded");
+        let error = &body(&rejection)["error"];
+        assert_eq!(error["code"], "rate_limit_exceeded");
+        assert_eq!(error["type"], "requests");
+        assert_eq!(error["scope"], "team");
+        assert_eq!(error["limit"], "rpm");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("team team-7"), "{message}");
+        assert!(message.contains("limit 3, used 3"), "{message}");
+        assert!(message.contains("try again in 41s"), "{message}");
+        assert_eq!(
+            rejection.extra_headers(),
+            [
+                ("retry-after", "41".to_owned()),
+                ("x-ratelimit-limit-requests", "3".to_owned()),
+                ("x-ratelimit-remaining-requests", "0".to_owned()),
+                ("x-ratelimit-reset-requests", "43s".to_owned()),
+            ]
+        );
+        assert!(
+            !body(&Rejection::KeyRevoked)["error"]
+                .as_object()
+                .unwrap()
+                .contains_key("scope"),
+            "other errors keep OpenAI's four fields"
+        );
+    }
+
+    #[test]
     fn refusals_carry_their_protocol_headers() {
         assert!(Rejection::InvalidApiKey
             .extra_headers()
@@ -217,7 +464,7 @@ mod tests {
             .any(|(n, _)| *n == "www-authenticate"));
         assert_eq!(
             Rejection::PolicyUnavailable(Unavailable::NeverLoaded).extra_headers(),
-            vec![("retry-after", "1")]
+            vec![("retry-after", "1".to_owned())]
         );
         assert!(Rejection::KeyBlocked.extra_headers().is_empty());
     }

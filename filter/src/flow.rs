@@ -1,18 +1,19 @@
 //! One request through the filter, as a sequence of events: request headers -> a verdict,
-//! the whole request body -> the route, response headers -> the request-id header, log -> the
-//! usage record on the shared queue. Pure: the HTTP context in `wasm/` feeds it what Envoy
-//! reports and applies what it returns.
+//! the whole request body -> the route and the body sent upstream, response headers and
+//! body -> what the client gets (`response`), log -> the usage record on the shared queue.
+//! Pure: the HTTP context in `wasm/` feeds it what Envoy reports and applies what it returns.
 
-use std::borrow::Cow;
+mod response;
+
 use std::rc::Rc;
 
 use prost::Message;
-use serde::Deserialize;
 
 use crate::audit::{self, Outcome, RecordDraft, USAGE_QUEUE};
 use crate::config::FilterConfig;
 use crate::credential::{self, KeyDigest};
 use crate::errors::Rejection;
+use crate::exchange::{BodyPlan, Exchange, RedactorCache, RequestBody};
 use crate::host::Host;
 use crate::policy::{Denial, PolicyIndex};
 use crate::request_id;
@@ -90,6 +91,17 @@ pub enum Verdict {
     AwaitBody(HeaderEdits),
 }
 
+/// What to do with a request after its whole body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyVerdict {
+    Reject(LocalReply),
+    /// Apply the edits and forward `body` in place of the original (`None`: unchanged).
+    Forward {
+        edits: HeaderEdits,
+        body: Option<Vec<u8>>,
+    },
+}
+
 /// The state of one request.
 #[derive(Debug)]
 pub struct RequestFlow {
@@ -99,6 +111,8 @@ pub struct RequestFlow {
     started: bool,
     draft: RecordDraft,
     refusal: Option<Rejection>,
+    exchange: Exchange,
+    redactors: Rc<RedactorCache>,
 }
 
 impl RequestFlow {
@@ -109,7 +123,16 @@ impl RequestFlow {
             started: false,
             draft: RecordDraft::default(),
             refusal: None,
+            exchange: Exchange::new(),
+            redactors: Rc::default(),
         }
+    }
+
+    /// Shares the worker's compiled redaction policies (without it, each request compiles
+    /// its team's policy anew).
+    pub fn with_redactors(mut self, redactors: Rc<RedactorCache>) -> Self {
+        self.redactors = redactors;
+        self
     }
 
     /// The request id, once the headers have been seen.
@@ -152,7 +175,12 @@ impl RequestFlow {
             request_id,
             started_ms: now_ms,
             path: audit::path_only(&path).to_owned(),
-            client_ip: source_address.map(audit::client_ip).unwrap_or_default(),
+            client_ip: audit::client_ip(
+                source_address,
+                headers
+                    .get("x-forwarded-for")
+                    .filter(|_| self.config.trust_forwarded_for),
+            ),
             ..RecordDraft::default()
         };
 
@@ -171,6 +199,20 @@ impl RequestFlow {
         if !self.config.covers_path(&path) {
             return self.refuse(Rejection::PathNotFound);
         }
+        let content_length = headers
+            .get("content-length")
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        let body_plan = match self.exchange.begin(
+            &self.config,
+            &path,
+            policy.team(&self.draft.team_id),
+            &self.redactors,
+            content_length,
+            !end_of_stream,
+        ) {
+            Ok(plan) => plan,
+            Err(rejection) => return self.refuse(rejection),
+        };
         self.policy = Some(policy);
 
         edits.remove = headers_to_strip(headers, &self.config.route_header);
@@ -180,18 +222,39 @@ impl RequestFlow {
                 self.config.upstream_authorization.clone(),
             ));
         }
-        if end_of_stream {
-            edits.merge(self.route(None));
-            Verdict::Forward(edits)
-        } else {
-            Verdict::AwaitBody(edits)
+        match body_plan {
+            BodyPlan::Read => Verdict::AwaitBody(edits),
+            BodyPlan::Skip => {
+                edits.merge(self.route(None));
+                Verdict::Forward(edits)
+            }
         }
     }
 
+    /// Part of the body is buffered (`size` bytes so far): a refusal once it is too large.
+    pub fn on_request_body_size(&mut self, size: u64) -> Option<LocalReply> {
+        let rejection = self.exchange.check_body_size(size).err()?;
+        Some(self.refusal_reply(rejection))
+    }
+
     /// The whole request body arrived (after [`Verdict::AwaitBody`]): picks the cluster from
-    /// the requested model.
-    pub fn on_request_body(&mut self, body: &[u8]) -> HeaderEdits {
-        self.route(requested_model(body).as_deref())
+    /// the requested model, applies the team's redaction and returns the body to send.
+    pub fn on_request_body(&mut self, body: &[u8]) -> BodyVerdict {
+        let mut request = RequestBody::parse(body);
+        let mut edits = self.route(request.model());
+        let sent = self
+            .exchange
+            .prepare_request(&mut request)
+            .and_then(|()| self.exchange.send_request(&request, body));
+        match sent {
+            Ok(body) => {
+                if body.is_some() {
+                    edits.remove.push("content-length".to_owned());
+                }
+                BodyVerdict::Forward { edits, body }
+            }
+            Err(rejection) => BodyVerdict::Reject(self.refusal_reply(rejection)),
+        }
     }
 
     /// Headers to set on the response.
@@ -212,7 +275,12 @@ impl RequestFlow {
         if !std::mem::take(&mut self.started) {
             return;
         }
-        let draft = std::mem::take(&mut self.draft);
+        let mut draft = std::mem::take(&mut self.draft);
+        let route = self
+            .policy
+            .as_ref()
+            .and_then(|policy| policy.route(&draft.model_requested));
+        let body = self.exchange.finish(&mut draft, route);
         let outcome = match &self.refusal {
             Some(refusal) => Outcome::Refused {
                 status: refusal.status(),
@@ -221,6 +289,7 @@ impl RequestFlow {
             None => Outcome::Finished {
                 http_status,
                 code_details,
+                body,
             },
         };
         let record = draft.finish(outcome, host.now_ms());
@@ -234,6 +303,10 @@ impl RequestFlow {
     }
 
     fn refuse(&mut self, rejection: Rejection) -> Verdict {
+        Verdict::Reject(self.refusal_reply(rejection))
+    }
+
+    fn refusal_reply(&mut self, rejection: Rejection) -> LocalReply {
         let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
         if let Some(id) = self.request_id() {
             headers.push((REQUEST_ID_HEADER.to_owned(), id.to_owned()));
@@ -250,7 +323,7 @@ impl RequestFlow {
             body: rejection.body(),
         };
         self.refusal = Some(rejection);
-        Verdict::Reject(reply)
+        reply
     }
 
     fn route(&mut self, model: Option<&str>) -> HeaderEdits {
@@ -338,19 +411,6 @@ fn headers_to_strip(headers: &RequestHeaders, route_header: &str) -> Vec<String>
     names.sort();
     names.dedup();
     names
-}
-
-/// The top-level `model` of a JSON request body, if there is one.
-fn requested_model(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct ModelOnly<'a> {
-        #[serde(borrow)]
-        model: Option<Cow<'a, str>>,
-    }
-    serde_json::from_slice::<ModelOnly<'_>>(body)
-        .ok()?
-        .model
-        .map(Cow::into_owned)
 }
 
 #[cfg(test)]

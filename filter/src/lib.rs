@@ -9,7 +9,9 @@
 pub mod audit;
 pub mod config;
 pub mod credential;
+pub mod endpoint;
 pub mod errors;
+pub mod exchange;
 pub mod flow;
 pub mod host;
 pub mod limits;

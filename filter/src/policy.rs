@@ -134,6 +134,10 @@ impl PolicyIndex {
     pub fn user(&self, user_id: &str) -> Option<&UserPolicy> {
         self.users.get(user_id)
     }
+
+    pub fn team(&self, team_id: &str) -> Option<&TeamPolicy> {
+        self.teams.get(team_id)
+    }
 }
 
 #[cfg(test)]

@@ -87,6 +87,14 @@ fn rejected(verdict: &Verdict) -> (u32, Value, &LocalReply) {
     )
 }
 
+/// The edits and new body of a forwarded body.
+fn forwarded(verdict: BodyVerdict) -> (HeaderEdits, Option<Vec<u8>>) {
+    match verdict {
+        BodyVerdict::Forward { edits, body } => (edits, body),
+        BodyVerdict::Reject(reply) => panic!("expected the body forwarded, got {reply:?}"),
+    }
+}
+
 fn header<'a>(reply: &'a LocalReply, name: &str) -> Option<&'a str> {
     reply
         .headers
@@ -286,9 +294,10 @@ fn the_body_picks_the_models_cluster() {
         panic!("expected to wait for the body, got {verdict:?}");
     };
     assert!(!edits.reroute, "no route before the body");
-    let edits = flow.on_request_body(
+    let (edits, body) = forwarded(flow.on_request_body(
         br#"{"messages": [{"role": "user", "content": "hi"}], "model": "llama3.1-8b"}"#,
-    );
+    ));
+    assert_eq!(body, None, "nothing to rewrite");
     assert_eq!(
         edits.set,
         [("x-modelgate-cluster".to_owned(), "pool-llama".to_owned())]
@@ -314,7 +323,7 @@ fn unknown_models_and_odd_bodies_go_to_the_default_cluster() {
             &[(":path", "/v1/completions"), ("authorization", &auth)],
             false,
         );
-        let edits = flow.on_request_body(body);
+        let (edits, _) = forwarded(flow.on_request_body(body));
         assert_eq!(
             edits.set,
             [("x-modelgate-cluster".to_owned(), "upstream".to_owned())]

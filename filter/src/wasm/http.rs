@@ -8,7 +8,8 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::root::FilterShared;
 use crate::errors::Rejection;
-use crate::flow::{HeaderEdits, LocalReply, RequestFlow, RequestHeaders, Verdict};
+use crate::exchange::BodyRead;
+use crate::flow::{BodyVerdict, HeaderEdits, LocalReply, RequestFlow, RequestHeaders, Verdict};
 use crate::host::property_u64;
 
 /// Foreign function that makes Envoy pick the route again after the route header changed
@@ -23,7 +24,8 @@ pub(super) struct HttpFilter {
 
 impl HttpFilter {
     pub(super) fn new(shared: Rc<FilterShared>) -> Self {
-        let flow = RequestFlow::new(Rc::clone(&shared.config));
+        let flow = RequestFlow::new(Rc::clone(&shared.config))
+            .with_redactors(Rc::clone(&shared.redactors));
         Self {
             shared,
             flow,
@@ -31,13 +33,37 @@ impl HttpFilter {
         }
     }
 
-    fn route_with_buffered_body(&mut self, size: usize) {
+    /// The whole body is in: the flow routes it and may rewrite or refuse it.
+    fn forward_buffered_body(&mut self, size: usize) -> Action {
+        self.awaiting_body = false;
         let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
             .ok()
             .flatten()
             .unwrap_or_default();
-        self.awaiting_body = false;
-        apply(&self.flow.on_request_body(&body));
+        if let Some(reply) = self.flow.on_request_body_size(body.len() as u64) {
+            send(&reply);
+            return Action::Pause;
+        }
+        match self.flow.on_request_body(&body) {
+            BodyVerdict::Reject(reply) => {
+                send(&reply);
+                Action::Pause
+            }
+            BodyVerdict::Forward { edits, body: new } => {
+                apply(&edits);
+                if let Some(new) = new {
+                    if let Err(status) =
+                        hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &new)
+                    {
+                        // Forwarding the unrewritten body could leak what redaction removed.
+                        log::error!("request body not replaced ({status:?}); request refused");
+                        send(&misconfigured_reply());
+                        return Action::Pause;
+                    }
+                }
+                Action::Continue
+            }
+        }
     }
 }
 
@@ -84,22 +110,40 @@ impl HttpContext for HttpFilter {
             return Action::Continue;
         }
         if !end_of_stream {
-            // Envoy buffers until the end (bounded by the listener's buffer limit: 413).
+            // Envoy buffers until the end; the filter refuses once the body outgrows its limit.
+            if let Some(reply) = self.flow.on_request_body_size(body_size as u64) {
+                self.awaiting_body = false;
+                send(&reply);
+            }
             return Action::Pause;
         }
-        self.route_with_buffered_body(body_size);
-        Action::Continue
+        self.forward_buffered_body(body_size)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         if self.awaiting_body {
-            self.route_with_buffered_body(usize::MAX);
+            return self.forward_buffered_body(usize::MAX);
         }
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for (name, value) in self.flow.response_headers() {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let header = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+                .ok()
+                .flatten()
+        };
+        let status = header(":status").and_then(|s| s.trim().parse::<u32>().ok());
+        let content_type = header("content-type");
+        let edits = self
+            .flow
+            .on_response_headers(status, content_type.as_deref(), end_of_stream);
+        for name in edits.remove {
+            if let Err(status) = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name) {
+                log::warn!("response header {name} not removed: {status:?}");
+            }
+        }
+        for (name, value) in edits.set {
             if let Err(status) =
                 hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value))
             {
@@ -107,6 +151,33 @@ impl HttpContext for HttpFilter {
             }
         }
         Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self.flow.response_body_read(end_of_stream) {
+            BodyRead::Skip => Action::Continue,
+            BodyRead::Wait => Action::Pause,
+            BodyRead::Read => {
+                let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let replacement =
+                    self.flow
+                        .on_response_body(&self.shared.host, &chunk, end_of_stream);
+                if let Some(replacement) = replacement {
+                    if let Err(status) = hostcalls::set_buffer(
+                        BufferType::HttpResponseBody,
+                        0,
+                        chunk.len(),
+                        &replacement,
+                    ) {
+                        log::error!("response body not replaced: {status:?}");
+                    }
+                }
+                Action::Continue
+            }
+        }
     }
 
     fn on_log(&mut self) {
@@ -127,6 +198,13 @@ impl HttpContext for HttpFilter {
             .ok()
             .flatten()
             .and_then(|bytes| String::from_utf8(bytes).ok());
+        if let Some(flags) = hostcalls::get_property(vec!["response", "flags"])
+            .ok()
+            .flatten()
+            .and_then(|bytes| property_u64(&bytes))
+        {
+            self.flow.note_response_flags(flags);
+        }
         self.flow
             .on_log(&self.shared.host, status, details.as_deref());
     }
@@ -140,13 +218,18 @@ impl Context for Misconfigured {}
 
 impl HttpContext for Misconfigured {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let rejection = Rejection::Misconfigured;
-        send(&LocalReply {
-            status: u32::from(rejection.status()),
-            headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-            body: rejection.body(),
-        });
+        send(&misconfigured_reply());
         Action::Pause
+    }
+}
+
+/// The filter cannot do its job for this request: refuse rather than let it through.
+fn misconfigured_reply() -> LocalReply {
+    let rejection = Rejection::Misconfigured;
+    LocalReply {
+        status: u32::from(rejection.status()),
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: rejection.body(),
     }
 }
 

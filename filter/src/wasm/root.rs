@@ -14,6 +14,7 @@ use super::host::EnvoyHost;
 use super::http::{HttpFilter, Misconfigured};
 use crate::audit::USAGE_QUEUE;
 use crate::config::PluginConfig;
+use crate::exchange::RedactorCache;
 use crate::flow::RECORDS_DROPPED_COUNTER;
 use crate::service::{GrpcReply, Service};
 use crate::snapshot::SnapshotCache;
@@ -31,6 +32,7 @@ pub(super) enum Root {
 pub(super) struct FilterShared {
     pub(super) config: Rc<crate::config::FilterConfig>,
     pub(super) snapshots: RefCell<SnapshotCache>,
+    pub(super) redactors: Rc<RedactorCache>,
     pub(super) host: EnvoyHost,
     /// The hint about `allow_on_headers_stop_iteration` is logged once per VM.
     pub(super) warned_body_never_came: Cell<bool>,
@@ -105,6 +107,7 @@ impl RootContext for Root {
                 Root::Filter(Rc::new(FilterShared {
                     config: Rc::new(config),
                     snapshots: RefCell::new(SnapshotCache::new()),
+                    redactors: Rc::new(RedactorCache::new()),
                     host,
                     warned_body_never_came: Cell::new(false),
                 }))
