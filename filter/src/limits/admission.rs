@@ -8,8 +8,8 @@
 
 use std::convert::Infallible;
 
-use super::plan::{Budget, Plan, Scope};
-use super::record::{Actual, Demand, Exceeded, Quota, Quotas, Reservation};
+use super::plan::{nano_to_usd, Budget, Plan, Scope, ScopeKind};
+use super::record::{Actual, Demand, Exceeded, LimitKind, Quota, Quotas, Reservation};
 use super::shared::{update, UpdateError};
 use crate::host::Host;
 
@@ -176,6 +176,92 @@ impl Admission {
 }
 
 impl LimitHit {
+    /// `error.code`: OpenAI's `rate_limit_exceeded`, or `budget_exceeded`.
+    pub fn code(&self) -> &'static str {
+        match self.exceeded.kind {
+            LimitKind::Budget => "budget_exceeded",
+            _ => "rate_limit_exceeded",
+        }
+    }
+
+    /// `error.type`: which kind of limit (OpenAI's `requests`/`tokens`, `insufficient_quota`).
+    pub fn error_type(&self) -> &'static str {
+        match self.exceeded.kind {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+            LimitKind::ParallelRequests => "parallel_requests",
+            LimitKind::Budget => "insufficient_quota",
+        }
+    }
+
+    /// The audit record's reason: scope and limit, e.g. `team_tpm_exceeded`.
+    pub fn reason(&self) -> &'static str {
+        use LimitKind::{Budget, ParallelRequests, Requests, Tokens};
+        use ScopeKind::{Key, Team, User};
+        match (self.scope.kind, self.exceeded.kind) {
+            (Key, Requests) => "key_rpm_exceeded",
+            (Key, Tokens) => "key_tpm_exceeded",
+            (Key, ParallelRequests) => "key_max_parallel_requests_exceeded",
+            (Key, Budget) => "key_budget_exceeded",
+            (Team, Requests) => "team_rpm_exceeded",
+            (Team, Tokens) => "team_tpm_exceeded",
+            (Team, ParallelRequests) => "team_max_parallel_requests_exceeded",
+            (Team, Budget) => "team_budget_exceeded",
+            (User, Requests) => "user_rpm_exceeded",
+            (User, Tokens) => "user_tpm_exceeded",
+            (User, ParallelRequests) => "user_max_parallel_requests_exceeded",
+            (User, Budget) => "user_budget_exceeded",
+        }
+    }
+
+    /// Which limit of which scope, in words a client can act on.
+    pub fn message(&self) -> String {
+        let whose = match self.scope.kind {
+            ScopeKind::Key => format!("key {}", self.scope.id),
+            ScopeKind::Team => format!("team {}", self.scope.id),
+            // The user id is an email address: not repeated in answers.
+            ScopeKind::User => "the user of this key".to_owned(),
+        };
+        let Exceeded {
+            kind,
+            limit,
+            used,
+            requested,
+            retry_after_ms,
+            ..
+        } = self.exceeded;
+        let retry = match retry_after_ms {
+            Some(ms) => format!(" Please try again in {}.", duration(ms.max(1))),
+            None => String::new(),
+        };
+        match kind {
+            LimitKind::Requests => format!(
+                "Rate limit reached for requests per minute (rpm) of {whose}: limit {limit}, used {used}, requested {requested}.{retry}"
+            ),
+            LimitKind::Tokens if retry_after_ms.is_none() => format!(
+                "This request needs about {requested} tokens (prompt estimate plus max_tokens), more than the tokens per minute (tpm) limit of {whose}: {limit}. Lower max_tokens or the prompt."
+            ),
+            LimitKind::Tokens => format!(
+                "Rate limit reached for tokens per minute (tpm) of {whose}: limit {limit}, used {used}, requested {requested}.{retry}"
+            ),
+            LimitKind::ParallelRequests => format!(
+                "Too many requests in flight for {whose}: max_parallel_requests is {limit}.{retry}"
+            ),
+            LimitKind::Budget => {
+                let resets = if retry_after_ms.is_some() {
+                    retry
+                } else {
+                    " It does not reset by itself; ask an administrator.".to_owned()
+                };
+                format!(
+                    "The budget of {whose} is exhausted: max_budget ${:.2}, spent ${:.2}.{resets}",
+                    nano_to_usd(limit),
+                    nano_to_usd(used)
+                )
+            }
+        }
+    }
+
     /// Seconds a client should wait: at least 1, rounded up.
     pub fn retry_after_s(&self) -> u64 {
         // A refusal that waiting cannot cure still gets a header; a minute keeps retrying
