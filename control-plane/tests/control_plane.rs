@@ -231,7 +231,7 @@ async fn admin_calls_need_the_master_key() {
         .create_team(authorized(
             pb::CreateTeamRequest {
                 alias: "ml".into(),
-                models: vec![],
+                ..Default::default()
             },
             &key,
         ))
@@ -368,7 +368,7 @@ async fn mistakes_get_one_clear_line() {
         .create_team(authorized(
             pb::CreateTeamRequest {
                 alias: "ml".into(),
-                models: vec![],
+                ..Default::default()
             },
             &master,
         ))

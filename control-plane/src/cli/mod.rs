@@ -1,8 +1,10 @@
 //! The `modelgate` command line: `serve`, and admin commands that talk gRPC to a running
 //! control plane with the master key.
 
+mod audit;
 mod client;
 mod output;
+pub mod redact;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use modelgate_proto::v1 as pb;
 
+pub use audit::{AuditCliError, AuditCommand, AuditServeArgs};
 pub use client::CliError;
 
 use crate::master_key::{self, MasterKey};
@@ -68,6 +71,11 @@ pub enum Command {
     /// Create, list and revoke virtual keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Redact PII from text on stdin with a team policy (offline, the filter's engine).
+    Redact(redact::RedactArgs),
+    /// Verify, query, export, report on and prune the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 impl Command {
@@ -87,6 +95,8 @@ pub struct ServeArgs {
     /// Database URL: sqlite:… or postgres://… [default: sqlite://DATA_DIR/modelgate.db]
     #[arg(long, env = "MODELGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    #[command(flatten)]
+    pub audit: AuditServeArgs,
 }
 
 #[derive(Subcommand)]
@@ -164,6 +174,7 @@ impl ServeArgs {
             http_addr: self.http_addr,
             database,
             master_key: global.master_key.clone(),
+            audit_checkpoints: self.audit.policy(),
         }
     }
 }
@@ -185,6 +196,8 @@ fn connect_args(global: &GlobalArgs) -> Result<(&str, MasterKey), CliError> {
     Ok((&global.addr, master_key(global)?))
 }
 
+pub use audit::run_audit;
+
 pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), CliError> {
     let (addr, key) = connect_args(global)?;
     let mut client = client::AdminClient::connect(addr, key).await?;
@@ -196,7 +209,11 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
             json,
         } => {
             let team = client
-                .create_team(pb::CreateTeamRequest { alias, models })
+                .create_team(pb::CreateTeamRequest {
+                    alias,
+                    models,
+                    ..Default::default()
+                })
                 .await?;
             output::team_created(&mut out, &team, json)
         }
@@ -227,6 +244,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
                     key_alias: alias.unwrap_or_default(),
                     expires: expires.unwrap_or_default(),
                     models,
+                    ..Default::default()
                 })
                 .await?;
             output::key_created(&mut out, &created, team.trim(), json)
@@ -236,6 +254,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
                 .list_keys(pb::ListKeysRequest {
                     team: team.unwrap_or_default(),
                     include_revoked: all,
+                    ..Default::default()
                 })
                 .await?;
             if json {

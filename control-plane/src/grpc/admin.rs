@@ -26,7 +26,7 @@ impl<S: Store> AdminApi<S> {
 
     /// Admits the master key. A valid virtual key is a known caller without the admin role
     /// (PERMISSION_DENIED); anything else is UNAUTHENTICATED.
-    async fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    pub(super) async fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
@@ -178,5 +178,73 @@ impl<S: Store> AdminService for AdminApi<S> {
             .map_err(store_status)?;
         tracing::info!(public_id = %key.public_id, "key revoked");
         Ok(Response::new(convert::key(&key)))
+    }
+
+    async fn get_team(&self, _request: Request<pb::TeamRef>) -> Result<Response<pb::Team>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn update_team(&self, _request: Request<pb::UpdateTeamRequest>) -> Result<Response<pb::Team>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn block_team(&self, _request: Request<pb::TeamRef>) -> Result<Response<pb::Team>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn unblock_team(&self, _request: Request<pb::TeamRef>) -> Result<Response<pb::Team>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn get_key(&self, _request: Request<pb::KeyRef>) -> Result<Response<pb::Key>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn update_key(&self, _request: Request<pb::UpdateKeyRequest>) -> Result<Response<pb::Key>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn block_key(&self, _request: Request<pb::KeyRef>) -> Result<Response<pb::Key>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn unblock_key(&self, _request: Request<pb::KeyRef>) -> Result<Response<pb::Key>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn create_user(&self, _request: Request<pb::CreateUserRequest>) -> Result<Response<pb::User>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn update_user(&self, _request: Request<pb::UpdateUserRequest>) -> Result<Response<pb::User>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn get_user(&self, _request: Request<pb::UserRef>) -> Result<Response<pb::User>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn list_users(&self, _request: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn create_model(&self, _request: Request<pb::CreateModelRequest>) -> Result<Response<pb::Model>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn update_model(&self, _request: Request<pb::UpdateModelRequest>) -> Result<Response<pb::Model>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn list_models(&self, _request: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn delete_model(&self, _request: Request<pb::ModelRef>) -> Result<Response<pb::Model>, Status> {
+        Err(Status::unimplemented("in progress"))
+    }
+
+    async fn get_spend(&self, _request: Request<pb::GetSpendRequest>) -> Result<Response<pb::SpendReport>, Status> {
+        Err(Status::unimplemented("in progress"))
     }
 }

@@ -12,6 +12,7 @@ pub(super) fn team(t: &Team) -> pb::Team {
         models: t.models.clone(),
         created_at_ms: t.created_at.as_millis(),
         blocked: t.blocked,
+        ..Default::default()
     }
 }
 
@@ -28,5 +29,6 @@ pub(super) fn key(k: &ApiKey) -> pb::Key {
         revoked: k.status == KeyStatus::Revoked,
         revoked_at_ms: k.revoked_at.map_or(0, Timestamp::as_millis),
         models: k.models.clone(),
+        ..Default::default()
     }
 }

@@ -289,7 +289,34 @@ impl RequestStatus {
         }
     }
 }
+/// Limits and budget of a team, key or user as admins set them. Unset = none at this scope
+/// (a key then inherits its team's rpm/tpm/parallel values).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LimitSettings {
+    #[prost(uint64, optional, tag = "1")]
+    pub rpm_limit: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "2")]
+    pub tpm_limit: ::core::option::Option<u64>,
+    #[prost(uint32, optional, tag = "3")]
+    pub max_parallel_requests: ::core::option::Option<u32>,
+    #[prost(double, optional, tag = "4")]
+    pub max_budget: ::core::option::Option<f64>,
+    /// Rolling budget window from creation (or the last change of the budget period), from "1m"
+    /// to "1y" (units m, h, d, w, y). Unset with a rolling reset: the budget never resets.
+    #[prost(string, optional, tag = "5")]
+    pub budget_duration: ::core::option::Option<::prost::alloc::string::String>,
+    /// "rolling" (the default) or "calendar-day", "calendar-week" (Monday), "calendar-month":
+    /// windows aligned to UTC calendar boundaries (then budget_duration stays unset).
+    #[prost(string, optional, tag = "6")]
+    pub budget_reset: ::core::option::Option<::prost::alloc::string::String>,
+}
+/// Replaces a model allowlist when present (an empty list is empty, never "all models").
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ModelList {
+    #[prost(string, repeated, tag = "1")]
+    pub models: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Team {
     #[prost(string, tag = "1")]
     pub team_id: ::prost::alloc::string::String,
@@ -301,13 +328,74 @@ pub struct Team {
     pub created_at_ms: i64,
     #[prost(bool, tag = "5")]
     pub blocked: bool,
+    #[prost(message, optional, tag = "6")]
+    pub limits: ::core::option::Option<LimitSettings>,
+    /// A JSON object ("{}" when none).
+    #[prost(string, tag = "7")]
+    pub metadata_json: ::prost::alloc::string::String,
+    /// Empty = the filter's default policy.
+    #[prost(string, tag = "8")]
+    pub redaction_policy_json: ::prost::alloc::string::String,
+    #[prost(bool, tag = "9")]
+    pub high_trust: bool,
+    #[prost(bool, tag = "10")]
+    pub keep_redacted_prompt: bool,
+    /// The current budget window as the control plane tracks it; unset without a budget.
+    #[prost(message, optional, tag = "11")]
+    pub spend: ::core::option::Option<SpendState>,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateTeamRequest {
     #[prost(string, tag = "1")]
     pub alias: ::prost::alloc::string::String,
     #[prost(string, repeated, tag = "2")]
     pub models: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "3")]
+    pub limits: ::core::option::Option<LimitSettings>,
+    /// A JSON object; empty = {}.
+    #[prost(string, tag = "4")]
+    pub metadata_json: ::prost::alloc::string::String,
+    /// Validated by the redaction engine; empty = the filter's default policy.
+    #[prost(string, tag = "5")]
+    pub redaction_policy_json: ::prost::alloc::string::String,
+    #[prost(bool, tag = "6")]
+    pub high_trust: bool,
+    #[prost(bool, tag = "7")]
+    pub keep_redacted_prompt: bool,
+    #[prost(bool, tag = "8")]
+    pub blocked: bool,
+}
+/// A team by id or alias.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TeamRef {
+    #[prost(string, tag = "1")]
+    pub team: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UpdateTeamRequest {
+    /// Team id or alias.
+    #[prost(string, tag = "1")]
+    pub team: ::prost::alloc::string::String,
+    #[prost(string, optional, tag = "2")]
+    pub alias: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "3")]
+    pub models: ::core::option::Option<ModelList>,
+    #[prost(message, optional, tag = "4")]
+    pub limits: ::core::option::Option<LimitSettings>,
+    #[prost(string, optional, tag = "5")]
+    pub metadata_json: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "6")]
+    pub redaction_policy_json: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(bool, optional, tag = "7")]
+    pub high_trust: ::core::option::Option<bool>,
+    #[prost(bool, optional, tag = "8")]
+    pub keep_redacted_prompt: ::core::option::Option<bool>,
+    #[prost(bool, optional, tag = "9")]
+    pub blocked: ::core::option::Option<bool>,
+    /// Fields to unset: rpm_limit, tpm_limit, max_parallel_requests, max_budget (the whole
+    /// budget), budget_duration (the budget never resets), metadata, redaction_policy.
+    #[prost(string, repeated, tag = "10")]
+    pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListTeamsRequest {}
@@ -317,7 +405,7 @@ pub struct ListTeamsResponse {
     pub teams: ::prost::alloc::vec::Vec<Team>,
 }
 /// A key as listed: never the secret.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Key {
     #[prost(string, tag = "1")]
     pub public_id: ::prost::alloc::string::String,
@@ -340,8 +428,22 @@ pub struct Key {
     pub revoked_at_ms: i64,
     #[prost(string, repeated, tag = "10")]
     pub models: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The key's own limits; unset rpm/tpm/parallel values are inherited from its team.
+    #[prost(message, optional, tag = "11")]
+    pub limits: ::core::option::Option<LimitSettings>,
+    /// A JSON object ("{}" when none); its top-level scalar entries are the key's tags.
+    #[prost(string, tag = "12")]
+    pub metadata_json: ::prost::alloc::string::String,
+    #[prost(bool, tag = "13")]
+    pub blocked: bool,
+    /// The key's own budget window as the control plane tracks it; unset without a budget.
+    #[prost(message, optional, tag = "14")]
+    pub spend: ::core::option::Option<SpendState>,
+    /// Time of the key's latest reported request; 0 = never used.
+    #[prost(int64, tag = "15")]
+    pub last_used_at_ms: i64,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyRequest {
     /// Team id or alias.
     #[prost(string, tag = "1")]
@@ -355,8 +457,47 @@ pub struct CreateKeyRequest {
     pub expires: ::prost::alloc::string::String,
     #[prost(string, repeated, tag = "5")]
     pub models: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "6")]
+    pub limits: ::core::option::Option<LimitSettings>,
+    /// A JSON object, e.g. {"owner": "ana", "environment": "prod"}; empty = {}.
+    #[prost(string, tag = "7")]
+    pub metadata_json: ::prost::alloc::string::String,
+    #[prost(bool, tag = "8")]
+    pub blocked: bool,
 }
+/// A key by its public id, or by the whole key (hashed for the lookup, never stored).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KeyRef {
+    #[prost(string, tag = "1")]
+    pub key: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UpdateKeyRequest {
+    /// Public id or whole key.
+    #[prost(string, tag = "1")]
+    pub key: ::prost::alloc::string::String,
+    #[prost(string, optional, tag = "2")]
+    pub key_alias: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "3")]
+    pub user_id: ::core::option::Option<::prost::alloc::string::String>,
+    /// RFC 3339 timestamp or a duration from now such as "30d".
+    #[prost(string, optional, tag = "4")]
+    pub expires: ::core::option::Option<::prost::alloc::string::String>,
+    /// Replaces the key's allowlist; an empty list inherits the team's.
+    #[prost(message, optional, tag = "5")]
+    pub models: ::core::option::Option<ModelList>,
+    #[prost(message, optional, tag = "6")]
+    pub limits: ::core::option::Option<LimitSettings>,
+    #[prost(string, optional, tag = "7")]
+    pub metadata_json: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(bool, optional, tag = "8")]
+    pub blocked: ::core::option::Option<bool>,
+    /// Fields to unset: rpm_limit, tpm_limit, max_parallel_requests, max_budget,
+    /// budget_duration, metadata, expires, key_alias, user_id, models.
+    #[prost(string, repeated, tag = "9")]
+    pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyResponse {
     #[prost(message, optional, tag = "1")]
     pub key: ::core::option::Option<Key>,
@@ -371,6 +512,17 @@ pub struct ListKeysRequest {
     pub team: ::prost::alloc::string::String,
     #[prost(bool, tag = "2")]
     pub include_revoked: bool,
+    #[prost(string, tag = "3")]
+    pub user_id: ::prost::alloc::string::String,
+    /// "name=value": keys whose metadata has this top-level entry (all must match).
+    #[prost(string, repeated, tag = "4")]
+    pub tags: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Only keys whose expiry has passed.
+    #[prost(bool, tag = "5")]
+    pub expired: bool,
+    /// Only keys without a request in this many days (never-used keys count from creation).
+    #[prost(uint32, tag = "6")]
+    pub unused_days: u32,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListKeysResponse {
@@ -381,6 +533,169 @@ pub struct ListKeysResponse {
 pub struct RevokeKeyRequest {
     #[prost(string, tag = "1")]
     pub public_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct User {
+    /// The user's email address.
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+    /// Limits across all of the user's keys.
+    #[prost(message, optional, tag = "2")]
+    pub limits: ::core::option::Option<LimitSettings>,
+    #[prost(int64, tag = "3")]
+    pub created_at_ms: i64,
+    #[prost(message, optional, tag = "4")]
+    pub spend: ::core::option::Option<SpendState>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CreateUserRequest {
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub limits: ::core::option::Option<LimitSettings>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UpdateUserRequest {
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub limits: ::core::option::Option<LimitSettings>,
+    /// Fields to unset: rpm_limit, tpm_limit, max_parallel_requests, max_budget, budget_duration.
+    #[prost(string, repeated, tag = "3")]
+    pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UserRef {
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListUsersRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListUsersResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub users: ::prost::alloc::vec::Vec<User>,
+}
+/// A model clients may ask for, and where it is served.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Model {
+    /// The public name clients send.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// The upstream's own name (the body is rewritten to it); empty = same as `name`.
+    #[prost(string, tag = "2")]
+    pub upstream_model: ::prost::alloc::string::String,
+    /// Envoy cluster of the model pool; empty = the filter's default cluster.
+    #[prost(string, tag = "3")]
+    pub cluster: ::prost::alloc::string::String,
+    #[prost(double, tag = "4")]
+    pub input_cost_per_mtok: f64,
+    #[prost(double, tag = "5")]
+    pub output_cost_per_mtok: f64,
+    /// Completion tokens reserved for admission when a request sets no max_tokens; 0 = the
+    /// filter's default.
+    #[prost(uint64, tag = "6")]
+    pub default_max_tokens: u64,
+    #[prost(int64, tag = "7")]
+    pub created_at_ms: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CreateModelRequest {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub upstream_model: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub cluster: ::prost::alloc::string::String,
+    #[prost(double, tag = "4")]
+    pub input_cost_per_mtok: f64,
+    #[prost(double, tag = "5")]
+    pub output_cost_per_mtok: f64,
+    #[prost(uint64, tag = "6")]
+    pub default_max_tokens: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UpdateModelRequest {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// Set to "" to send the public name upstream.
+    #[prost(string, optional, tag = "2")]
+    pub upstream_model: ::core::option::Option<::prost::alloc::string::String>,
+    /// Set to "" to use the filter's default cluster.
+    #[prost(string, optional, tag = "3")]
+    pub cluster: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(double, optional, tag = "4")]
+    pub input_cost_per_mtok: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "5")]
+    pub output_cost_per_mtok: ::core::option::Option<f64>,
+    #[prost(uint64, optional, tag = "6")]
+    pub default_max_tokens: ::core::option::Option<u64>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ModelRef {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListModelsRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListModelsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub models: ::prost::alloc::vec::Vec<Model>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetSpendRequest {
+    /// Days of daily history (UTC), today included; 0 = none.
+    #[prost(uint32, tag = "4")]
+    pub history_days: u32,
+    #[prost(oneof = "get_spend_request::Scope", tags = "1, 2, 3")]
+    pub scope: ::core::option::Option<get_spend_request::Scope>,
+}
+/// Nested message and enum types in `GetSpendRequest`.
+pub mod get_spend_request {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Scope {
+        /// Public id or whole key.
+        #[prost(string, tag = "1")]
+        Key(::prost::alloc::string::String),
+        /// Team id or alias.
+        #[prost(string, tag = "2")]
+        Team(::prost::alloc::string::String),
+        #[prost(string, tag = "3")]
+        UserId(::prost::alloc::string::String),
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DailySpend {
+    /// UTC day, YYYY-MM-DD.
+    #[prost(string, tag = "1")]
+    pub day: ::prost::alloc::string::String,
+    #[prost(double, tag = "2")]
+    pub spend: f64,
+    #[prost(uint64, tag = "3")]
+    pub requests: u64,
+    #[prost(uint64, tag = "4")]
+    pub tokens_in: u64,
+    #[prost(uint64, tag = "5")]
+    pub tokens_out: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SpendReport {
+    /// "key", "team" or "user".
+    #[prost(string, tag = "1")]
+    pub scope: ::prost::alloc::string::String,
+    /// Public id, team id or user id.
+    #[prost(string, tag = "2")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "3")]
+    pub limits: ::core::option::Option<LimitSettings>,
+    /// The current budget window; without a resetting budget, everything since creation.
+    #[prost(message, optional, tag = "4")]
+    pub current: ::core::option::Option<SpendState>,
+    #[prost(double, tag = "5")]
+    pub total_spend: f64,
+    #[prost(message, repeated, tag = "6")]
+    pub history: ::prost::alloc::vec::Vec<DailySpend>,
 }
 /// Empty strings and zero times mean "any".
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
