@@ -16,6 +16,7 @@
 //! - [`grpc`]: `AdminService` (master key) and `PolicyService` (data plane), reflection.
 //! - [`server`] (`modelgate serve`), [`http`] (`/ready`, `/healthz`), [`cli`] (admin commands).
 
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod domain;
@@ -27,7 +28,7 @@ pub mod server;
 pub mod snapshot;
 pub mod store;
 
-use cli::{Cli, CliError, Command};
+use cli::{AuditCliError, Cli, CliError, Command};
 use server::ServeError;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum Error {
     Serve(#[from] ServeError),
     #[error(transparent)]
     Cli(#[from] CliError),
+    #[error(transparent)]
+    Audit(#[from] AuditCliError),
 }
 
 /// Runs one invocation of the `modelgate` binary.
@@ -46,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Team(command) => cli::run_team(&cli.global, command).await?,
         Command::Key(command) => cli::run_key(&cli.global, command).await?,
+        Command::Audit(command) => cli::run_audit(&cli.global, command).await?,
     }
     Ok(())
 }
