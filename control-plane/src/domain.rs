@@ -224,6 +224,7 @@ pub struct UsageEntry {
     pub tokens_in: i64,
     pub tokens_out: i64,
     pub spend: f64,
+    pub status: crate::audit::RecordStatus,
     /// The record exactly as the filter sent it (protobuf).
     pub encoded: Vec<u8>,
 }

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use modelgate_proto::v1::admin_service_server::AdminServiceServer;
+use modelgate_proto::v1::audit_service_server::AuditServiceServer;
 use modelgate_proto::v1::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
-use crate::grpc::{self, AdminApi, PolicyApi};
+use crate::audit::{self, AuditError, AuditLog, CheckpointPolicy};
+use crate::grpc::{self, AdminApi, AuditApi, PolicyApi};
 use crate::http;
 use crate::master_key::{self, MasterKey, MasterKeyError, MasterKeySource};
 use crate::snapshot::SnapshotCache;
@@ -33,6 +35,8 @@ pub struct ServeConfig {
     pub database: DatabaseLocation,
     /// From `MODELGATE_MASTER_KEY`; `None` uses (or creates) `<data_dir>/master.key`.
     pub master_key: Option<String>,
+    /// When the audit log signs checkpoints.
+    pub audit_checkpoints: CheckpointPolicy,
 }
 
 impl fmt::Debug for ServeConfig {
@@ -46,6 +50,7 @@ impl fmt::Debug for ServeConfig {
                 "master_key",
                 &self.master_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("audit_checkpoints", &self.audit_checkpoints)
             .finish()
     }
 }
@@ -72,6 +77,10 @@ pub enum ServeError {
     Http(#[source] io::Error),
     #[error("cannot announce the listening addresses: {0}")]
     Announce(#[source] io::Error),
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[from] AuditError),
+    #[error("cannot open the audit JSONL sink: {0}")]
+    AuditSink(#[from] audit::sink::SinkError),
 }
 
 /// Runs the control plane until `shutdown` resolves.
@@ -98,11 +107,11 @@ pub async fn serve(
     match store {
         OpenedStore::Sqlite(s) => {
             tracing::info!("store: SQLite");
-            serve_store(s, master_key, listeners, shutdown).await
+            serve_store(s, master_key, listeners, &config, shutdown).await
         }
         OpenedStore::Postgres(s) => {
             tracing::info!("store: PostgreSQL");
-            serve_store(s, master_key, listeners, shutdown).await
+            serve_store(s, master_key, listeners, &config, shutdown).await
         }
     }
 }
@@ -149,6 +158,7 @@ async fn serve_store<S: Store>(
     store: S,
     master_key: MasterKey,
     listeners: Listeners,
+    config: &ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let Listeners {
@@ -160,13 +170,20 @@ async fn serve_store<S: Store>(
 
     let (reflection_v1, reflection_v1alpha) = grpc::reflection_services()?;
     let snapshots = Arc::new(SnapshotCache::new(store.clone()));
+    let audit_log =
+        Arc::new(AuditLog::open(store.clone(), &config.data_dir, config.audit_checkpoints).await?);
+    let audit_sink = audit::sink::JsonlSink::open(&audit::sink::sink_dir(&config.data_dir))?;
     let grpc_router = tonic::transport::Server::builder()
         .add_service(AdminServiceServer::new(AdminApi::new(
             store.clone(),
-            master_key,
+            master_key.clone(),
+        )))
+        .add_service(AuditServiceServer::new(AuditApi::new(
+            Arc::clone(&audit_log),
+            AdminApi::new(store.clone(), master_key),
         )))
         .add_service(PolicyServiceServer::new(PolicyApi::new(
-            store.clone(),
+            Arc::clone(&audit_log),
             snapshots,
         )))
         .add_service(reflection_v1)
@@ -208,6 +225,15 @@ async fn serve_store<S: Store>(
         }
     };
 
+    let audit_tasks = [
+        tokio::spawn(seal_idle_tails(Arc::clone(&audit_log), stop_rx.clone())),
+        tokio::spawn(audit::sink::run(
+            Arc::clone(&audit_log),
+            audit_sink,
+            stop_rx.clone(),
+        )),
+    ];
+
     announce(grpc_addr, http_addr).map_err(ServeError::Announce)?;
     tracing::info!(%grpc_addr, %http_addr, "control plane ready");
 
@@ -223,9 +249,31 @@ async fn serve_store<S: Store>(
             Ok(())
         }
     };
+    // Stop with nothing unsigned and the sink caught up.
+    stop_tx.send_replace(true);
+    if let Err(e) = audit_log.seal(true).await {
+        tracing::warn!(error = %e, "cannot sign the audit log's tail before stopping");
+    }
+    for task in audit_tasks {
+        let _ = task.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     result
+}
+
+/// Signs an idle unsigned tail once it is as old as the checkpoint interval.
+async fn seal_idle_tails<S: Store>(log: Arc<AuditLog<S>>, stop: watch::Receiver<bool>) {
+    let tick = (log.policy().interval / 2).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = stopped(stop.clone()) => return,
+        }
+        if let Err(e) = log.seal(false).await {
+            tracing::warn!(error = %e, "cannot sign the audit log's tail; retrying");
+        }
+    }
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -297,6 +345,7 @@ mod tests {
             http_addr: "127.0.0.1:2".parse().unwrap(),
             database: DatabaseLocation::Url("postgres://mg:hunter2@db/mg".into()),
             master_key: Some("sk-mg-master-topsecret".into()),
+            audit_checkpoints: CheckpointPolicy::default(),
         };
         let shown = format!("{config:?}");
         assert!(

@@ -166,6 +166,7 @@ fn usage(batch_id: &str, n: usize) -> UsageBatch {
                 tokens_in: 10,
                 tokens_out: 20,
                 spend: 0.5,
+                status: modelgate_control_plane::audit::RecordStatus::Success,
                 encoded: vec![1, 2, 3, i as u8],
             })
             .collect(),
@@ -546,6 +547,9 @@ async fn reopening_keeps_data_and_migrations<B: Backend>() {
     store.create_team(&team("ml", &[])).await.unwrap();
     let key = create_key(&store, "ml").await;
     let version = store.policy_version().await.unwrap();
+    let migrations = guard
+        .scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations")
+        .await;
     store.close().await;
 
     let reopened = B::reopen(&guard).await;
@@ -557,6 +561,7 @@ async fn reopening_keeps_data_and_migrations<B: Backend>() {
         guard
             .scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations")
             .await,
-        1
+        migrations,
+        "reopening applies no migration twice"
     );
 }

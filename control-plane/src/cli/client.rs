@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use modelgate_proto::v1 as pb;
 use modelgate_proto::v1::admin_service_client::AdminServiceClient;
+use modelgate_proto::v1::audit_service_client::AuditServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
@@ -65,7 +66,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 #[derive(Clone)]
-struct BearerAuth(MetadataValue<Ascii>);
+pub(super) struct BearerAuth(MetadataValue<Ascii>);
 
 impl Interceptor for BearerAuth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -78,6 +79,7 @@ impl Interceptor for BearerAuth {
 
 pub struct AdminClient {
     inner: AdminServiceClient<InterceptedService<Channel, BearerAuth>>,
+    audit: AuditServiceClient<InterceptedService<Channel, BearerAuth>>,
 }
 
 impl AdminClient {
@@ -100,9 +102,18 @@ impl AdminClient {
             .parse()
             .map_err(|_| MasterKeyError::Malformed)?;
         header.set_sensitive(true);
+        let auth = BearerAuth(header);
         Ok(Self {
-            inner: AdminServiceClient::with_interceptor(channel, BearerAuth(header)),
+            inner: AdminServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            audit: AuditServiceClient::with_interceptor(channel, auth),
         })
+    }
+
+    /// The audit service, on the same connection and credential.
+    pub(super) fn audit(
+        &mut self,
+    ) -> &mut AuditServiceClient<InterceptedService<Channel, BearerAuth>> {
+        &mut self.audit
     }
 
     pub async fn create_team(&mut self, req: pb::CreateTeamRequest) -> Result<pb::Team, CliError> {

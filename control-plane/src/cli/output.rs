@@ -101,7 +101,7 @@ struct CreatedKeyJson<'a> {
     created_at: Option<String>,
 }
 
-fn json_line(out: &mut impl Write, value: &impl Serialize) -> Result<(), CliError> {
+pub(super) fn json_line(out: &mut impl Write, value: &impl Serialize) -> Result<(), CliError> {
     serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
@@ -116,7 +116,11 @@ fn list(items: &[String]) -> String {
 }
 
 /// Left-aligned columns separated by two spaces.
-fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
+pub(super) fn table(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> Result<(), CliError> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

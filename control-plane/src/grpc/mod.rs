@@ -1,10 +1,12 @@
-//! The gRPC surface: proto <-> domain mapping, the admin and policy services, reflection.
+//! The gRPC surface: proto <-> domain mapping, the admin, audit and policy services, reflection.
 
 mod admin;
+pub mod audit;
 mod convert;
 mod policy;
 
 pub use admin::AdminApi;
+pub use audit::AuditApi;
 pub use policy::PolicyApi;
 
 use tonic::Status;

@@ -4,44 +4,25 @@ use std::sync::Arc;
 
 use modelgate_proto::v1 as pb;
 use modelgate_proto::v1::policy_service_server::PolicyService;
-use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::store_status;
+use crate::audit::{entry_from_record, AuditLog};
 use crate::clock::Timestamp;
-use crate::domain::{UsageBatch, UsageEntry, UsageReceipt, ValidationError};
+use crate::domain::{UsageBatch, UsageReceipt, ValidationError};
 use crate::snapshot::{SnapshotAnswer, SnapshotCache};
 use crate::store::Store;
 
 const MAX_ID_LEN: usize = 128;
 
 pub struct PolicyApi<S> {
-    store: S,
+    audit: Arc<AuditLog<S>>,
     snapshots: Arc<SnapshotCache<S>>,
 }
 
 impl<S: Store> PolicyApi<S> {
-    pub fn new(store: S, snapshots: Arc<SnapshotCache<S>>) -> Self {
-        Self { store, snapshots }
-    }
-}
-
-fn usage_entry(record: &pb::UsageRecord) -> UsageEntry {
-    UsageEntry {
-        request_id: record.request_id.clone(),
-        timestamp: Timestamp::from_millis(record.timestamp_ms),
-        key_id: record.key_id.clone(),
-        team_id: record.team_id.clone(),
-        user_id: record.user_id.clone(),
-        model: if record.model_resolved.is_empty() {
-            record.model_requested.clone()
-        } else {
-            record.model_resolved.clone()
-        },
-        tokens_in: i64::try_from(record.tokens_in).unwrap_or(i64::MAX),
-        tokens_out: i64::try_from(record.tokens_out).unwrap_or(i64::MAX),
-        spend: record.spend,
-        encoded: record.encode_to_vec(),
+    pub fn new(audit: Arc<AuditLog<S>>, snapshots: Arc<SnapshotCache<S>>) -> Self {
+        Self { audit, snapshots }
     }
 }
 
@@ -91,13 +72,11 @@ impl<S: Store> PolicyService for PolicyApi<S> {
             batch_id: batch_id.to_owned(),
             node_id: req.node_id.clone(),
             received_at: Timestamp::now(),
-            entries: req.records.iter().map(usage_entry).collect(),
+            entries: req.records.iter().map(entry_from_record).collect(),
         };
-        let receipt = self
-            .store
-            .record_usage(&batch)
-            .await
-            .map_err(store_status)?;
+        // Appended to the audit chain, and signed when a checkpoint is due, before the ack:
+        // an acknowledged batch is durable, an unacknowledged one is retried and de-duplicated.
+        let receipt = self.audit.append(&batch).await.map_err(store_status)?;
         let response = match receipt {
             UsageReceipt::Stored { records } => {
                 tracing::debug!(batch_id, node_id = %req.node_id, records, "usage batch stored");

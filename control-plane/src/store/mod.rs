@@ -119,8 +119,10 @@ pub trait KeyStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<ApiKey>> + Send;
 }
 
+/// Implemented with the audit chain (`crate::audit::store`): records are chained as stored.
 pub trait UsageStore: Send + Sync {
     /// Stores a batch once: a batch id seen before adds nothing and reports a duplicate.
+    /// Signs no checkpoint; the server appends through `crate::audit::AuditLog`, which does.
     fn record_usage(
         &self,
         batch: &UsageBatch,
@@ -135,7 +137,9 @@ pub trait PolicyStore: Send + Sync {
 }
 
 /// Everything the services need from a backend.
-pub trait Store: TeamStore + KeyStore + UsageStore + PolicyStore + Clone + 'static {
+pub trait Store:
+    TeamStore + KeyStore + UsageStore + PolicyStore + crate::audit::AuditStore + Clone + 'static
+{
     /// A cheap round trip, for readiness checks.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
     fn close(&self) -> impl Future<Output = ()> + Send;

@@ -8,15 +8,22 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use super::migrations::{self, EmbeddedMigration};
 use super::sql::impl_sql_store;
 
-const MIGRATIONS: &[EmbeddedMigration] = &[EmbeddedMigration {
-    version: 1,
-    description: "teams keys usage",
-    sql: include_str!("migrations/postgres/0001_teams_keys_usage.sql"),
-}];
+const MIGRATIONS: &[EmbeddedMigration] = &[
+    EmbeddedMigration {
+        version: 1,
+        description: "teams keys usage",
+        sql: include_str!("migrations/postgres/0001_teams_keys_usage.sql"),
+    },
+    EmbeddedMigration {
+        version: 20,
+        description: "audit chain",
+        sql: include_str!("migrations/postgres/0020_audit_chain.sql"),
+    },
+];
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PostgresStore {
@@ -37,12 +44,16 @@ impl PostgresStore {
 
     /// READ COMMITTED is enough for writers: each bumps the version row first, which
     /// serialises policy changes, and every later statement sees the latest commits.
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
         Ok(self.pool.begin().await?)
     }
 
     /// One snapshot for the version and the rows it names.
-    async fn begin_read(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+    pub(crate) async fn begin_read(
+        &self,
+    ) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
         Ok(self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

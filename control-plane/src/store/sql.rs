@@ -57,15 +57,6 @@ pub(super) const SELECT_KEY_BY_HASH: &str = concat!(
     " FROM api_keys WHERE key_sha256 = $1"
 );
 
-pub(super) const INSERT_USAGE_BATCH: &str = "INSERT INTO usage_batches \
-     (batch_id, node_id, received_at_ms, record_count) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (batch_id) DO NOTHING";
-pub(super) const SELECT_USAGE_BATCH_COUNT: &str =
-    "SELECT record_count FROM usage_batches WHERE batch_id = $1";
-pub(super) const INSERT_USAGE_RECORD: &str = "INSERT INTO usage_records (batch_id, seq, \
-     request_id, timestamp_ms, key_id, team_id, user_id, model, tokens_in, tokens_out, spend, \
-     record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-
 pub(super) fn encode_models(models: &[String]) -> StoreResult<String> {
     serde_json::to_string(models).map_err(|e| StoreError::Corrupt(format!("model list: {e}")))
 }
@@ -85,22 +76,14 @@ pub(super) fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}")))
 }
 
-pub(super) fn to_u32(v: i64, what: &str) -> StoreResult<u32> {
-    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range")))
-}
-
 /// Implements every store trait for `$store`, whose sqlx database is `$db`.
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
         use sqlx::Row as _;
         use $crate::clock::Timestamp;
-        use $crate::domain::{
-            ApiKey, KeyFilter, KeyStatus, NewKey, PolicyState, Team, UsageBatch, UsageReceipt,
-        };
+        use $crate::domain::{ApiKey, KeyFilter, KeyStatus, NewKey, PolicyState, Team};
         use $crate::store::sql;
-        use $crate::store::{
-            KeyStore, PolicyStore, Store, StoreError, StoreResult, TeamStore, UsageStore,
-        };
+        use $crate::store::{KeyStore, PolicyStore, Store, StoreError, StoreResult, TeamStore};
 
         type DbRow = <$db as sqlx::Database>::Row;
         type DbConnection = <$db as sqlx::Database>::Connection;
@@ -302,52 +285,6 @@ macro_rules! impl_sql_store {
                 }
                 // Otherwise it was already revoked: dropping `tx` rolls the version bump back.
                 Ok(key)
-            }
-        }
-
-        impl UsageStore for $store {
-            async fn record_usage(&self, batch: &UsageBatch) -> StoreResult<UsageReceipt> {
-                let count = i64::try_from(batch.entries.len())
-                    .map_err(|_| StoreError::Corrupt("batch too large".into()))?;
-                let mut tx = self.begin_write().await?;
-                let inserted = sqlx::query(sql::INSERT_USAGE_BATCH)
-                    .bind(&batch.batch_id)
-                    .bind(&batch.node_id)
-                    .bind(batch.received_at.as_millis())
-                    .bind(count)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if inserted == 0 {
-                    let first: i64 = sqlx::query_scalar(sql::SELECT_USAGE_BATCH_COUNT)
-                        .bind(&batch.batch_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    return Ok(UsageReceipt::Duplicate {
-                        records: sql::to_u32(first, "record count")?,
-                    });
-                }
-                for (seq, entry) in (0_i64..).zip(&batch.entries) {
-                    sqlx::query(sql::INSERT_USAGE_RECORD)
-                        .bind(&batch.batch_id)
-                        .bind(seq)
-                        .bind(&entry.request_id)
-                        .bind(entry.timestamp.as_millis())
-                        .bind(&entry.key_id)
-                        .bind(&entry.team_id)
-                        .bind(&entry.user_id)
-                        .bind(&entry.model)
-                        .bind(entry.tokens_in)
-                        .bind(entry.tokens_out)
-                        .bind(entry.spend)
-                        .bind(&entry.encoded)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(UsageReceipt::Stored {
-                    records: sql::to_u32(count, "record count")?,
-                })
             }
         }
 

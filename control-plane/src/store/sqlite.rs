@@ -11,15 +11,22 @@ use sqlx::sqlite::{
 use super::migrations::{self, EmbeddedMigration};
 use super::sql::impl_sql_store;
 
-const MIGRATIONS: &[EmbeddedMigration] = &[EmbeddedMigration {
-    version: 1,
-    description: "teams keys usage",
-    sql: include_str!("migrations/sqlite/0001_teams_keys_usage.sql"),
-}];
+const MIGRATIONS: &[EmbeddedMigration] = &[
+    EmbeddedMigration {
+        version: 1,
+        description: "teams keys usage",
+        sql: include_str!("migrations/sqlite/0001_teams_keys_usage.sql"),
+    },
+    EmbeddedMigration {
+        version: 20,
+        description: "audit chain",
+        sql: include_str!("migrations/sqlite/0020_audit_chain.sql"),
+    },
+];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -51,12 +58,14 @@ impl SqliteStore {
 
     /// `BEGIN IMMEDIATE` takes the write lock before the first read, so two writers never
     /// both read and then fail to upgrade (SQLITE_BUSY that busy_timeout cannot fix).
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// A deferred transaction: its first read fixes the snapshot all later reads see.
-    async fn begin_read(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    pub(crate) async fn begin_read(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.pool.begin().await?)
     }
 }
