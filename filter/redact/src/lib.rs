@@ -1,6 +1,8 @@
 //! Modelgate's PII redaction engine: validated detectors, per-team policies, reversible
 //! placeholders, fragmentation-safe streaming, and JSON body helpers. Pure Rust with no I/O,
-//! threads or filesystem access at run time, so it runs inside the wasm filter unchanged.
+//! threads or filesystem access at run time, so it runs inside the wasm filter unchanged; the
+//! [`jsonl`] batch mode (used by `modelgate redact --jsonl`) only reads and writes the streams
+//! its caller hands it.
 //! Lint policy: the workspace's (no unwrap/expect/panic outside tests, no unsafe).
 //!
 //! # Policy JSON (`redaction_policy_json`)
@@ -57,6 +59,7 @@
 mod body;
 mod detect;
 mod entity;
+pub mod jsonl;
 mod placeholder;
 mod policy;
 mod redactor;
