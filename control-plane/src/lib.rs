@@ -38,6 +38,8 @@ pub enum Error {
     #[error(transparent)]
     Cli(#[from] CliError),
     #[error(transparent)]
+    Redact(#[from] cli::redact::RedactError),
+    #[error(transparent)]
     Audit(#[from] AuditCliError),
 }
 
@@ -49,6 +51,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Team(command) => cli::run_team(&cli.global, command).await?,
         Command::Key(command) => cli::run_key(&cli.global, command).await?,
+        Command::Redact(args) => cli::redact::run(args)?,
         Command::Audit(command) => cli::run_audit(&cli.global, command).await?,
     }
     Ok(())
