@@ -3,21 +3,28 @@
 //! body -> what the client gets (`response`), log -> the usage record on the shared queue.
 //! Pure: the HTTP context in `wasm/` feeds it what Envoy reports and applies what it returns.
 
+mod admission;
 mod response;
 
 use std::rc::Rc;
 
+use modelgate_proto::v1::KeyPolicy;
 use prost::Message;
 
 use crate::audit::{self, Outcome, RecordDraft, USAGE_QUEUE};
 use crate::config::FilterConfig;
 use crate::credential::{self, KeyDigest};
+use crate::endpoint::Endpoint;
 use crate::errors::Rejection;
 use crate::exchange::{BodyPlan, Exchange, RedactorCache, RequestBody};
 use crate::host::Host;
-use crate::policy::{Denial, PolicyIndex};
+use crate::limits::plan::usd_to_nano;
+use crate::limits::Actual;
+use crate::models::request::{BodyError, ModelRequest};
+use crate::policy::{Denial, PolicyIndex, Principal};
 use crate::request_id;
-use crate::snapshot::SnapshotCache;
+use crate::snapshot::{SnapshotCache, Unavailable};
+use admission::Access;
 
 /// Response header that returns the request id to the client.
 pub const REQUEST_ID_HEADER: &str = "x-modelgate-request-id";
@@ -82,7 +89,8 @@ pub struct LocalReply {
 /// What to do with a request after its headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Answer with this reply; nothing goes upstream.
+    /// Answer with this reply (a refusal, or a model list the filter answers itself); nothing
+    /// goes upstream.
     Reject(LocalReply),
     /// Apply the edits and forward.
     Forward(HeaderEdits),
@@ -113,6 +121,7 @@ pub struct RequestFlow {
     refusal: Option<Rejection>,
     exchange: Exchange,
     redactors: Rc<RedactorCache>,
+    access: Access,
 }
 
 impl RequestFlow {
@@ -125,6 +134,7 @@ impl RequestFlow {
             refusal: None,
             exchange: Exchange::new(),
             redactors: Rc::default(),
+            access: Access::default(),
         }
     }
 
@@ -193,11 +203,19 @@ impl RequestFlow {
                 Ok(digest) => digest,
                 Err(err) => return self.refuse(err.into()),
             };
-        if let Err(rejection) = identify(&mut self.draft, &policy, &digest, now_ms) {
-            return self.refuse(rejection);
+        match identify(&mut self.draft, &policy, &digest, now_ms) {
+            Ok(principal) => self.access = Access::new(&policy, principal),
+            Err(rejection) => return self.refuse(rejection),
         }
         if !self.config.covers_path(&path) {
             return self.refuse(Rejection::PathNotFound);
+        }
+        let endpoint = Endpoint::of(&path, &self.config);
+        if let Some(list) = self.access.listing(&policy, endpoint) {
+            return Verdict::Reject(self.answer(list));
+        }
+        if end_of_stream && endpoint.is_some_and(Endpoint::has_prompt) {
+            return self.refuse(Rejection::BadRequestBody(BodyError::Missing));
         }
         let content_length = headers
             .get("content-length")
@@ -225,6 +243,9 @@ impl RequestFlow {
         match body_plan {
             BodyPlan::Read => Verdict::AwaitBody(edits),
             BodyPlan::Skip => {
+                if let Err(rejection) = self.access.admit(host, now_ms, None) {
+                    return self.refuse(rejection);
+                }
                 edits.merge(self.route(None));
                 Verdict::Forward(edits)
             }
@@ -237,31 +258,72 @@ impl RequestFlow {
         Some(self.refusal_reply(rejection))
     }
 
-    /// The whole request body arrived (after [`Verdict::AwaitBody`]): picks the cluster from
-    /// the requested model, applies the team's redaction and returns the body to send.
-    pub fn on_request_body(&mut self, body: &[u8]) -> BodyVerdict {
-        let mut request = RequestBody::parse(body);
-        let mut edits = self.route(request.model());
+    /// The whole request body arrived (after [`Verdict::AwaitBody`]): checks the requested
+    /// model against the key's allowlist, reserves the request's limits, picks the model's
+    /// cluster, applies the team's redaction and returns the body to send (an alias rewritten
+    /// to the upstream's name).
+    pub fn on_request_body(&mut self, host: &impl Host, body: &[u8]) -> BodyVerdict {
+        let now_ms = host.now_ms();
+        let (model, aliased) = match self.admit_body(host, now_ms, body) {
+            Ok(admitted) => admitted,
+            Err(rejection) => return BodyVerdict::Reject(self.refusal_reply(rejection)),
+        };
+        let outgoing = aliased.as_deref().unwrap_or(body);
+        let mut request = RequestBody::parse(outgoing);
+        let mut edits = self.route(Some(&model));
         let sent = self
             .exchange
             .prepare_request(&mut request)
-            .and_then(|()| self.exchange.send_request(&request, body));
+            .and_then(|()| self.exchange.send_request(&request, outgoing));
         match sent {
-            Ok(body) => {
+            Ok(rewritten) => {
+                let body = rewritten.or(aliased);
                 if body.is_some() {
                     edits.remove.push("content-length".to_owned());
                 }
                 BodyVerdict::Forward { edits, body }
             }
-            Err(rejection) => BodyVerdict::Reject(self.refusal_reply(rejection)),
+            Err(rejection) => {
+                self.access.cancel(host, now_ms);
+                BodyVerdict::Reject(self.refusal_reply(rejection))
+            }
         }
     }
 
-    /// Headers to set on the response.
+    /// The body names a model this key may use, and the request fits its limits: returns the
+    /// model's public name and, for an alias, the body with only `model` rewritten.
+    fn admit_body(
+        &mut self,
+        host: &impl Host,
+        now_ms: i64,
+        body: &[u8],
+    ) -> Result<(String, Option<Vec<u8>>), Rejection> {
+        let request = ModelRequest::parse(body).map_err(Rejection::BadRequestBody)?;
+        self.draft.model_requested.clone_from(&request.model);
+        let policy = self
+            .policy
+            .clone()
+            .ok_or(Rejection::PolicyUnavailable(Unavailable::NeverLoaded))?;
+        let route = self.access.resolve(&policy, &request.model)?;
+        // Known at the headers already (else 404); never admitted unchecked.
+        let endpoint =
+            Endpoint::of(&self.draft.path, &self.config).ok_or(Rejection::PathNotFound)?;
+        self.access
+            .admit(host, now_ms, Some((&request, route, endpoint)))?;
+        let upstream = crate::models::upstream_name(route);
+        let aliased = (upstream != request.model).then(|| request.with_model(body, upstream));
+        Ok((request.model, aliased))
+    }
+
+    /// Headers to set on the response: the request id, and for an admitted request the
+    /// `x-ratelimit-*` headers of its limits.
     pub fn response_headers(&self) -> Vec<(&'static str, String)> {
-        self.request_id()
+        let mut headers: Vec<(&'static str, String)> = self
+            .request_id()
             .map(|id| vec![(REQUEST_ID_HEADER, id.to_owned())])
-            .unwrap_or_default()
+            .unwrap_or_default();
+        headers.extend(self.access.headers());
+        headers
     }
 
     /// The request is over: queue its usage record for the service to ship. Requests whose
@@ -281,6 +343,13 @@ impl RequestFlow {
             .as_ref()
             .and_then(|policy| policy.route(&draft.model_requested));
         let body = self.exchange.finish(&mut draft, route);
+        // Every ending passes here: the limits get what the record says was used (nothing
+        // when the upstream failed) and the parallel slot comes back.
+        let used = Actual {
+            tokens: draft.tokens.map_or(0, |tokens| tokens.total_tokens()),
+            cost_nano: usd_to_nano(draft.spend),
+        };
+        self.access.finish(host, host.now_ms(), used);
         let outcome = match &self.refusal {
             Some(refusal) => Outcome::Refused {
                 status: refusal.status(),
@@ -304,6 +373,19 @@ impl RequestFlow {
 
     fn refuse(&mut self, rejection: Rejection) -> Verdict {
         Verdict::Reject(self.refusal_reply(rejection))
+    }
+
+    /// A 200 JSON answer the filter gives itself.
+    fn answer(&self, body: Vec<u8>) -> LocalReply {
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        if let Some(id) = self.request_id() {
+            headers.push((REQUEST_ID_HEADER.to_owned(), id.to_owned()));
+        }
+        LocalReply {
+            status: 200,
+            headers,
+            body,
+        }
     }
 
     fn refusal_reply(&mut self, rejection: Rejection) -> LocalReply {
@@ -356,29 +438,32 @@ impl HeaderEdits {
 }
 
 /// Fills the record's identity and maps a refusal to its client answer.
-fn identify(
+fn identify<'p>(
     draft: &mut RecordDraft,
-    policy: &PolicyIndex,
+    policy: &'p PolicyIndex,
     digest: &KeyDigest,
     now_ms: i64,
-) -> Result<(), Rejection> {
+) -> Result<Principal<'p>, Rejection> {
     let (key, refusal) = match policy.authorize(digest, now_ms) {
-        Ok(principal) => (principal.key, None),
+        Ok(principal) => {
+            fill_identity(draft, principal.key);
+            return Ok(principal);
+        }
         Err(Denial::UnknownKey) => {
             draft.key_id = digest.fingerprint();
             return Err(Rejection::InvalidApiKey);
         }
-        Err(Denial::Revoked(key)) => (key, Some(Rejection::KeyRevoked)),
-        Err(Denial::Blocked(key)) => (key, Some(Rejection::KeyBlocked)),
-        Err(Denial::Expired(key)) => (key, Some(Rejection::KeyExpired)),
-        Err(Denial::TeamBlocked(key)) => (key, Some(Rejection::TeamBlocked)),
+        Err(Denial::Revoked(key)) => (key, Rejection::KeyRevoked),
+        Err(Denial::Blocked(key)) => (key, Rejection::KeyBlocked),
+        Err(Denial::Expired(key)) => (key, Rejection::KeyExpired),
+        Err(Denial::TeamBlocked(key)) => (key, Rejection::TeamBlocked),
         Err(Denial::UnrecognisedStatus(key)) => {
             log::warn!(
                 "key {} has an unrecognised status {}; refused",
                 key.public_id,
                 key.status
             );
-            (key, Some(Rejection::KeyUnusable("key_status_unrecognised")))
+            (key, Rejection::KeyUnusable("key_status_unrecognised"))
         }
         Err(Denial::TeamMissing(key)) => {
             log::warn!(
@@ -386,13 +471,17 @@ fn identify(
                 key.public_id,
                 key.team_id
             );
-            (key, Some(Rejection::KeyUnusable("team_not_in_snapshot")))
+            (key, Rejection::KeyUnusable("team_not_in_snapshot"))
         }
     };
+    fill_identity(draft, key);
+    Err(refusal)
+}
+
+fn fill_identity(draft: &mut RecordDraft, key: &KeyPolicy) {
     draft.key_id.clone_from(&key.public_id);
     draft.team_id.clone_from(&key.team_id);
     draft.user_id.clone_from(&key.user_id);
-    refusal.map_or(Ok(()), Err)
 }
 
 /// Client credentials and internal headers, which must never reach the upstream.

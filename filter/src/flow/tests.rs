@@ -11,14 +11,14 @@ use crate::snapshot::{publish_head, publish_snapshot, SnapshotHead};
 const PEER: &str = "10.0.0.7:40112";
 
 /// A worker with its own snapshot cache, against a fake host.
-struct Worker {
-    host: FakeHost,
-    config: Rc<FilterConfig>,
-    snapshots: SnapshotCache,
+pub(super) struct Worker {
+    pub(super) host: FakeHost,
+    pub(super) config: Rc<FilterConfig>,
+    pub(super) snapshots: SnapshotCache,
 }
 
 impl Worker {
-    fn new(config_json: &str) -> Self {
+    pub(super) fn new(config_json: &str) -> Self {
         let PluginConfig::Filter(config) = PluginConfig::parse(config_json.as_bytes()).unwrap()
         else {
             panic!("not a filter config");
@@ -30,11 +30,14 @@ impl Worker {
         }
     }
 
-    fn default() -> Self {
-        Self::new(r#"{"default_cluster": "upstream", "max_staleness_s": 30}"#)
+    /// `/v1/files` passes through: a path forwarded without a model.
+    pub(super) fn default() -> Self {
+        Self::new(
+            r#"{"default_cluster": "upstream", "max_staleness_s": 30, "pass_through_paths": ["/v1/files"]}"#,
+        )
     }
 
-    fn with_snapshot(self) -> Self {
+    pub(super) fn with_snapshot(self) -> Self {
         let head = SnapshotHead {
             version: 1,
             last_contact_ms: self.host.now_ms(),
@@ -43,7 +46,11 @@ impl Worker {
         self
     }
 
-    fn headers(&mut self, headers: &[(&str, &str)], end_of_stream: bool) -> (RequestFlow, Verdict) {
+    pub(super) fn headers(
+        &mut self,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> (RequestFlow, Verdict) {
         let mut flow = RequestFlow::new(Rc::clone(&self.config));
         let headers: RequestHeaders = headers.iter().copied().collect();
         let verdict = flow.on_request_headers(
@@ -56,27 +63,28 @@ impl Worker {
         (flow, verdict)
     }
 
-    /// A GET with these extra headers, logged with `status` if forwarded.
+    /// A GET of a pass-through path with these extra headers, logged with `status` if
+    /// forwarded.
     fn get(&mut self, extra: &[(&str, &str)]) -> (Verdict, UsageRecord) {
-        let mut headers = vec![(":method", "GET"), (":path", "/v1/models")];
+        let mut headers = vec![(":method", "GET"), (":path", "/v1/files")];
         headers.extend_from_slice(extra);
         let (mut flow, verdict) = self.headers(&headers, true);
         flow.on_log(&self.host, Some(200), Some("via_upstream"));
         (verdict, self.only_record())
     }
 
-    fn only_record(&self) -> UsageRecord {
+    pub(super) fn only_record(&self) -> UsageRecord {
         let queued = self.host.queued(USAGE_QUEUE);
         assert_eq!(queued.len(), 1, "exactly one usage record per request");
         UsageRecord::decode(queued[0].as_slice()).unwrap()
     }
 }
 
-fn bearer(key: &str) -> String {
+pub(super) fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
 
-fn rejected(verdict: &Verdict) -> (u32, Value, &LocalReply) {
+pub(super) fn rejected(verdict: &Verdict) -> (u32, Value, &LocalReply) {
     let Verdict::Reject(reply) = verdict else {
         panic!("expected a rejection, got {verdict:?}");
     };
@@ -88,14 +96,14 @@ fn rejected(verdict: &Verdict) -> (u32, Value, &LocalReply) {
 }
 
 /// The edits and new body of a forwarded body.
-fn forwarded(verdict: BodyVerdict) -> (HeaderEdits, Option<Vec<u8>>) {
+pub(super) fn forwarded(verdict: BodyVerdict) -> (HeaderEdits, Option<Vec<u8>>) {
     match verdict {
         BodyVerdict::Forward { edits, body } => (edits, body),
         BodyVerdict::Reject(reply) => panic!("expected the body forwarded, got {reply:?}"),
     }
 }
 
-fn header<'a>(reply: &'a LocalReply, name: &str) -> Option<&'a str> {
+pub(super) fn header<'a>(reply: &'a LocalReply, name: &str) -> Option<&'a str> {
     reply
         .headers
         .iter()
@@ -154,14 +162,15 @@ fn a_valid_key_is_forwarded_without_client_credentials_or_internal_headers() {
     assert_eq!(record.team_id, "team-1");
     assert_eq!(record.user_id, "alice0000001@example.com");
     assert_eq!(record.client_ip, "10.0.0.7");
-    assert_eq!(record.path, "/v1/models");
+    assert_eq!(record.path, "/v1/files");
     assert_eq!(record.http_status, 200);
 }
 
 #[test]
 fn the_upstream_credential_replaces_the_clients() {
     let mut worker = Worker::new(
-        r#"{"default_cluster": "upstream", "upstream_authorization": "Bearer upstream-secret"}"#,
+        r#"{"default_cluster": "upstream", "upstream_authorization": "Bearer upstream-secret",
+            "pass_through_paths": ["/v1/files"]}"#,
     )
     .with_snapshot();
     let auth = bearer(ALICE_KEY);
@@ -260,11 +269,11 @@ fn fail_static_until_max_staleness_then_closed() {
     let mut worker = Worker::default().with_snapshot();
     let auth = bearer(ALICE_KEY);
     worker.host.advance(29_000);
-    let (_, verdict) = worker.headers(&[(":path", "/v1/models"), ("authorization", &auth)], true);
+    let (_, verdict) = worker.headers(&[(":path", "/v1/files"), ("authorization", &auth)], true);
     assert!(matches!(verdict, Verdict::Forward(_)));
 
     worker.host.advance(2_000);
-    let (_, verdict) = worker.headers(&[(":path", "/v1/models"), ("authorization", &auth)], true);
+    let (_, verdict) = worker.headers(&[(":path", "/v1/files"), ("authorization", &auth)], true);
     let (status, body, _) = rejected(&verdict);
     assert_eq!(status, 503);
     assert!(body["error"]["message"].as_str().unwrap().contains("stale"));
@@ -274,7 +283,7 @@ fn fail_static_until_max_staleness_then_closed() {
         last_contact_ms: worker.host.now_ms(),
     };
     publish_head(&worker.host, head).unwrap();
-    let (_, verdict) = worker.headers(&[(":path", "/v1/models"), ("authorization", &auth)], true);
+    let (_, verdict) = worker.headers(&[(":path", "/v1/files"), ("authorization", &auth)], true);
     assert!(matches!(verdict, Verdict::Forward(_)));
 }
 
@@ -295,13 +304,19 @@ fn the_body_picks_the_models_cluster() {
     };
     assert!(!edits.reroute, "no route before the body");
     let (edits, body) = forwarded(flow.on_request_body(
+        &worker.host,
         br#"{"messages": [{"role": "user", "content": "hi"}], "model": "llama3.1-8b"}"#,
     ));
-    assert_eq!(body, None, "nothing to rewrite");
+    assert_eq!(
+        body.as_deref(),
+        Some(&br#"{"messages": [{"role": "user", "content": "hi"}], "model": "llama3.1:8b"}"#[..]),
+        "the alias, and only it, rewritten to the upstream's name"
+    );
     assert_eq!(
         edits.set,
         [("x-modelgate-cluster".to_owned(), "pool-llama".to_owned())]
     );
+    assert!(edits.remove.contains(&"content-length".to_owned()));
     assert!(edits.reroute);
     flow.on_log(&worker.host, Some(200), None);
     let record = worker.only_record();
@@ -310,42 +325,10 @@ fn the_body_picks_the_models_cluster() {
 }
 
 #[test]
-fn unknown_models_and_odd_bodies_go_to_the_default_cluster() {
-    for (body, model) in [
-        (&br#"{"model": "mystery"}"#[..], "mystery"),
-        (b"not json", ""),
-        (br#"{"model": 5}"#, ""),
-        (b"", ""),
-    ] {
-        let mut worker = Worker::default().with_snapshot();
-        let auth = bearer(ALICE_KEY);
-        let (mut flow, _) = worker.headers(
-            &[(":path", "/v1/completions"), ("authorization", &auth)],
-            false,
-        );
-        let (edits, _) = forwarded(flow.on_request_body(body));
-        assert_eq!(
-            edits.set,
-            [("x-modelgate-cluster".to_owned(), "upstream".to_owned())]
-        );
-        flow.on_log(&worker.host, Some(200), None);
-        let record = worker.only_record();
-        assert_eq!(
-            (
-                record.model_requested.as_str(),
-                record.model_resolved.as_str()
-            ),
-            (model, model)
-        );
-    }
-}
-
-#[test]
 fn request_ids_come_from_envoy_or_are_generated_and_sent_upstream() {
     let mut worker = Worker::default().with_snapshot();
     let auth = bearer(ALICE_KEY);
-    let (flow, verdict) =
-        worker.headers(&[(":path", "/v1/models"), ("authorization", &auth)], true);
+    let (flow, verdict) = worker.headers(&[(":path", "/v1/files"), ("authorization", &auth)], true);
     let generated = flow.request_id().unwrap().to_owned();
     assert_eq!(generated.len(), 36);
     let Verdict::Forward(edits) = verdict else {
@@ -359,7 +342,7 @@ fn request_ids_come_from_envoy_or_are_generated_and_sent_upstream() {
         [(REQUEST_ID_HEADER, generated.clone())]
     );
 
-    let (other, _) = worker.headers(&[(":path", "/v1/models"), ("authorization", &auth)], true);
+    let (other, _) = worker.headers(&[(":path", "/v1/files"), ("authorization", &auth)], true);
     assert_ne!(other.request_id().unwrap(), generated);
 
     let (spoofed, _) = worker.headers(&[(":path", "/"), ("x-request-id", "bad id\r\nx: y")], true);
@@ -383,7 +366,7 @@ fn paths_outside_the_api_prefix_are_404_after_authentication() {
         &[(":path", "/v1/models?x=1"), ("authorization", &auth)],
         true,
     );
-    assert!(matches!(verdict, Verdict::Forward(_)));
+    assert_eq!(rejected(&verdict).0, 200, "answered by the filter");
 }
 
 #[test]

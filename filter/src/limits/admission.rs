@@ -17,11 +17,12 @@ use crate::host::Host;
 ///
 /// Call [`Admission::settle`] when the real usage is known (end of the response), and
 /// [`Admission::release`] when the request is over (`on_log`, which runs on every ending).
-/// Both are idempotent; `release` without a `settle` charges the fallback given at admission.
+/// Both are idempotent; `release` without a `settle` charges the estimate (nothing better is
+/// known, and it is the most the request could have used).
 #[derive(Debug)]
 pub struct Admission {
     held: Vec<Held>,
-    fallback: Actual,
+    demand: Demand,
     quotas: Quotas,
     settled: bool,
     released: bool,
@@ -52,19 +53,16 @@ pub enum Refusal {
     Unavailable(String),
 }
 
-/// Reserves `demand` in every scope of `plan`. `fallback` is what the request is charged if
-/// it ends without [`Admission::settle`] (e.g. the upstream failed before reporting usage):
-/// typically the prompt estimate, which the upstream did read.
+/// Reserves `demand` in every scope of `plan`.
 pub fn admit(
     host: &impl Host,
     now_ms: i64,
     plan: &Plan,
     demand: Demand,
-    fallback: Actual,
 ) -> Result<Admission, Refusal> {
     let mut admission = Admission {
         held: Vec::with_capacity(plan.scopes.len()),
-        fallback,
+        demand,
         quotas: Quotas::default(),
         settled: false,
         released: false,
@@ -122,13 +120,17 @@ impl Admission {
         self.apply(host, now_ms, Some(actual), false);
     }
 
-    /// The request is over: frees its parallel slots, and settles with the fallback if
+    /// The request is over: frees its parallel slots, and charges the estimate if
     /// [`Admission::settle`] never ran. Later calls do nothing.
     pub fn release(&mut self, host: &impl Host, now_ms: i64) {
         if std::mem::replace(&mut self.released, true) {
             return;
         }
-        let settle = (!std::mem::replace(&mut self.settled, true)).then_some(self.fallback);
+        let estimate = Actual {
+            tokens: self.demand.tokens,
+            cost_nano: self.demand.cost_nano,
+        };
+        let settle = (!std::mem::replace(&mut self.settled, true)).then_some(estimate);
         self.apply(host, now_ms, settle, true);
     }
 
@@ -159,8 +161,9 @@ impl Admission {
         }
     }
 
-    /// Takes back every reservation made so far (a later scope refused).
-    fn cancel(&mut self, host: &impl Host, now_ms: i64) {
+    /// Takes back every reservation, as if the request had never been admitted (a later
+    /// scope refused it, or a later check did). Later `settle`/`release` calls do nothing.
+    pub fn cancel(&mut self, host: &impl Host, now_ms: i64) {
         self.settled = true;
         self.released = true;
         for held in self.held.drain(..) {

@@ -124,12 +124,12 @@ impl Host for Interleaved<'_> {
 fn a_write_that_lost_the_race_is_retried_on_the_winners_record() {
     let host = FakeHost::new();
     let plan = key_plan(rpm(2));
-    admit(&host, T0, &plan, one(), Actual::default()).unwrap();
+    admit(&host, T0, &plan, one()).unwrap();
     // Between this worker's read and write, another worker takes the last request.
     let worker = Interleaved::new(&host).then_before_a_write(|other| {
-        admit(other, T0, &key_plan(rpm(2)), one(), Actual::default()).unwrap();
+        admit(other, T0, &key_plan(rpm(2)), one()).unwrap();
     });
-    let refused = hit(admit(&worker, T0, &plan, one(), Actual::default()).unwrap_err());
+    let refused = hit(admit(&worker, T0, &plan, one()).unwrap_err());
     assert_eq!(refused.exceeded.kind, LimitKind::Requests);
     assert_eq!(
         *worker.writes_attempted.borrow(),
@@ -151,9 +151,9 @@ fn two_workers_creating_the_same_record_do_not_overwrite_each_other() {
     let plan = key_plan(parallel(1));
     // Both read "absent"; the other one creates the record first.
     let worker = Interleaved::new(&host).then_before_a_write(|other| {
-        admit(other, T0, &key_plan(parallel(1)), one(), Actual::default()).unwrap();
+        admit(other, T0, &key_plan(parallel(1)), one()).unwrap();
     });
-    let refused = hit(admit(&worker, T0, &plan, one(), Actual::default()).unwrap_err());
+    let refused = hit(admit(&worker, T0, &plan, one()).unwrap_err());
     assert_eq!(refused.exceeded.kind, LimitKind::ParallelRequests);
     assert_eq!(in_flight(&host), 1);
 }
@@ -170,7 +170,7 @@ fn every_interleaving_of_many_workers_keeps_the_cap() {
             Interleaved::new(host)
                 .then_before_a_write(move |_| nested(host, plan, depth - 1, admitted))
         };
-        if admit(&worker, T0, plan, one(), Actual::default()).is_ok() {
+        if admit(&worker, T0, plan, one()).is_ok() {
             *admitted.borrow_mut() += 1;
         }
     }
@@ -207,7 +207,7 @@ impl Host for AlwaysContended {
 #[test]
 fn endless_contention_refuses_instead_of_admitting_unchecked() {
     let host = AlwaysContended(FakeHost::new());
-    let refusal = admit(&host, T0, &key_plan(rpm(5)), one(), Actual::default()).unwrap_err();
+    let refusal = admit(&host, T0, &key_plan(rpm(5)), one()).unwrap_err();
     assert!(matches!(refusal, Refusal::Unavailable(ref why) if why.contains("contended")));
 }
 
@@ -229,9 +229,9 @@ fn a_later_scope_refusing_takes_back_the_earlier_reservations() {
             scope(ScopeKind::Team, "team1", rpm(1)),
         ],
     };
-    admit(&host, T0, &plan, one(), Actual::default()).unwrap();
+    admit(&host, T0, &plan, one()).unwrap();
     let key_before = record(&host, "modelgate.v1.limits.key.key1");
-    let refused = hit(admit(&host, T0, &plan, one(), Actual::default()).unwrap_err());
+    let refused = hit(admit(&host, T0, &plan, one()).unwrap_err());
     assert_eq!(refused.scope.kind, ScopeKind::Team);
     assert_eq!(refused.scope.id, "team1");
     assert_eq!(record(&host, "modelgate.v1.limits.key.key1"), key_before);
@@ -257,9 +257,9 @@ fn the_slot_is_released_exactly_once_whatever_the_ending() {
     // Success with usage, an upstream error without usage, a client that cancelled: each
     // ending reaches `release` (on_log), maybe twice.
     for settle_first in [true, false] {
-        let mut a = admit(&host, T0, &plan, one(), Actual::default()).unwrap();
-        let mut b = admit(&host, T0, &plan, one(), Actual::default()).unwrap();
-        assert!(admit(&host, T0, &plan, one(), Actual::default()).is_err());
+        let mut a = admit(&host, T0, &plan, one()).unwrap();
+        let mut b = admit(&host, T0, &plan, one()).unwrap();
+        assert!(admit(&host, T0, &plan, one()).is_err());
         if settle_first {
             a.settle(&host, T0, Actual::default());
             assert_eq!(in_flight(&host), 2, "settling does not free the slot");
@@ -274,7 +274,7 @@ fn the_slot_is_released_exactly_once_whatever_the_ending() {
 }
 
 #[test]
-fn settling_reconciles_tokens_and_an_ending_without_usage_charges_the_fallback() {
+fn settling_reconciles_tokens_and_an_ending_without_usage_keeps_the_estimate() {
     let host = FakeHost::new();
     let plan = key_plan(ScopeLimits {
         tpm: Some(1_000),
@@ -289,13 +289,9 @@ fn settling_reconciles_tokens_and_an_ending_without_usage_charges_the_fallback()
             .tokens
             .map_or(0, |w| w.total())
     };
-    let fallback = Actual {
-        tokens: 40,
-        cost_nano: 0,
-    };
-    let mut done = admit(&host, T0, &plan, demand, fallback).unwrap();
-    let mut failed = admit(&host, T0, &plan, demand, fallback).unwrap();
-    assert!(admit(&host, T0, &plan, demand, fallback).is_err());
+    let mut done = admit(&host, T0, &plan, demand).unwrap();
+    let mut unknown = admit(&host, T0, &plan, demand).unwrap();
+    assert!(admit(&host, T0, &plan, demand).is_err());
     done.settle(
         &host,
         T0 + 1_000,
@@ -306,18 +302,32 @@ fn settling_reconciles_tokens_and_an_ending_without_usage_charges_the_fallback()
     );
     done.settle(&host, T0 + 1_000, Actual::default());
     assert_eq!(tokens(&host), 620, "the second settle is ignored");
-    failed.release(&host, T0 + 1_000);
-    assert_eq!(tokens(&host), 160);
-    let mut again = admit(&host, T0 + 1_000, &plan, demand, fallback).unwrap();
+    unknown.release(&host, T0 + 1_000);
     assert_eq!(
-        again.headers(),
+        tokens(&host),
+        620,
+        "released without usage: the estimate stays"
+    );
+    assert!(admit(&host, T0 + 1_000, &plan, demand).is_err());
+    let mut small = admit(
+        &host,
+        T0 + 1_000,
+        &plan,
+        Demand {
+            tokens: 300,
+            cost_nano: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        small.headers(),
         [
             ("x-ratelimit-limit-tokens", "1000".to_owned()),
-            ("x-ratelimit-remaining-tokens", "340".to_owned()),
+            ("x-ratelimit-remaining-tokens", "80".to_owned()),
             ("x-ratelimit-reset-tokens", "1m1s".to_owned()),
         ]
     );
-    again.release(&host, T0 + 2_000);
+    small.release(&host, T0 + 2_000);
 }
 
 #[test]
@@ -343,14 +353,14 @@ fn fifty_concurrent_requests_against_a_budget_that_fits_ten() {
         cost_nano: 1_000,
     };
     let mut running: Vec<Admission> = (0..50)
-        .filter_map(|_| admit(&host, T0, &plan, demand, cost).ok())
+        .filter_map(|_| admit(&host, T0, &plan, demand).ok())
         .collect();
     assert_eq!(running.len(), 10);
     for admission in &mut running {
         admission.settle(&host, T0 + 1, cost);
         admission.release(&host, T0 + 1);
     }
-    let refused = hit(admit(&host, T0 + 2, &plan, demand, cost).unwrap_err());
+    let refused = hit(admit(&host, T0 + 2, &plan, demand).unwrap_err());
     assert_eq!(refused.exceeded.kind, LimitKind::Budget);
     assert_eq!(refused.exceeded.used, 10_000);
 }
@@ -358,8 +368,8 @@ fn fifty_concurrent_requests_against_a_budget_that_fits_ten() {
 #[test]
 fn an_unreadable_record_starts_over() {
     let host = FakeHost::new().with_shared("modelgate.v1.limits.key.key1", b"\xff\xff\xff");
-    assert!(admit(&host, T0, &key_plan(rpm(1)), one(), Actual::default()).is_ok());
-    assert!(admit(&host, T0, &key_plan(rpm(1)), one(), Actual::default()).is_err());
+    assert!(admit(&host, T0, &key_plan(rpm(1)), one()).is_ok());
+    assert!(admit(&host, T0, &key_plan(rpm(1)), one()).is_err());
 }
 
 /// Real threads on one shared store: the proxy-wasm host's semantics (a global CAS counter,
@@ -462,7 +472,7 @@ mod threads {
                     // Until the team's minute is used up; the clock stands still.
                     loop {
                         let now = host.now_ms();
-                        match admit(&host, now, &plan, one(), Actual::default()) {
+                        match admit(&host, now, &plan, one()) {
                             Ok(mut admission) => {
                                 let held = holding.fetch_add(1, Ordering::SeqCst) + 1;
                                 most.fetch_max(held, Ordering::SeqCst);

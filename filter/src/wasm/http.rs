@@ -44,7 +44,7 @@ impl HttpFilter {
             send(&reply);
             return Action::Pause;
         }
-        match self.flow.on_request_body(&body) {
+        match self.flow.on_request_body(&self.shared.host, &body) {
             BodyVerdict::Reject(reply) => {
                 send(&reply);
                 Action::Pause
