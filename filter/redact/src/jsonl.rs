@@ -128,6 +128,9 @@ pub fn redact_jsonl<R: BufRead, W: Write>(
 
 /// The `id` and `text` of one non-blank input line.
 fn parse_record(line: &[u8]) -> Result<(Value, String), RecordError> {
+    // Without its line ending, so serde_json's positions stay on this line.
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let line = std::str::from_utf8(line).map_err(|_| RecordError::NotUtf8)?;
     let mut record = match serde_json::from_str(line) {
         Ok(Value::Object(record)) => record,

@@ -191,4 +191,9 @@ fn error_messages_name_the_line() {
         result.unwrap_err().to_string(),
         "line 1: not valid JSON: trailing characters (column 24)"
     );
+    let (_, result) = run("", Phase::Request, b"{\"id\": 1, \"text\": \"x\"\r\n");
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "line 1: not valid JSON: EOF while parsing an object (column 21)"
+    );
 }
