@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use modelgate_control_plane::audit::chain::{record_hash, Hash};
 use modelgate_control_plane::audit::{
-    entry_from_record, AuditFilter, AuditLog, AuditStore, CheckpointPolicy, Failure, GroupBy,
-    RecordStatus, VerifyReport,
+    entry_from_record, AuditFilter, AuditLog, CheckpointPolicy, Failure, GroupBy, RecordStatus,
+    VerifyReport,
 };
 use modelgate_control_plane::clock::Timestamp;
 use modelgate_control_plane::domain::{UsageBatch, UsageReceipt};
@@ -164,16 +164,26 @@ fn record(i: u64, status: pb::RequestStatus) -> pb::UsageRecord {
     pb::UsageRecord {
         request_id: format!("req-{i}"),
         timestamp_ms: T0 + i as i64 * 1_000,
-        key_id: if i % 2 == 0 {
+        key_id: if i.is_multiple_of(2) {
             "keyevenaaaaa"
         } else {
             "keyoddbbbbbb"
         }
         .into(),
-        team_id: if i % 3 == 0 { "team_a" } else { "team_b" }.into(),
+        team_id: if i.is_multiple_of(3) {
+            "team_a"
+        } else {
+            "team_b"
+        }
+        .into(),
         user_id: "ana@example.com".into(),
         model_requested: "llama3".into(),
-        model_resolved: if i % 2 == 0 { "llama3.1:8b" } else { "" }.into(),
+        model_resolved: if i.is_multiple_of(2) {
+            "llama3.1:8b"
+        } else {
+            ""
+        }
+        .into(),
         prompt_sha256: "ab".repeat(32),
         tokens_in: 10,
         tokens_out: 20,
@@ -315,7 +325,7 @@ async fn concurrent_appends_from_two_replicas_keep_one_valid_chain<B: Backend>()
     let (a, b) = (Arc::new(a), Arc::new(b));
     let mut tasks = Vec::new();
     for t in 0..6_u64 {
-        let log = if t % 2 == 0 {
+        let log = if t.is_multiple_of(2) {
             Arc::clone(&a)
         } else {
             Arc::clone(&b)
@@ -624,7 +634,7 @@ async fn records_stored_before_the_chain_are_chained_at_start<B: Backend>() {
                     e.user_id,
                     e.model
                 ),
-                &[e.encoded.clone()],
+                std::slice::from_ref(&e.encoded),
             )
             .await;
     }
