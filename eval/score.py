@@ -7,6 +7,9 @@ texts with any prediction. Writes eval/results.md and prints it.
 
   python3 eval/score.py                      # builds and runs the engine, reuses Presidio's cache
   python3 eval/score.py --presidio           # also (re)runs Presidio via the eval venv
+  MODELGATE_BIN=path/to/modelgate python3 eval/score.py   # an already built binary
+
+The engine runs as `modelgate redact --jsonl`, the CLI teams use to try a policy.
 """
 import argparse
 import collections
@@ -28,13 +31,26 @@ def load_corpus(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def engine_command():
+    """`modelgate redact --jsonl`: $MODELGATE_BIN if set, else a release build made here."""
+    exe = os.environ.get("MODELGATE_BIN")
+    if not exe:
+        subprocess.run(["cargo", "build", "-q", "--release", "-p", "modelgate-control-plane", "--bin", "modelgate"], cwd=ROOT, check=True)
+        # cargo resolves a relative CARGO_TARGET_DIR against its working directory, ROOT.
+        exe = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release" / "modelgate"
+    return [str(exe), "redact", "--jsonl"]
+
+
 def run_engine(corpus):
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    subprocess.run(["cargo", "build", "-q", "--release", "-p", "modelgate-redact", "--example", "redact_jsonl"], cwd=ROOT, check=True)
-    exe = target / "release" / "examples" / "redact_jsonl"
     inp = "".join(json.dumps({"id": r["id"], "text": r["text"]}, ensure_ascii=False) + "\n" for r in corpus)
-    out = subprocess.run([str(exe)], input=inp, capture_output=True, text=True, check=True).stdout
-    return {rec["id"]: rec["entities"] for rec in map(json.loads, out.splitlines())}
+    # stderr passes through: a bad line's error names it there.
+    proc = subprocess.run(engine_command(), input=inp, stdout=subprocess.PIPE, encoding="utf-8")
+    if proc.returncode != 0:
+        sys.exit(f"modelgate redact --jsonl failed with exit code {proc.returncode}")
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    if [rec["id"] for rec in rows] != [r["id"] for r in corpus]:
+        sys.exit(f"modelgate redact --jsonl answered {len(rows)} records for {len(corpus)} texts, or out of order")
+    return {rec["id"]: rec["entities"] for rec in rows}
 
 
 def run_presidio(corpus, cache):
