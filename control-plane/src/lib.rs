@@ -16,16 +16,21 @@
 //! - [`grpc`]: `AdminService` (master key) and `PolicyService` (data plane), reflection.
 //! - [`server`] (`modelgate serve`), [`http`] (`/ready`, `/healthz`), [`cli`] (admin commands).
 
+pub mod admin;
+pub mod allowlist;
 pub mod audit;
+pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod master_key;
 pub mod server;
 pub mod snapshot;
+pub mod spend;
 pub mod store;
 
 use cli::{AuditCliError, Cli, CliError, Command};

@@ -17,11 +17,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
+use crate::admin::Admin;
 use crate::audit::{self, AuditError, AuditLog, CheckpointPolicy};
+use crate::clock::Timestamp;
 use crate::grpc::{self, AdminApi, AuditApi, PolicyApi};
 use crate::http;
 use crate::master_key::{self, MasterKey, MasterKeyError, MasterKeySource};
 use crate::snapshot::SnapshotCache;
+use crate::spend::{SpendSync, SpendTracker};
 use crate::store::{DatabaseLocation, OpenedStore, Store, StoreError};
 
 /// In-flight calls get this long to finish after a shutdown signal.
@@ -169,18 +172,20 @@ async fn serve_store<S: Store>(
     } = listeners;
 
     let (reflection_v1, reflection_v1alpha) = grpc::reflection_services()?;
-    let snapshots = Arc::new(SnapshotCache::new(store.clone()));
     let audit_log =
         Arc::new(AuditLog::open(store.clone(), &config.data_dir, config.audit_checkpoints).await?);
     let audit_sink = audit::sink::JsonlSink::open(&audit::sink::sink_dir(&config.data_dir))?;
+    // After the audit log chained any unchained records: spend follows the chain positions.
+    let spend = Arc::new(SpendTracker::new());
+    let spend_sync = SpendSync::start(store.clone(), Arc::clone(&spend), Timestamp::now()).await?;
+    let snapshots = Arc::new(SnapshotCache::new(store.clone(), Arc::clone(&spend)));
+    let admin = Arc::new(Admin::new(store.clone(), spend, master_key));
+    let admin_api = AdminApi::new(Arc::clone(&admin));
     let grpc_router = tonic::transport::Server::builder()
-        .add_service(AdminServiceServer::new(AdminApi::new(
-            store.clone(),
-            master_key.clone(),
-        )))
+        .add_service(AdminServiceServer::new(admin_api.clone()))
         .add_service(AuditServiceServer::new(AuditApi::new(
             Arc::clone(&audit_log),
-            AdminApi::new(store.clone(), master_key),
+            admin_api,
         )))
         .add_service(PolicyServiceServer::new(PolicyApi::new(
             Arc::clone(&audit_log),
@@ -225,6 +230,7 @@ async fn serve_store<S: Store>(
         }
     };
 
+    let spend_task = tokio::spawn(spend_sync.run(stop_rx.clone()));
     let audit_tasks = [
         tokio::spawn(seal_idle_tails(Arc::clone(&audit_log), stop_rx.clone())),
         tokio::spawn(audit::sink::run(
@@ -257,6 +263,7 @@ async fn serve_store<S: Store>(
     for task in audit_tasks {
         let _ = task.await;
     }
+    let _ = spend_task.await;
     store.close().await;
     tracing::info!("stopped");
     result

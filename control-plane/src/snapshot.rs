@@ -1,15 +1,31 @@
-//! Policy snapshots for filters: built from the store, cached by version.
+//! Policy snapshots for filters: built from the store and the spend tracker, cached by
+//! version.
 //!
 //! Filters poll every second, so the common answer is "unchanged" (one version lookup); a
-//! snapshot is built once per version no matter how many Envoys ask for it.
+//! snapshot is built once per version no matter how many Envoys ask for it. Budget state
+//! ([`pb::SpendState`]) is not stored data: the spend tracker bumps the version when a
+//! budget's window or exhaustion changes (see [`crate::spend`]).
+//!
+//! Field semantics for the filter:
+//! - `KeyPolicy.limits`: what the filter enforces per key, the key's own rpm/tpm/parallel
+//!   values or else its team's (team values are defaults for keys); `max_budget` and
+//!   `budget_duration` are the key's own budget only (a team's budget is enforced at the
+//!   team scope). `KeyPolicy.models` is the key's own list (empty = the team's).
+//! - `TeamPolicy.limits`: the team's own limits and budget.
+//! - `*.spend`: set exactly when that scope has a budget.
+//! - `KeyPolicy.status`: revoked wins over blocked, blocked over active; expiry is not a
+//!   status (the filter compares `expires_at_ms` with its clock).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use modelgate_proto::v1 as pb;
 use tokio::sync::{Mutex, RwLock};
 
 use crate::clock::Timestamp;
-use crate::domain::{ApiKey, KeyStatus, PolicyState, Team};
+use crate::domain::{ApiKey, KeyStatus, ModelRoute, PolicyState, ScopeKind, Team, User};
+use crate::limits::Limits;
+use crate::spend::{SpendReader, SpendState, SpendTracker};
 use crate::store::{PolicyStore, StoreResult};
 
 /// What a filter holding `known_version` needs.
@@ -22,15 +38,17 @@ pub enum SnapshotAnswer {
 #[derive(Debug)]
 pub struct SnapshotCache<S> {
     store: S,
+    spend: Arc<SpendTracker>,
     current: RwLock<Option<Arc<pb::PolicySnapshot>>>,
     /// Held while building, so a new version is built once even when many filters ask at once.
     build: Mutex<()>,
 }
 
 impl<S: PolicyStore> SnapshotCache<S> {
-    pub fn new(store: S) -> Self {
+    pub fn new(store: S, spend: Arc<SpendTracker>) -> Self {
         Self {
             store,
+            spend,
             current: RwLock::new(None),
             build: Mutex::new(()),
         }
@@ -50,7 +68,11 @@ impl<S: PolicyStore> SnapshotCache<S> {
             return Ok(SnapshotAnswer::Changed(s));
         }
         let state = self.store.load_policy().await?;
-        let snapshot = Arc::new(build_snapshot(&state, Timestamp::now()));
+        let snapshot = Arc::new(build_snapshot(
+            &state,
+            Timestamp::now(),
+            &self.spend.reader(),
+        ));
         *self.current.write().await = Some(Arc::clone(&snapshot));
         Ok(SnapshotAnswer::Changed(snapshot))
     }
@@ -67,21 +89,89 @@ impl<S: PolicyStore> SnapshotCache<S> {
     }
 }
 
-pub fn build_snapshot(state: &PolicyState, now: Timestamp) -> pb::PolicySnapshot {
+pub fn build_snapshot(
+    state: &PolicyState,
+    now: Timestamp,
+    spend: &SpendReader<'_>,
+) -> pb::PolicySnapshot {
+    let team_limits: HashMap<&str, &Limits> = state
+        .teams
+        .iter()
+        .map(|t| (t.id.as_str(), &t.limits))
+        .collect();
+    let no_limits = Limits::default();
     pb::PolicySnapshot {
         version: state.version,
         generated_at_ms: now.as_millis(),
-        keys: state.keys.iter().map(key_policy).collect(),
-        teams: state.teams.iter().map(team_policy).collect(),
-        users: Vec::new(),
-        models: Vec::new(),
+        keys: state
+            .keys
+            .iter()
+            .map(|k| {
+                let team = team_limits
+                    .get(k.team_id.as_str())
+                    .copied()
+                    .unwrap_or(&no_limits);
+                key_policy(k, team, spend, now)
+            })
+            .collect(),
+        teams: state
+            .teams
+            .iter()
+            .map(|t| team_policy(t, spend, now))
+            .collect(),
+        users: state
+            .users
+            .iter()
+            .map(|u| user_policy(u, spend, now))
+            .collect(),
+        models: state.models.iter().map(model_route).collect(),
     }
 }
 
-fn key_policy(key: &ApiKey) -> pb::KeyPolicy {
-    let status = match key.status {
-        KeyStatus::Active => pb::KeyStatus::Active,
-        KeyStatus::Revoked => pb::KeyStatus::Revoked,
+/// `None` when the scope has no limit at all.
+pub fn limits(l: &Limits) -> Option<pb::Limits> {
+    (*l != Limits::default()).then(|| pb::Limits {
+        rpm: l.rpm,
+        tpm: l.tpm,
+        max_parallel_requests: l.max_parallel,
+        max_budget: l.budget.map(|b| b.max_budget),
+        budget_duration: l
+            .budget
+            .map(|b| b.period.snapshot_text())
+            .unwrap_or_default(),
+    })
+}
+
+pub fn spend_state(s: &SpendState) -> pb::SpendState {
+    pb::SpendState {
+        spend: s.spend,
+        window_start_ms: s.window.start.as_millis(),
+        window_reset_at_ms: s.window.reset_at.map_or(0, Timestamp::as_millis),
+        exhausted: s.exhausted,
+    }
+}
+
+fn scope_spend(
+    spend: &SpendReader<'_>,
+    kind: ScopeKind,
+    id: &str,
+    l: &Limits,
+    now: Timestamp,
+) -> Option<pb::SpendState> {
+    l.budget
+        .map(|b| spend_state(&spend.state(kind, id, &b, now)))
+}
+
+fn key_policy(
+    key: &ApiKey,
+    team: &Limits,
+    spend: &SpendReader<'_>,
+    now: Timestamp,
+) -> pb::KeyPolicy {
+    let status = match (key.status, key.blocked) {
+        (KeyStatus::Revoked, _) => pb::KeyStatus::Revoked,
+        (KeyStatus::Active, true) => pb::KeyStatus::Blocked,
+        (KeyStatus::Active, false) => pb::KeyStatus::Active,
     };
     pb::KeyPolicy {
         key_sha256: key.key_sha256.to_vec(),
@@ -92,67 +182,43 @@ fn key_policy(key: &ApiKey) -> pb::KeyPolicy {
         status: status.into(),
         expires_at_ms: key.expires_at.map_or(0, Timestamp::as_millis),
         models: key.models.clone(),
-        limits: None,
-        spend: None,
+        limits: limits(&key.limits.inheriting(team)),
+        spend: scope_spend(spend, ScopeKind::Key, &key.public_id, &key.limits, now),
     }
 }
 
-fn team_policy(team: &Team) -> pb::TeamPolicy {
+fn team_policy(team: &Team, spend: &SpendReader<'_>, now: Timestamp) -> pb::TeamPolicy {
     pb::TeamPolicy {
         team_id: team.id.clone(),
         alias: team.alias.clone(),
         models: team.models.clone(),
-        limits: None,
+        limits: limits(&team.limits),
         blocked: team.blocked,
-        spend: None,
-        redaction_policy_json: String::new(),
-        high_trust: false,
-        keep_redacted_prompt: false,
+        spend: scope_spend(spend, ScopeKind::Team, &team.id, &team.limits, now),
+        redaction_policy_json: team.redaction_policy.clone().unwrap_or_default(),
+        high_trust: team.high_trust,
+        keep_redacted_prompt: team.keep_redacted_prompt,
+    }
+}
+
+fn user_policy(user: &User, spend: &SpendReader<'_>, now: Timestamp) -> pb::UserPolicy {
+    pb::UserPolicy {
+        user_id: user.id.clone(),
+        limits: limits(&user.limits),
+        spend: scope_spend(spend, ScopeKind::User, &user.id, &user.limits, now),
+    }
+}
+
+fn model_route(m: &ModelRoute) -> pb::ModelRoute {
+    pb::ModelRoute {
+        name: m.name.clone(),
+        upstream_model: m.upstream_model.clone().unwrap_or_default(),
+        cluster: m.cluster.clone().unwrap_or_default(),
+        input_cost_per_mtok: m.input_cost_per_mtok,
+        output_cost_per_mtok: m.output_cost_per_mtok,
+        default_max_tokens: m.default_max_tokens.unwrap_or(0),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state() -> PolicyState {
-        PolicyState {
-            version: 7,
-            teams: vec![Team {
-                id: "team_aaaaaaaaaaaa".into(),
-                alias: "ml".into(),
-                models: vec!["llama3".into()],
-                blocked: false,
-                created_at: Timestamp::from_millis(1),
-            }],
-            keys: vec![ApiKey {
-                public_id: "abcdefghijkl".into(),
-                key_sha256: [7; 32],
-                last4: "wxyz".into(),
-                team_id: "team_aaaaaaaaaaaa".into(),
-                user_id: None,
-                alias: Some("ci".into()),
-                models: vec![],
-                status: KeyStatus::Revoked,
-                created_at: Timestamp::from_millis(2),
-                expires_at: Some(Timestamp::from_millis(99)),
-                revoked_at: Some(Timestamp::from_millis(3)),
-            }],
-        }
-    }
-
-    #[test]
-    fn snapshot_carries_hashes_status_and_teams() {
-        let s = build_snapshot(&state(), Timestamp::from_millis(5));
-        assert_eq!(s.version, 7);
-        assert_eq!(s.generated_at_ms, 5);
-        let k = &s.keys[0];
-        assert_eq!(k.key_sha256, vec![7; 32]);
-        assert_eq!(k.status(), pb::KeyStatus::Revoked);
-        assert_eq!(k.expires_at_ms, 99);
-        assert_eq!(k.user_id, "");
-        assert_eq!(k.key_alias, "ci");
-        assert_eq!(s.teams[0].alias, "ml");
-        assert_eq!(s.teams[0].models, vec!["llama3".to_owned()]);
-    }
-}
+mod tests;

@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use modelgate_control_plane::clock::Timestamp;
 use modelgate_control_plane::domain::{
-    new_team_id, ApiKey, KeyFilter, KeyStatus, NewKey, Team, UsageBatch, UsageEntry, UsageReceipt,
+    new_team_id, ApiKey, KeyFilter, KeyStatus, ListedKey, Metadata, NewKey, Team, UsageBatch,
+    UsageEntry, UsageReceipt,
 };
 use modelgate_control_plane::keys::MintedKey;
+use modelgate_control_plane::limits::Limits;
 use modelgate_control_plane::snapshot::{SnapshotAnswer, SnapshotCache};
+use modelgate_control_plane::spend::SpendTracker;
 use modelgate_control_plane::store::{PostgresStore, SqliteStore, Store, StoreError};
 use sqlx::Connection;
 use support::postgres::TestDatabase;
@@ -121,13 +124,12 @@ suite!(
 );
 
 fn team(alias: &str, models: &[&str]) -> Team {
-    Team {
-        id: new_team_id().unwrap(),
-        alias: alias.to_owned(),
-        models: models.iter().map(|m| (*m).to_owned()).collect(),
-        blocked: false,
-        created_at: Timestamp::now(),
-    }
+    Team::new(
+        new_team_id().unwrap(),
+        alias.to_owned(),
+        models.iter().map(|m| (*m).to_owned()).collect(),
+        Timestamp::now(),
+    )
 }
 
 fn new_key(team: &str) -> (NewKey, MintedKey) {
@@ -140,6 +142,9 @@ fn new_key(team: &str) -> (NewKey, MintedKey) {
         user_id: Some("ana@example.com".into()),
         alias: Some("ci".into()),
         models: vec!["llama3".into()],
+        limits: Limits::default(),
+        metadata: Metadata::default(),
+        blocked: false,
         created_at: Timestamp::now(),
         expires_at: Some(Timestamp::from_millis(4_102_444_800_000)),
     };
@@ -272,7 +277,7 @@ async fn keys_are_created_for_a_team_by_id_or_alias<B: Backend>() {
     bare.expires_at = None;
     let bare = store.create_key(&bare).await.unwrap();
     let listed = store.list_keys(&KeyFilter::default()).await.unwrap();
-    assert!(listed.contains(&bare));
+    assert!(listed.iter().any(|k| k.key == bare));
 }
 
 async fn key_for_an_unknown_team_is_refused<B: Backend>() {
@@ -313,8 +318,8 @@ async fn keys_are_listed_by_team_and_status<B: Backend>() {
         .await
         .unwrap();
 
-    let ids = |keys: Vec<ApiKey>| -> Vec<String> {
-        let mut ids: Vec<String> = keys.into_iter().map(|k| k.public_id).collect();
+    let ids = |keys: Vec<ListedKey>| -> Vec<String> {
+        let mut ids: Vec<String> = keys.into_iter().map(|k| k.key.public_id).collect();
         ids.sort();
         ids
     };
@@ -329,15 +334,15 @@ async fn keys_are_listed_by_team_and_status<B: Backend>() {
     );
 
     let everything = KeyFilter {
-        team: None,
         include_revoked: true,
+        ..KeyFilter::default()
     };
     assert_eq!(store.list_keys(&everything).await.unwrap().len(), 3);
 
     for team_ref in ["ml", ml.id.as_str()] {
         let ml_active = KeyFilter {
             team: Some(team_ref.to_owned()),
-            include_revoked: false,
+            ..KeyFilter::default()
         };
         assert_eq!(
             ids(store.list_keys(&ml_active).await.unwrap()),
@@ -347,6 +352,7 @@ async fn keys_are_listed_by_team_and_status<B: Backend>() {
     let ml_all = KeyFilter {
         team: Some("ml".into()),
         include_revoked: true,
+        ..KeyFilter::default()
     };
     assert_eq!(
         ids(store.list_keys(&ml_all).await.unwrap()),
@@ -355,7 +361,7 @@ async fn keys_are_listed_by_team_and_status<B: Backend>() {
 
     let unknown = KeyFilter {
         team: Some("nope".into()),
-        include_revoked: false,
+        ..KeyFilter::default()
     };
     let err = store.list_keys(&unknown).await.unwrap_err();
     assert!(matches!(err, StoreError::TeamNotFound(_)), "{err:?}");
@@ -428,7 +434,7 @@ async fn policy_state_matches_its_version<B: Backend>() {
 async fn snapshots_are_cached_by_version<B: Backend>() {
     use modelgate_proto::v1 as pb;
     let (store, _guard) = B::fresh().await;
-    let cache = SnapshotCache::new(store.clone());
+    let cache = SnapshotCache::new(store.clone(), Arc::new(SpendTracker::new()));
 
     let SnapshotAnswer::Changed(empty) = cache.answer(0).await.unwrap() else {
         panic!("known_version 0 must get a snapshot");
@@ -555,7 +561,10 @@ async fn reopening_keeps_data_and_migrations<B: Backend>() {
     let reopened = B::reopen(&guard).await;
     assert_eq!(reopened.policy_version().await.unwrap(), version);
     let keys = reopened.list_keys(&KeyFilter::default()).await.unwrap();
-    assert_eq!(keys, vec![key]);
+    assert_eq!(
+        keys.into_iter().map(|k| k.key).collect::<Vec<_>>(),
+        vec![key]
+    );
     reopened.ping().await.unwrap();
     assert_eq!(
         guard

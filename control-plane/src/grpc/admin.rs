@@ -1,250 +1,302 @@
-//! `modelgate.v1.AdminService`: teams and keys, for holders of the master key.
+//! `modelgate.v1.AdminService`: teams, keys, users, model routes and spend, for holders of
+//! the master key. Each call maps its message onto [`crate::admin::Admin`].
+
+use std::sync::Arc;
 
 use modelgate_proto::v1 as pb;
 use modelgate_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
 use super::{convert, store_status};
-use crate::clock::Timestamp;
-use crate::domain::{self, KeyFilter, KeyStatus, NewKey, Team, TeamAlias, ValidationError};
-use crate::keys::{self, MintedKey};
-use crate::master_key::MasterKey;
-use crate::store::{Store, StoreError};
-
-/// Drawing a taken public id twice in a row (62 bits each) means something else is wrong.
-const MINT_ATTEMPTS: usize = 3;
+use crate::admin::{Admin, AdminError, SpendScope};
+use crate::store::Store;
 
 pub struct AdminApi<S> {
-    store: S,
-    master_key: MasterKey,
+    admin: Arc<Admin<S>>,
+}
+
+impl<S> Clone for AdminApi<S> {
+    fn clone(&self) -> Self {
+        Self {
+            admin: Arc::clone(&self.admin),
+        }
+    }
 }
 
 impl<S: Store> AdminApi<S> {
-    pub fn new(store: S, master_key: MasterKey) -> Self {
-        Self { store, master_key }
+    pub fn new(admin: Arc<Admin<S>>) -> Self {
+        Self { admin }
     }
 
-    /// Admits the master key. A valid virtual key is a known caller without the admin role
-    /// (PERMISSION_DENIED); anything else is UNAUTHENTICATED.
+    /// Admits the master key (see [`Admin::authorize`]).
     pub(super) async fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        let Some(value) = request.metadata().get("authorization") else {
-            tracing::warn!(%peer, "admin call without authorization");
-            return Err(Status::unauthenticated(
-                "missing authorization: send metadata 'authorization: Bearer <master key>'",
-            ));
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
+        let value = match request.metadata().get("authorization") {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
                 Status::unauthenticated("malformed authorization: expected 'Bearer <master key>'")
-            })?;
-        if self.master_key.matches(token) {
-            return Ok(());
-        }
-        if keys::public_id_of(token).is_some() {
-            let known = self
-                .store
-                .find_key_by_hash(&keys::hash_key(token))
-                .await
-                .map_err(store_status)?;
-            if known.is_some_and(|k| k.status == KeyStatus::Active) {
-                tracing::warn!(%peer, "admin call with a virtual key");
-                return Err(Status::permission_denied(
-                    "virtual keys cannot call the admin API; use the master key",
-                ));
-            }
-        }
-        tracing::warn!(%peer, "admin call with an invalid master key");
-        Err(Status::unauthenticated("invalid master key"))
+            })?),
+        };
+        self.admin
+            .authorize(value, &peer)
+            .await
+            .map_err(admin_status)
     }
 }
 
-fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
+/// Maps an admin failure to a status a person can act on.
+pub(super) fn admin_status(e: AdminError) -> Status {
+    match e {
+        AdminError::Invalid(e) => Status::invalid_argument(e.to_string()),
+        AdminError::Store(e) => store_status(e),
+        AdminError::Unauthenticated(msg) => Status::unauthenticated(msg),
+        AdminError::PermissionDenied => Status::permission_denied(e.to_string()),
+        AdminError::Random(e) => {
+            tracing::error!(error = %e, "cannot mint a key");
+            Status::internal("cannot draw random bytes for a key")
+        }
+    }
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+fn answer<T, U>(result: Result<T, AdminError>, to_proto: impl FnOnce(&T) -> U) -> Answer<U> {
+    result
+        .map(|v| Response::new(to_proto(&v)))
+        .map_err(admin_status)
 }
 
 #[tonic::async_trait]
 impl<S: Store> AdminService for AdminApi<S> {
-    async fn create_team(
-        &self,
-        request: Request<pb::CreateTeamRequest>,
-    ) -> Result<Response<pb::Team>, Status> {
+    async fn create_team(&self, request: Request<pb::CreateTeamRequest>) -> Answer<pb::Team> {
         self.authorize(&request).await?;
-        let req = request.into_inner();
-        let alias = TeamAlias::parse(&req.alias).map_err(invalid)?;
-        let team = Team {
-            id: domain::new_team_id().map_err(|e| Status::internal(e.to_string()))?,
-            alias: alias.as_str().to_owned(),
-            models: domain::parse_models(&req.models).map_err(invalid)?,
-            blocked: false,
-            created_at: Timestamp::now(),
-        };
-        self.store.create_team(&team).await.map_err(store_status)?;
-        tracing::info!(team_id = %team.id, alias = %team.alias, "team created");
-        Ok(Response::new(convert::team(&team)))
+        let input = convert::team_input(request.into_inner());
+        answer(self.admin.create_team(input).await, convert::team)
     }
 
     async fn list_teams(
         &self,
         request: Request<pb::ListTeamsRequest>,
-    ) -> Result<Response<pb::ListTeamsResponse>, Status> {
+    ) -> Answer<pb::ListTeamsResponse> {
         self.authorize(&request).await?;
-        let teams = self.store.list_teams().await.map_err(store_status)?;
-        Ok(Response::new(pb::ListTeamsResponse {
-            teams: teams.iter().map(convert::team).collect(),
-        }))
+        answer(self.admin.list_teams().await, |teams| {
+            pb::ListTeamsResponse {
+                teams: teams.iter().map(convert::team).collect(),
+            }
+        })
     }
 
     async fn create_key(
         &self,
         request: Request<pb::CreateKeyRequest>,
-    ) -> Result<Response<pb::CreateKeyResponse>, Status> {
+    ) -> Answer<pb::CreateKeyResponse> {
         self.authorize(&request).await?;
-        let req = request.into_inner();
-        let team = req.team.trim();
-        if team.is_empty() {
-            return Err(invalid(ValidationError::MissingTeam));
-        }
-        let now = Timestamp::now();
-        let user_id = domain::parse_user_id(&req.user_id).map_err(invalid)?;
-        let alias = domain::parse_key_alias(&req.key_alias).map_err(invalid)?;
-        let models = domain::parse_models(&req.models).map_err(invalid)?;
-        let expires_at = keys::parse_expiry(&req.expires, now).map_err(invalid)?;
-
-        for _ in 0..MINT_ATTEMPTS {
-            let minted = MintedKey::generate().map_err(|e| Status::internal(e.to_string()))?;
-            let new_key = NewKey {
-                team: team.to_owned(),
-                public_id: minted.public_id.clone(),
-                key_sha256: minted.sha256,
-                last4: minted.last4.clone(),
-                user_id: user_id.clone(),
-                alias: alias.clone(),
-                models: models.clone(),
-                created_at: now,
-                expires_at,
-            };
-            match self.store.create_key(&new_key).await {
-                Ok(key) => {
-                    tracing::info!(public_id = %key.public_id, team_id = %key.team_id, "key created");
-                    return Ok(Response::new(pb::CreateKeyResponse {
-                        key: Some(convert::key(&key)),
-                        secret: minted.secret.expose().to_owned(),
-                    }));
-                }
-                Err(StoreError::KeyIdTaken) => continue,
-                Err(e) => return Err(store_status(e)),
+        let input = convert::key_input(request.into_inner());
+        answer(self.admin.create_key(input).await, |created| {
+            pb::CreateKeyResponse {
+                key: Some(convert::key(&created.view)),
+                secret: created.secret.expose().to_owned(),
             }
-        }
-        Err(store_status(StoreError::KeyIdTaken))
+        })
     }
 
     async fn list_keys(
         &self,
         request: Request<pb::ListKeysRequest>,
-    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+    ) -> Answer<pb::ListKeysResponse> {
+        self.authorize(&request).await?;
+        let query = convert::key_query(request.into_inner());
+        answer(self.admin.list_keys(query).await, |keys| {
+            pb::ListKeysResponse {
+                keys: keys.iter().map(convert::key).collect(),
+            }
+        })
+    }
+
+    async fn revoke_key(&self, request: Request<pb::RevokeKeyRequest>) -> Answer<pb::Key> {
+        self.authorize(&request).await?;
+        // The field names a public id: a whole key here is refused, not looked up.
+        let public_id = crate::domain::parse_public_id(&request.get_ref().public_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        answer(self.admin.revoke_key(&public_id).await, convert::key)
+    }
+
+    async fn get_team(&self, request: Request<pb::TeamRef>) -> Answer<pb::Team> {
+        self.authorize(&request).await?;
+        answer(
+            self.admin.get_team(&request.get_ref().team).await,
+            convert::team,
+        )
+    }
+
+    async fn update_team(&self, request: Request<pb::UpdateTeamRequest>) -> Answer<pb::Team> {
         self.authorize(&request).await?;
         let req = request.into_inner();
-        let team = req.team.trim();
-        let filter = KeyFilter {
-            team: (!team.is_empty()).then(|| team.to_owned()),
-            include_revoked: req.include_revoked,
-        };
-        let keys = self.store.list_keys(&filter).await.map_err(store_status)?;
-        Ok(Response::new(pb::ListKeysResponse {
-            keys: keys.iter().map(convert::key).collect(),
-        }))
+        let team = req.team.clone();
+        answer(
+            self.admin
+                .update_team(&team, convert::team_update(req))
+                .await,
+            convert::team,
+        )
     }
 
-    async fn revoke_key(
-        &self,
-        request: Request<pb::RevokeKeyRequest>,
-    ) -> Result<Response<pb::Key>, Status> {
+    async fn block_team(&self, request: Request<pb::TeamRef>) -> Answer<pb::Team> {
         self.authorize(&request).await?;
-        let public_id = domain::parse_public_id(&request.get_ref().public_id).map_err(invalid)?;
-        let key = self
-            .store
-            .revoke_key(&public_id, Timestamp::now())
-            .await
-            .map_err(store_status)?;
-        tracing::info!(public_id = %key.public_id, "key revoked");
-        Ok(Response::new(convert::key(&key)))
+        answer(
+            self.admin
+                .set_team_blocked(&request.get_ref().team, true)
+                .await,
+            convert::team,
+        )
     }
 
-    async fn get_team(&self, _request: Request<pb::TeamRef>) -> Result<Response<pb::Team>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn unblock_team(&self, request: Request<pb::TeamRef>) -> Answer<pb::Team> {
+        self.authorize(&request).await?;
+        answer(
+            self.admin
+                .set_team_blocked(&request.get_ref().team, false)
+                .await,
+            convert::team,
+        )
     }
 
-    async fn update_team(&self, _request: Request<pb::UpdateTeamRequest>) -> Result<Response<pb::Team>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn get_key(&self, request: Request<pb::KeyRef>) -> Answer<pb::Key> {
+        self.authorize(&request).await?;
+        answer(
+            self.admin.get_key(&request.get_ref().key).await,
+            convert::key,
+        )
     }
 
-    async fn block_team(&self, _request: Request<pb::TeamRef>) -> Result<Response<pb::Team>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn update_key(&self, request: Request<pb::UpdateKeyRequest>) -> Answer<pb::Key> {
+        self.authorize(&request).await?;
+        let req = request.into_inner();
+        let key = req.key.clone();
+        answer(
+            self.admin.update_key(&key, convert::key_update(req)).await,
+            convert::key,
+        )
     }
 
-    async fn unblock_team(&self, _request: Request<pb::TeamRef>) -> Result<Response<pb::Team>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn block_key(&self, request: Request<pb::KeyRef>) -> Answer<pb::Key> {
+        self.authorize(&request).await?;
+        answer(
+            self.admin
+                .set_key_blocked(&request.get_ref().key, true)
+                .await,
+            convert::key,
+        )
     }
 
-    async fn get_key(&self, _request: Request<pb::KeyRef>) -> Result<Response<pb::Key>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn unblock_key(&self, request: Request<pb::KeyRef>) -> Answer<pb::Key> {
+        self.authorize(&request).await?;
+        answer(
+            self.admin
+                .set_key_blocked(&request.get_ref().key, false)
+                .await,
+            convert::key,
+        )
     }
 
-    async fn update_key(&self, _request: Request<pb::UpdateKeyRequest>) -> Result<Response<pb::Key>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Answer<pb::User> {
+        self.authorize(&request).await?;
+        let req = request.into_inner();
+        answer(
+            self.admin
+                .create_user(&req.user_id, convert::limits_input(req.limits))
+                .await,
+            convert::user,
+        )
     }
 
-    async fn block_key(&self, _request: Request<pb::KeyRef>) -> Result<Response<pb::Key>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Answer<pb::User> {
+        self.authorize(&request).await?;
+        let req = request.into_inner();
+        answer(
+            self.admin
+                .update_user(&req.user_id, convert::limits_input(req.limits), &req.clear)
+                .await,
+            convert::user,
+        )
     }
 
-    async fn unblock_key(&self, _request: Request<pb::KeyRef>) -> Result<Response<pb::Key>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn get_user(&self, request: Request<pb::UserRef>) -> Answer<pb::User> {
+        self.authorize(&request).await?;
+        answer(
+            self.admin.get_user(&request.get_ref().user_id).await,
+            convert::user,
+        )
     }
 
-    async fn create_user(&self, _request: Request<pb::CreateUserRequest>) -> Result<Response<pb::User>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Answer<pb::ListUsersResponse> {
+        self.authorize(&request).await?;
+        answer(self.admin.list_users().await, |users| {
+            pb::ListUsersResponse {
+                users: users.iter().map(convert::user).collect(),
+            }
+        })
     }
 
-    async fn update_user(&self, _request: Request<pb::UpdateUserRequest>) -> Result<Response<pb::User>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn create_model(&self, request: Request<pb::CreateModelRequest>) -> Answer<pb::Model> {
+        self.authorize(&request).await?;
+        let input = convert::model_input(request.into_inner());
+        answer(self.admin.create_model(input).await, convert::model)
     }
 
-    async fn get_user(&self, _request: Request<pb::UserRef>) -> Result<Response<pb::User>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn update_model(&self, request: Request<pb::UpdateModelRequest>) -> Answer<pb::Model> {
+        self.authorize(&request).await?;
+        let req = request.into_inner();
+        let name = req.name.clone();
+        answer(
+            self.admin
+                .update_model(&name, convert::model_update(req))
+                .await,
+            convert::model,
+        )
     }
 
-    async fn list_users(&self, _request: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Answer<pb::ListModelsResponse> {
+        self.authorize(&request).await?;
+        answer(self.admin.list_models().await, |models| {
+            pb::ListModelsResponse {
+                models: models.iter().map(convert::model).collect(),
+            }
+        })
     }
 
-    async fn create_model(&self, _request: Request<pb::CreateModelRequest>) -> Result<Response<pb::Model>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn delete_model(&self, request: Request<pb::ModelRef>) -> Answer<pb::Model> {
+        self.authorize(&request).await?;
+        answer(
+            self.admin.delete_model(&request.get_ref().name).await,
+            convert::model,
+        )
     }
 
-    async fn update_model(&self, _request: Request<pb::UpdateModelRequest>) -> Result<Response<pb::Model>, Status> {
-        Err(Status::unimplemented("in progress"))
-    }
-
-    async fn list_models(&self, _request: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
-        Err(Status::unimplemented("in progress"))
-    }
-
-    async fn delete_model(&self, _request: Request<pb::ModelRef>) -> Result<Response<pb::Model>, Status> {
-        Err(Status::unimplemented("in progress"))
-    }
-
-    async fn get_spend(&self, _request: Request<pb::GetSpendRequest>) -> Result<Response<pb::SpendReport>, Status> {
-        Err(Status::unimplemented("in progress"))
+    async fn get_spend(&self, request: Request<pb::GetSpendRequest>) -> Answer<pb::SpendReport> {
+        self.authorize(&request).await?;
+        let req = request.into_inner();
+        let scope = match req.scope {
+            Some(pb::get_spend_request::Scope::Key(k)) => SpendScope::Key(k),
+            Some(pb::get_spend_request::Scope::Team(t)) => SpendScope::Team(t),
+            Some(pb::get_spend_request::Scope::UserId(u)) => SpendScope::User(u),
+            None => {
+                return Err(Status::invalid_argument(
+                    "name one scope: key, team or user_id",
+                ))
+            }
+        };
+        answer(
+            self.admin.spend(scope, req.history_days).await,
+            convert::spend_report,
+        )
     }
 }

@@ -1,23 +1,149 @@
-//! Domain types to their `modelgate.v1` admin messages.
+//! `modelgate.v1` admin messages to the admin service's inputs, and its views back.
 
 use modelgate_proto::v1 as pb;
 
+use crate::admin::{
+    KeyInput, KeyQuery, KeyUpdate, KeyView, ModelInput, ModelUpdate, SpendReport, TeamInput,
+    TeamUpdate, TeamView, UserView,
+};
 use crate::clock::Timestamp;
-use crate::domain::{ApiKey, KeyStatus, Team};
+use crate::domain::{KeyStatus, ModelRoute};
+use crate::limits::{Limits, LimitsInput};
+use crate::snapshot::spend_state;
 
-pub(super) fn team(t: &Team) -> pb::Team {
+pub(super) fn limits_input(l: Option<pb::LimitSettings>) -> LimitsInput {
+    let l = l.unwrap_or_default();
+    LimitsInput {
+        rpm: l.rpm_limit,
+        tpm: l.tpm_limit,
+        max_parallel: l.max_parallel_requests,
+        max_budget: l.max_budget,
+        budget_duration: l.budget_duration,
+        budget_reset: l.budget_reset,
+    }
+}
+
+/// `None` when nothing is set.
+pub(super) fn limit_settings(l: &Limits) -> Option<pb::LimitSettings> {
+    (*l != Limits::default()).then(|| pb::LimitSettings {
+        rpm_limit: l.rpm,
+        tpm_limit: l.tpm,
+        max_parallel_requests: l.max_parallel,
+        max_budget: l.budget.map(|b| b.max_budget),
+        budget_duration: l.budget.and_then(|b| b.period.duration_text()),
+        budget_reset: l.budget.map(|b| b.period.reset_text().to_owned()),
+    })
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.trim().is_empty()).then_some(s)
+}
+
+pub(super) fn team_input(r: pb::CreateTeamRequest) -> TeamInput {
+    TeamInput {
+        alias: r.alias,
+        models: r.models,
+        limits: limits_input(r.limits),
+        metadata: non_empty(r.metadata_json),
+        redaction_policy: non_empty(r.redaction_policy_json),
+        high_trust: r.high_trust,
+        keep_redacted_prompt: r.keep_redacted_prompt,
+        blocked: r.blocked,
+    }
+}
+
+pub(super) fn team_update(r: pb::UpdateTeamRequest) -> TeamUpdate {
+    TeamUpdate {
+        alias: r.alias,
+        models: r.models.map(|m| m.models),
+        limits: limits_input(r.limits),
+        metadata: r.metadata_json,
+        redaction_policy: r.redaction_policy_json,
+        high_trust: r.high_trust,
+        keep_redacted_prompt: r.keep_redacted_prompt,
+        blocked: r.blocked,
+        clear: r.clear,
+    }
+}
+
+pub(super) fn key_input(r: pb::CreateKeyRequest) -> KeyInput {
+    KeyInput {
+        team: r.team,
+        user_id: non_empty(r.user_id),
+        alias: non_empty(r.key_alias),
+        expires: non_empty(r.expires),
+        models: r.models,
+        limits: limits_input(r.limits),
+        metadata: non_empty(r.metadata_json),
+        blocked: r.blocked,
+    }
+}
+
+pub(super) fn key_update(r: pb::UpdateKeyRequest) -> KeyUpdate {
+    KeyUpdate {
+        alias: r.key_alias,
+        user_id: r.user_id,
+        expires: r.expires,
+        models: r.models.map(|m| m.models),
+        limits: limits_input(r.limits),
+        metadata: r.metadata_json,
+        blocked: r.blocked,
+        clear: r.clear,
+    }
+}
+
+pub(super) fn key_query(r: pb::ListKeysRequest) -> KeyQuery {
+    KeyQuery {
+        team: non_empty(r.team),
+        user_id: non_empty(r.user_id),
+        tags: r.tags,
+        expired: r.expired,
+        unused_days: (r.unused_days > 0).then_some(r.unused_days),
+        include_revoked: r.include_revoked,
+    }
+}
+
+pub(super) fn model_input(r: pb::CreateModelRequest) -> ModelInput {
+    ModelInput {
+        name: r.name,
+        upstream_model: r.upstream_model,
+        cluster: r.cluster,
+        input_cost_per_mtok: r.input_cost_per_mtok,
+        output_cost_per_mtok: r.output_cost_per_mtok,
+        default_max_tokens: r.default_max_tokens,
+    }
+}
+
+pub(super) fn model_update(r: pb::UpdateModelRequest) -> ModelUpdate {
+    ModelUpdate {
+        upstream_model: r.upstream_model,
+        cluster: r.cluster,
+        input_cost_per_mtok: r.input_cost_per_mtok,
+        output_cost_per_mtok: r.output_cost_per_mtok,
+        default_max_tokens: r.default_max_tokens,
+    }
+}
+
+pub(super) fn team(v: &TeamView) -> pb::Team {
+    let t = &v.team;
     pb::Team {
         team_id: t.id.clone(),
         alias: t.alias.clone(),
         models: t.models.clone(),
         created_at_ms: t.created_at.as_millis(),
         blocked: t.blocked,
-        ..Default::default()
+        limits: limit_settings(&t.limits),
+        metadata_json: t.metadata.to_json(),
+        redaction_policy_json: t.redaction_policy.clone().unwrap_or_default(),
+        high_trust: t.high_trust,
+        keep_redacted_prompt: t.keep_redacted_prompt,
+        spend: v.spend.as_ref().map(spend_state),
     }
 }
 
 /// A key as admins see it: the last four characters, never the secret or its hash.
-pub(super) fn key(k: &ApiKey) -> pb::Key {
+pub(super) fn key(v: &KeyView) -> pb::Key {
+    let k = &v.key;
     pb::Key {
         public_id: k.public_id.clone(),
         team_id: k.team_id.clone(),
@@ -29,6 +155,57 @@ pub(super) fn key(k: &ApiKey) -> pb::Key {
         revoked: k.status == KeyStatus::Revoked,
         revoked_at_ms: k.revoked_at.map_or(0, Timestamp::as_millis),
         models: k.models.clone(),
-        ..Default::default()
+        limits: limit_settings(&k.limits),
+        metadata_json: k.metadata.to_json(),
+        blocked: k.blocked,
+        spend: v.spend.as_ref().map(spend_state),
+        last_used_at_ms: v.last_used_at.map_or(0, Timestamp::as_millis),
+    }
+}
+
+pub(super) fn user(v: &UserView) -> pb::User {
+    pb::User {
+        user_id: v.user.id.clone(),
+        limits: limit_settings(&v.user.limits),
+        created_at_ms: v.user.created_at.as_millis(),
+        spend: v.spend.as_ref().map(spend_state),
+    }
+}
+
+pub(super) fn model(m: &ModelRoute) -> pb::Model {
+    pb::Model {
+        name: m.name.clone(),
+        upstream_model: m.upstream_model.clone().unwrap_or_default(),
+        cluster: m.cluster.clone().unwrap_or_default(),
+        input_cost_per_mtok: m.input_cost_per_mtok,
+        output_cost_per_mtok: m.output_cost_per_mtok,
+        default_max_tokens: m.default_max_tokens.unwrap_or(0),
+        created_at_ms: m.created_at.as_millis(),
+    }
+}
+
+pub(super) fn spend_report(r: &SpendReport) -> pb::SpendReport {
+    pb::SpendReport {
+        scope: r.scope.as_str().to_owned(),
+        id: r.id.clone(),
+        limits: limit_settings(&r.limits),
+        current: Some(pb::SpendState {
+            spend: r.spend,
+            window_start_ms: r.window.start.as_millis(),
+            window_reset_at_ms: r.window.reset_at.map_or(0, Timestamp::as_millis),
+            exhausted: r.exhausted,
+        }),
+        total_spend: r.total_spend,
+        history: r
+            .history
+            .iter()
+            .map(|d| pb::DailySpend {
+                day: d.day.to_rfc3339().get(..10).unwrap_or_default().to_owned(),
+                spend: d.spend,
+                requests: d.requests,
+                tokens_in: d.tokens_in,
+                tokens_out: d.tokens_out,
+            })
+            .collect(),
     }
 }

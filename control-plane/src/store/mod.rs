@@ -10,7 +10,11 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use crate::clock::Timestamp;
-use crate::domain::{ApiKey, KeyFilter, NewKey, PolicyState, Team, UsageBatch, UsageReceipt};
+use crate::domain::{
+    ApiKey, DailySpend, KeyFilter, KeyPatch, ListedKey, ModelPatch, ModelRoute, NewKey,
+    PolicyState, ScopeKind, Team, TeamPatch, UsageBatch, UsageReceipt, UsageRow, User, UserPatch,
+    ValidationError,
+};
 
 mod migrations;
 mod postgres;
@@ -28,6 +32,19 @@ pub enum StoreError {
     TeamNotFound(String),
     #[error("key {0:?} not found")]
     KeyNotFound(String),
+    #[error("key {0:?} is revoked and cannot be changed")]
+    KeyRevoked(String),
+    #[error("user {0:?} not found")]
+    UserNotFound(String),
+    #[error("a user {0:?} already exists")]
+    UserExists(String),
+    #[error("model {0:?} not found")]
+    ModelNotFound(String),
+    #[error("a model named {0:?} already exists")]
+    ModelExists(String),
+    /// A change that the current data makes invalid (e.g. a key wider than its team).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
     /// A freshly drawn public id is already in use; the caller draws another.
     #[error("key id already in use")]
     KeyIdTaken,
@@ -95,17 +112,32 @@ pub trait TeamStore: Send + Sync {
         &self,
         id_or_alias: &str,
     ) -> impl Future<Output = StoreResult<Option<Team>>> + Send;
+    /// Applies `patch` to the team (by id or alias) in one transaction; a patch that changes
+    /// nothing leaves the version alone. [`StoreError::TeamNotFound`],
+    /// [`StoreError::TeamAliasTaken`], [`StoreError::Invalid`].
+    fn update_team(
+        &self,
+        id_or_alias: &str,
+        patch: &TeamPatch,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Team>> + Send;
 }
 
 pub trait KeyStore: Send + Sync {
-    /// Inserts a key for `key.team` (id or alias): [`StoreError::TeamNotFound`],
-    /// [`StoreError::KeyIdTaken`].
+    /// Inserts a key for `key.team` (id or alias), after checking it against the team's
+    /// models and limits in the same transaction: [`StoreError::TeamNotFound`],
+    /// [`StoreError::KeyIdTaken`], [`StoreError::Invalid`].
     fn create_key(&self, key: &NewKey) -> impl Future<Output = StoreResult<ApiKey>> + Send;
-    /// Keys ordered by creation; [`StoreError::TeamNotFound`] for an unknown team filter.
+    /// Keys ordered by creation, with their last use; [`StoreError::TeamNotFound`] for an
+    /// unknown team filter.
     fn list_keys(
         &self,
         filter: &KeyFilter,
-    ) -> impl Future<Output = StoreResult<Vec<ApiKey>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<ListedKey>>> + Send;
+    fn find_key(
+        &self,
+        public_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<ListedKey>>> + Send;
     fn find_key_by_hash(
         &self,
         sha256: &[u8; 32],
@@ -117,6 +149,86 @@ pub trait KeyStore: Send + Sync {
         public_id: &str,
         at: Timestamp,
     ) -> impl Future<Output = StoreResult<ApiKey>> + Send;
+    /// Applies `patch` and checks the result against the key's team, in one transaction; a
+    /// patch that changes nothing leaves the version alone. [`StoreError::KeyNotFound`],
+    /// [`StoreError::KeyRevoked`], [`StoreError::Invalid`].
+    fn update_key(
+        &self,
+        public_id: &str,
+        patch: &KeyPatch,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<ApiKey>> + Send;
+}
+
+pub trait UserStore: Send + Sync {
+    /// [`StoreError::UserExists`] when the id is taken.
+    fn create_user(&self, user: &User) -> impl Future<Output = StoreResult<()>> + Send;
+    /// [`StoreError::UserNotFound`], [`StoreError::Invalid`].
+    fn update_user(
+        &self,
+        user_id: &str,
+        patch: &UserPatch,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<User>> + Send;
+    fn find_user(&self, user_id: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    /// Users ordered by id.
+    fn list_users(&self) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
+}
+
+pub trait ModelStore: Send + Sync {
+    /// [`StoreError::ModelExists`] when the name is taken.
+    fn create_model(&self, model: &ModelRoute) -> impl Future<Output = StoreResult<()>> + Send;
+    /// [`StoreError::ModelNotFound`].
+    fn update_model(
+        &self,
+        name: &str,
+        patch: &ModelPatch,
+    ) -> impl Future<Output = StoreResult<ModelRoute>> + Send;
+    /// Removes the route and returns it; [`StoreError::ModelNotFound`].
+    fn delete_model(&self, name: &str) -> impl Future<Output = StoreResult<ModelRoute>> + Send;
+    /// Routes ordered by name.
+    fn list_models(&self) -> impl Future<Output = StoreResult<Vec<ModelRoute>>> + Send;
+}
+
+/// The current window's spend of every budgeted scope, as of chain position `upto_seq`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BudgetSpend {
+    pub upto_seq: i64,
+    /// `(kind, scope id, spend)` for budgeted scopes with spend in their current window.
+    pub spend: Vec<(ScopeKind, String, f64)>,
+}
+
+/// Spend read from the usage records (`usage_records`, in audit-chain order `seq`).
+pub trait SpendStore: Send + Sync {
+    /// Up to `limit` records after chain position `after_seq`, in chain order. Positions are
+    /// gapless and become visible in order (appends take turns on the chain head).
+    fn usage_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<UsageRow>>> + Send;
+    /// Sums every budgeted team, key and user over its window at `now` (records up to
+    /// `upto_seq`, or up to the newest when `None`), in one consistent read.
+    fn budget_spend(
+        &self,
+        now: Timestamp,
+        upto_seq: Option<i64>,
+    ) -> impl Future<Output = StoreResult<BudgetSpend>> + Send;
+    /// Spend of one scope from `since` on, counting records up to `upto_seq`.
+    fn scope_spend(
+        &self,
+        kind: ScopeKind,
+        id: &str,
+        since: Timestamp,
+        upto_seq: i64,
+    ) -> impl Future<Output = StoreResult<f64>> + Send;
+    /// Daily totals of one scope from `since` on, oldest first (days without records left out).
+    fn spend_history(
+        &self,
+        kind: ScopeKind,
+        id: &str,
+        since: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<DailySpend>>> + Send;
 }
 
 /// Implemented with the audit chain (`crate::audit::store`): records are chained as stored.
@@ -132,13 +244,25 @@ pub trait UsageStore: Send + Sync {
 pub trait PolicyStore: Send + Sync {
     /// The current policy version (bumped by every policy change).
     fn policy_version(&self) -> impl Future<Output = StoreResult<u64>> + Send;
-    /// Version, teams and keys read at one consistent point.
+    /// Version, teams, keys, users and model routes read at one consistent point.
     fn load_policy(&self) -> impl Future<Output = StoreResult<PolicyState>> + Send;
+    /// Bumps the version without a data change, so filters fetch a snapshot whose budget
+    /// state (computed from usage, not stored) has changed. Returns the new version.
+    fn bump_policy_version(&self) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
 /// Everything the services need from a backend.
 pub trait Store:
-    TeamStore + KeyStore + UsageStore + PolicyStore + crate::audit::AuditStore + Clone + 'static
+    TeamStore
+    + KeyStore
+    + UserStore
+    + ModelStore
+    + SpendStore
+    + UsageStore
+    + PolicyStore
+    + crate::audit::AuditStore
+    + Clone
+    + 'static
 {
     /// A cheap round trip, for readiness checks.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;

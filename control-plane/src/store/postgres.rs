@@ -15,6 +15,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         sql: include_str!("migrations/postgres/0001_teams_keys_usage.sql"),
     },
     EmbeddedMigration {
+        version: 2,
+        description: "limits users models",
+        sql: include_str!("migrations/postgres/0002_limits_users_models.sql"),
+    },
+    EmbeddedMigration {
         version: 20,
         description: "audit chain",
         sql: include_str!("migrations/postgres/0020_audit_chain.sql"),

@@ -6,39 +6,98 @@
 //! no `Any` driver). A backend provides `pool`, `begin_write` and `begin_read`: that is where
 //! the dialects differ (SQLite takes the write lock up front; PostgreSQL reads snapshots at
 //! REPEATABLE READ).
+//!
+//! Teams, keys and users share the limit columns (`limit_columns!`), so one window expression
+//! (`window_start!`) sums the spend of every budget in a single query per kind.
 
 use super::{StoreError, StoreResult};
+use crate::domain::{ScopeKind, ValidationError};
+use crate::limits::Limits;
 
 pub(super) const SELECT_VERSION: &str = "SELECT version FROM policy_version WHERE id = 1";
 pub(super) const BUMP_VERSION: &str =
     "UPDATE policy_version SET version = version + 1 WHERE id = 1 RETURNING version";
 
-pub(super) const INSERT_TEAM: &str =
-    "INSERT INTO teams (team_id, alias, models, blocked, created_at_ms) VALUES ($1, $2, $3, $4, $5)";
+/// The limit columns, always last in inserts and updates (see `bind_limits!`).
+macro_rules! limit_columns {
+    () => {
+        "rpm_limit, tpm_limit, max_parallel_requests, max_budget, budget_duration_ms, \
+         budget_calendar, budget_anchor_ms"
+    };
+}
+
+macro_rules! team_columns {
+    () => {
+        concat!(
+            "team_id, alias, models, blocked, created_at_ms, metadata, redaction_policy_json, \
+             high_trust, keep_redacted_prompt, ",
+            limit_columns!()
+        )
+    };
+}
+pub(super) const INSERT_TEAM: &str = concat!(
+    "INSERT INTO teams (",
+    team_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+);
+pub(super) const UPDATE_TEAM: &str = "UPDATE teams SET alias = $2, models = $3, blocked = $4, \
+     metadata = $5, redaction_policy_json = $6, high_trust = $7, keep_redacted_prompt = $8, \
+     rpm_limit = $9, tpm_limit = $10, max_parallel_requests = $11, max_budget = $12, \
+     budget_duration_ms = $13, budget_calendar = $14, budget_anchor_ms = $15 WHERE team_id = $1";
 pub(super) const SELECT_TEAMS: &str =
-    "SELECT team_id, alias, models, blocked, created_at_ms FROM teams ORDER BY alias";
+    concat!("SELECT ", team_columns!(), " FROM teams ORDER BY alias");
 // Ids (`team_…`) and aliases (no `_`) never overlap, so this matches at most one row.
-pub(super) const SELECT_TEAM: &str =
-    "SELECT team_id, alias, models, blocked, created_at_ms FROM teams WHERE team_id = $1 OR alias = $1";
+pub(super) const SELECT_TEAM: &str = concat!(
+    "SELECT ",
+    team_columns!(),
+    " FROM teams WHERE team_id = $1 OR alias = $1"
+);
 pub(super) const SELECT_TEAM_ALIAS_TAKEN: &str = "SELECT 1 FROM teams WHERE alias = $1";
 
 macro_rules! key_columns {
     () => {
-        "public_id, key_sha256, last4, team_id, user_id, key_alias, models, status, \
-         created_at_ms, expires_at_ms, revoked_at_ms"
+        concat!(
+            "public_id, key_sha256, last4, team_id, user_id, key_alias, models, status, \
+             created_at_ms, expires_at_ms, revoked_at_ms, metadata, blocked, ",
+            limit_columns!()
+        )
     };
 }
-pub(super) const INSERT_KEY: &str = "INSERT INTO api_keys (public_id, key_sha256, last4, team_id, \
-     user_id, key_alias, models, status, created_at_ms, expires_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9)";
+/// When the key was last used, from the usage records (index on `key_id, timestamp_ms`).
+macro_rules! last_used {
+    () => {
+        "(SELECT MAX(u.timestamp_ms) FROM usage_records u WHERE u.key_id = k.public_id)"
+    };
+}
+pub(super) const INSERT_KEY: &str = concat!(
+    "INSERT INTO api_keys (public_id, key_sha256, last4, team_id, user_id, key_alias, models, \
+     status, created_at_ms, expires_at_ms, metadata, blocked, ",
+    limit_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11, \
+     $12, $13, $14, $15, $16, $17, $18)"
+);
+pub(super) const UPDATE_KEY: &str = "UPDATE api_keys SET user_id = $2, key_alias = $3, \
+     models = $4, expires_at_ms = $5, metadata = $6, blocked = $7, rpm_limit = $8, \
+     tpm_limit = $9, max_parallel_requests = $10, max_budget = $11, budget_duration_ms = $12, \
+     budget_calendar = $13, budget_anchor_ms = $14 WHERE public_id = $1";
 pub(super) const SELECT_KEY_ID_TAKEN: &str = "SELECT 1 FROM api_keys WHERE public_id = $1";
 pub(super) const REVOKE_KEY: &str = "UPDATE api_keys SET status = 'revoked', revoked_at_ms = $2 \
                                      WHERE public_id = $1 AND status = 'active'";
-/// `$1`: team id or NULL for all teams; `$2`: include revoked keys.
+/// `$1` team id, `$2` include revoked, `$3` user id, `$4` expired at, `$5` unused since,
+/// `$6`/`$7` one tag (the others are checked on the decoded metadata); NULL = no filter.
 pub(super) const SELECT_KEYS: &str = concat!(
     "SELECT ",
     key_columns!(),
-    " FROM api_keys WHERE ($1 IS NULL OR team_id = $1) AND ($2 OR status = 'active') \
+    ", ",
+    last_used!(),
+    " AS last_used_ms FROM api_keys k \
+     WHERE ($1 IS NULL OR team_id = $1) AND ($2 OR status = 'active') \
+     AND ($3 IS NULL OR user_id = $3) AND ($4 IS NULL OR expires_at_ms <= $4) \
+     AND ($5 IS NULL OR COALESCE(",
+    last_used!(),
+    ", created_at_ms) < $5) \
+     AND ($6 IS NULL OR EXISTS (SELECT 1 FROM key_tags t WHERE t.public_id = k.public_id \
+     AND t.tag_name = $6 AND t.tag_value = $7)) \
      ORDER BY created_at_ms, public_id"
 );
 pub(super) const SELECT_ALL_KEYS: &str = concat!(
@@ -51,11 +110,178 @@ pub(super) const SELECT_KEY_BY_ID: &str = concat!(
     key_columns!(),
     " FROM api_keys WHERE public_id = $1"
 );
+pub(super) const SELECT_LISTED_KEY_BY_ID: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    ", ",
+    last_used!(),
+    " AS last_used_ms FROM api_keys k WHERE public_id = $1"
+);
 pub(super) const SELECT_KEY_BY_HASH: &str = concat!(
     "SELECT ",
     key_columns!(),
     " FROM api_keys WHERE key_sha256 = $1"
 );
+pub(super) const DELETE_KEY_TAGS: &str = "DELETE FROM key_tags WHERE public_id = $1";
+pub(super) const INSERT_KEY_TAG: &str =
+    "INSERT INTO key_tags (public_id, tag_name, tag_value) VALUES ($1, $2, $3)";
+
+macro_rules! user_columns {
+    () => {
+        concat!("user_id, created_at_ms, ", limit_columns!())
+    };
+}
+pub(super) const INSERT_USER: &str = concat!(
+    "INSERT INTO users (",
+    user_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
+pub(super) const UPDATE_USER: &str = "UPDATE users SET rpm_limit = $2, tpm_limit = $3, \
+     max_parallel_requests = $4, max_budget = $5, budget_duration_ms = $6, budget_calendar = $7, \
+     budget_anchor_ms = $8 WHERE user_id = $1";
+pub(super) const SELECT_USER: &str =
+    concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = $1");
+pub(super) const SELECT_USERS: &str =
+    concat!("SELECT ", user_columns!(), " FROM users ORDER BY user_id");
+
+macro_rules! model_columns {
+    () => {
+        "name, upstream_model, cluster, input_cost_per_mtok, output_cost_per_mtok, \
+         default_max_tokens, created_at_ms"
+    };
+}
+pub(super) const INSERT_MODEL: &str = concat!(
+    "INSERT INTO models (",
+    model_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+);
+pub(super) const UPDATE_MODEL: &str = "UPDATE models SET upstream_model = $2, cluster = $3, \
+     input_cost_per_mtok = $4, output_cost_per_mtok = $5, default_max_tokens = $6 \
+     WHERE name = $1";
+pub(super) const DELETE_MODEL: &str = "DELETE FROM models WHERE name = $1";
+pub(super) const SELECT_MODEL: &str =
+    concat!("SELECT ", model_columns!(), " FROM models WHERE name = $1");
+pub(super) const SELECT_MODELS: &str =
+    concat!("SELECT ", model_columns!(), " FROM models ORDER BY name");
+
+pub(super) const USAGE_AFTER: &str = "SELECT seq, key_id, team_id, user_id, spend, timestamp_ms \
+     FROM usage_records WHERE seq > $1 ORDER BY seq LIMIT $2";
+pub(super) const MAX_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM usage_records";
+
+/// Where the current budget window of scope row `s` starts at `$1` (now), given the calendar
+/// starts `$2` (day), `$3` (week), `$4` (month): the same arithmetic as
+/// `BudgetPeriod::window_at` (integer division truncates, and `$1 > anchor` keeps it a floor).
+macro_rules! window_start {
+    () => {
+        "(CASE s.budget_calendar WHEN 'day' THEN $2 WHEN 'week' THEN $3 WHEN 'month' THEN $4 \
+         ELSE CASE WHEN s.budget_duration_ms IS NULL OR $1 <= s.budget_anchor_ms \
+         THEN s.budget_anchor_ms \
+         ELSE s.budget_anchor_ms + (($1 - s.budget_anchor_ms) / s.budget_duration_ms) \
+         * s.budget_duration_ms END END)"
+    };
+}
+
+/// The queries that read one kind of scope's spend: `(budgets, one scope, history)`.
+macro_rules! spend_queries {
+    ($table:literal, $id:literal, $usage_column:literal) => {
+        (
+            concat!(
+                "SELECT s.",
+                $id,
+                " AS scope_id, SUM(u.spend) AS spend FROM ",
+                $table,
+                " s JOIN usage_records u ON u.",
+                $usage_column,
+                " = s.",
+                $id,
+                " WHERE s.max_budget IS NOT NULL AND u.seq <= $5 AND u.timestamp_ms >= ",
+                window_start!(),
+                " GROUP BY s.",
+                $id
+            ),
+            concat!(
+                "SELECT COALESCE(SUM(spend), 0.0) FROM usage_records WHERE ",
+                $usage_column,
+                " = $1 AND timestamp_ms >= $2 AND seq <= $3"
+            ),
+            concat!(
+                "SELECT timestamp_ms / 86400000 AS day, SUM(spend) AS spend, \
+                 COUNT(*) AS requests, CAST(SUM(tokens_in) AS BIGINT) AS tokens_in, \
+                 CAST(SUM(tokens_out) AS BIGINT) AS tokens_out FROM usage_records WHERE ",
+                $usage_column,
+                " = $1 AND timestamp_ms >= $2 GROUP BY timestamp_ms / 86400000 ORDER BY day"
+            ),
+        )
+    };
+}
+
+pub(super) struct SpendQueries {
+    pub budgets: &'static str,
+    pub scope: &'static str,
+    pub history: &'static str,
+}
+
+pub(super) fn spend_queries(kind: ScopeKind) -> SpendQueries {
+    let (budgets, scope, history) = match kind {
+        ScopeKind::Key => spend_queries!("api_keys", "public_id", "key_id"),
+        ScopeKind::Team => spend_queries!("teams", "team_id", "team_id"),
+        ScopeKind::User => spend_queries!("users", "user_id", "user_id"),
+    };
+    SpendQueries {
+        budgets,
+        scope,
+        history,
+    }
+}
+
+/// Limits as stored (see `limit_columns!`).
+pub(super) struct LimitColumns {
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub max_parallel: Option<i64>,
+    pub max_budget: Option<f64>,
+    pub duration_ms: Option<i64>,
+    pub calendar: Option<&'static str>,
+    pub anchor_ms: Option<i64>,
+}
+
+impl LimitColumns {
+    pub fn of(limits: &Limits) -> StoreResult<Self> {
+        let int = |field: &'static str, v: Option<u64>| {
+            v.map(i64::try_from)
+                .transpose()
+                .map_err(|_| StoreError::Invalid(ValidationError::LimitTooLarge(field)))
+        };
+        let (duration_ms, calendar) = limits
+            .budget
+            .map_or((None, None), |b| b.period.to_columns());
+        Ok(Self {
+            rpm: int("rpm_limit", limits.rpm)?,
+            tpm: int("tpm_limit", limits.tpm)?,
+            max_parallel: limits.max_parallel.map(i64::from),
+            max_budget: limits.budget.map(|b| b.max_budget),
+            duration_ms,
+            calendar,
+            anchor_ms: limits.budget.map(|b| b.anchor.as_millis()),
+        })
+    }
+}
+
+/// Appends the seven limit binds, in `limit_columns!` order.
+macro_rules! bind_limits {
+    ($query:expr, $columns:expr) => {{
+        let c = &$columns;
+        $query
+            .bind(c.rpm)
+            .bind(c.tpm)
+            .bind(c.max_parallel)
+            .bind(c.max_budget)
+            .bind(c.duration_ms)
+            .bind(c.calendar)
+            .bind(c.anchor_ms)
+    }};
+}
+pub(super) use bind_limits;
 
 pub(super) fn encode_models(models: &[String]) -> StoreResult<String> {
     serde_json::to_string(models).map_err(|e| StoreError::Corrupt(format!("model list: {e}")))
@@ -63,6 +289,10 @@ pub(super) fn encode_models(models: &[String]) -> StoreResult<String> {
 
 pub(super) fn decode_models(json: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("model list: {e}")))
+}
+
+pub(super) fn decode_metadata(json: &str) -> StoreResult<crate::domain::Metadata> {
+    crate::domain::Metadata::parse(json).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 pub(super) fn decode_sha256(hex_digest: &str) -> StoreResult<[u8; 32]> {
@@ -76,24 +306,73 @@ pub(super) fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}")))
 }
 
-/// Implements every store trait for `$store`, whose sqlx database is `$db`.
+/// Implements the policy, key, team, user, model and spend traits for `$store`, whose sqlx
+/// database is `$db`.
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
         use sqlx::Row as _;
+        use $crate::budget::{Budget, BudgetPeriod, CalendarStarts, DAY_MS};
         use $crate::clock::Timestamp;
-        use $crate::domain::{ApiKey, KeyFilter, KeyStatus, NewKey, PolicyState, Team};
-        use $crate::store::sql;
-        use $crate::store::{KeyStore, PolicyStore, Store, StoreError, StoreResult, TeamStore};
+        use $crate::domain::{
+            ApiKey, DailySpend, KeyFilter, KeyPatch, KeyStatus, ListedKey, Metadata, ModelPatch,
+            ModelRoute, NewKey, PolicyState, ScopeKind, Team, TeamPatch, UsageRow, User, UserPatch,
+        };
+        use $crate::limits::{check_key_within_team, Limits};
+        use $crate::store::sql::{self, bind_limits, LimitColumns};
+        use $crate::store::{
+            BudgetSpend, KeyStore, ModelStore, PolicyStore, SpendStore, Store, StoreError,
+            StoreResult, TeamStore, UserStore,
+        };
 
         type DbRow = <$db as sqlx::Database>::Row;
         type DbConnection = <$db as sqlx::Database>::Connection;
+
+        fn limits_from_row(row: &DbRow) -> StoreResult<Limits> {
+            let count = |column: &str| -> StoreResult<Option<u64>> {
+                row.try_get::<Option<i64>, _>(column)?
+                    .map(|v| sql::to_u64(v, column))
+                    .transpose()
+            };
+            let budget = match row.try_get::<Option<f64>, _>("max_budget")? {
+                None => None,
+                Some(max_budget) => {
+                    let period = BudgetPeriod::from_columns(
+                        row.try_get("budget_duration_ms")?,
+                        row.try_get::<Option<&str>, _>("budget_calendar")?,
+                    )
+                    .ok_or_else(|| StoreError::Corrupt("budget period".into()))?;
+                    let anchor = row
+                        .try_get::<Option<i64>, _>("budget_anchor_ms")?
+                        .ok_or_else(|| StoreError::Corrupt("budget without anchor".into()))?;
+                    Some(Budget {
+                        max_budget,
+                        period,
+                        anchor: Timestamp::from_millis(anchor),
+                    })
+                }
+            };
+            Ok(Limits {
+                rpm: count("rpm_limit")?,
+                tpm: count("tpm_limit")?,
+                max_parallel: count("max_parallel_requests")?
+                    .map(u32::try_from)
+                    .transpose()
+                    .map_err(|_| StoreError::Corrupt("max_parallel_requests".into()))?,
+                budget,
+            })
+        }
 
         fn team_from_row(row: &DbRow) -> StoreResult<Team> {
             Ok(Team {
                 id: row.try_get("team_id")?,
                 alias: row.try_get("alias")?,
                 models: sql::decode_models(row.try_get("models")?)?,
+                limits: limits_from_row(row)?,
+                metadata: sql::decode_metadata(row.try_get("metadata")?)?,
                 blocked: row.try_get("blocked")?,
+                redaction_policy: row.try_get("redaction_policy_json")?,
+                high_trust: row.try_get("high_trust")?,
+                keep_redacted_prompt: row.try_get("keep_redacted_prompt")?,
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
             })
         }
@@ -108,6 +387,9 @@ macro_rules! impl_sql_store {
                 user_id: row.try_get("user_id")?,
                 alias: row.try_get("key_alias")?,
                 models: sql::decode_models(row.try_get("models")?)?,
+                limits: limits_from_row(row)?,
+                metadata: sql::decode_metadata(row.try_get("metadata")?)?,
+                blocked: row.try_get("blocked")?,
                 status: KeyStatus::parse(status)
                     .ok_or_else(|| StoreError::Corrupt(format!("key status {status:?}")))?,
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
@@ -117,6 +399,38 @@ macro_rules! impl_sql_store {
                 revoked_at: row
                     .try_get::<Option<i64>, _>("revoked_at_ms")?
                     .map(Timestamp::from_millis),
+            })
+        }
+
+        fn listed_key_from_row(row: &DbRow) -> StoreResult<ListedKey> {
+            Ok(ListedKey {
+                key: key_from_row(row)?,
+                last_used_at: row
+                    .try_get::<Option<i64>, _>("last_used_ms")?
+                    .map(Timestamp::from_millis),
+            })
+        }
+
+        fn user_from_row(row: &DbRow) -> StoreResult<User> {
+            Ok(User {
+                id: row.try_get("user_id")?,
+                limits: limits_from_row(row)?,
+                created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
+            })
+        }
+
+        fn model_from_row(row: &DbRow) -> StoreResult<ModelRoute> {
+            Ok(ModelRoute {
+                name: row.try_get("name")?,
+                upstream_model: row.try_get("upstream_model")?,
+                cluster: row.try_get("cluster")?,
+                input_cost_per_mtok: row.try_get("input_cost_per_mtok")?,
+                output_cost_per_mtok: row.try_get("output_cost_per_mtok")?,
+                default_max_tokens: row
+                    .try_get::<Option<i64>, _>("default_max_tokens")?
+                    .map(|v| sql::to_u64(v, "default_max_tokens"))
+                    .transpose()?,
+                created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
             })
         }
 
@@ -140,6 +454,14 @@ macro_rules! impl_sql_store {
                 .transpose()
         }
 
+        async fn alias_taken(conn: &mut DbConnection, alias: &str) -> StoreResult<bool> {
+            Ok(sqlx::query(sql::SELECT_TEAM_ALIAS_TAKEN)
+                .bind(alias)
+                .fetch_optional(&mut *conn)
+                .await?
+                .is_some())
+        }
+
         async fn find_key_on(
             conn: &mut DbConnection,
             public_id: &str,
@@ -153,28 +475,70 @@ macro_rules! impl_sql_store {
                 .transpose()
         }
 
+        async fn write_key_tags(
+            conn: &mut DbConnection,
+            public_id: &str,
+            metadata: &Metadata,
+        ) -> StoreResult<()> {
+            sqlx::query(sql::DELETE_KEY_TAGS)
+                .bind(public_id)
+                .execute(&mut *conn)
+                .await?;
+            for (name, value) in metadata.tags() {
+                sqlx::query(sql::INSERT_KEY_TAG)
+                    .bind(public_id)
+                    .bind(name)
+                    .bind(value)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn find_user_on(conn: &mut DbConnection, user_id: &str) -> StoreResult<Option<User>> {
+            sqlx::query(sql::SELECT_USER)
+                .bind(user_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .as_ref()
+                .map(user_from_row)
+                .transpose()
+        }
+
+        async fn find_model_on(
+            conn: &mut DbConnection,
+            name: &str,
+        ) -> StoreResult<Option<ModelRoute>> {
+            sqlx::query(sql::SELECT_MODEL)
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await?
+                .as_ref()
+                .map(model_from_row)
+                .transpose()
+        }
+
         impl TeamStore for $store {
             async fn create_team(&self, team: &Team) -> StoreResult<()> {
+                let limits = LimitColumns::of(&team.limits)?;
                 let mut tx = self.begin_write().await?;
                 // Bumping first takes the version row lock: policy writers run one at a time,
                 // so the alias check below cannot race another insert.
                 bump_version(&mut tx).await?;
-                let taken = sqlx::query(sql::SELECT_TEAM_ALIAS_TAKEN)
-                    .bind(&team.alias)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                if taken {
+                if alias_taken(&mut tx, &team.alias).await? {
                     return Err(StoreError::TeamAliasTaken(team.alias.clone()));
                 }
-                sqlx::query(sql::INSERT_TEAM)
+                let insert = sqlx::query(sql::INSERT_TEAM)
                     .bind(&team.id)
                     .bind(&team.alias)
                     .bind(sql::encode_models(&team.models)?)
                     .bind(team.blocked)
                     .bind(team.created_at.as_millis())
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(team.metadata.to_json())
+                    .bind(&team.redaction_policy)
+                    .bind(team.high_trust)
+                    .bind(team.keep_redacted_prompt);
+                bind_limits!(insert, limits).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -192,15 +556,51 @@ macro_rules! impl_sql_store {
                 let mut conn = self.pool.acquire().await?;
                 find_team_on(&mut conn, id_or_alias).await
             }
+
+            async fn update_team(
+                &self,
+                id_or_alias: &str,
+                patch: &TeamPatch,
+                now: Timestamp,
+            ) -> StoreResult<Team> {
+                let mut tx = self.begin_write().await?;
+                bump_version(&mut tx).await?;
+                let team = find_team_on(&mut tx, id_or_alias)
+                    .await?
+                    .ok_or_else(|| StoreError::TeamNotFound(id_or_alias.to_owned()))?;
+                let updated = patch.apply(&team, now)?;
+                if updated == team {
+                    // Dropping `tx` rolls the version bump back.
+                    return Ok(team);
+                }
+                if updated.alias != team.alias && alias_taken(&mut tx, &updated.alias).await? {
+                    return Err(StoreError::TeamAliasTaken(updated.alias));
+                }
+                let limits = LimitColumns::of(&updated.limits)?;
+                let update = sqlx::query(sql::UPDATE_TEAM)
+                    .bind(&updated.id)
+                    .bind(&updated.alias)
+                    .bind(sql::encode_models(&updated.models)?)
+                    .bind(updated.blocked)
+                    .bind(updated.metadata.to_json())
+                    .bind(&updated.redaction_policy)
+                    .bind(updated.high_trust)
+                    .bind(updated.keep_redacted_prompt);
+                bind_limits!(update, limits).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(updated)
+            }
         }
 
         impl KeyStore for $store {
             async fn create_key(&self, key: &NewKey) -> StoreResult<ApiKey> {
+                let limits = LimitColumns::of(&key.limits)?;
                 let mut tx = self.begin_write().await?;
                 bump_version(&mut tx).await?;
                 let team = find_team_on(&mut tx, &key.team)
                     .await?
                     .ok_or_else(|| StoreError::TeamNotFound(key.team.clone()))?;
+                check_key_within_team(&key.models, &key.limits, &team)?;
                 let id_taken = sqlx::query(sql::SELECT_KEY_ID_TAKEN)
                     .bind(&key.public_id)
                     .fetch_optional(&mut *tx)
@@ -209,7 +609,7 @@ macro_rules! impl_sql_store {
                 if id_taken {
                     return Err(StoreError::KeyIdTaken);
                 }
-                sqlx::query(sql::INSERT_KEY)
+                let insert = sqlx::query(sql::INSERT_KEY)
                     .bind(&key.public_id)
                     .bind(hex::encode(key.key_sha256))
                     .bind(&key.last4)
@@ -219,8 +619,10 @@ macro_rules! impl_sql_store {
                     .bind(sql::encode_models(&key.models)?)
                     .bind(key.created_at.as_millis())
                     .bind(key.expires_at.map(Timestamp::as_millis))
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(key.metadata.to_json())
+                    .bind(key.blocked);
+                bind_limits!(insert, limits).execute(&mut *tx).await?;
+                write_key_tags(&mut tx, &key.public_id, &key.metadata).await?;
                 tx.commit().await?;
                 Ok(ApiKey {
                     public_id: key.public_id.clone(),
@@ -230,6 +632,9 @@ macro_rules! impl_sql_store {
                     user_id: key.user_id.clone(),
                     alias: key.alias.clone(),
                     models: key.models.clone(),
+                    limits: key.limits,
+                    metadata: key.metadata.clone(),
+                    blocked: key.blocked,
                     status: KeyStatus::Active,
                     created_at: key.created_at,
                     expires_at: key.expires_at,
@@ -237,7 +642,7 @@ macro_rules! impl_sql_store {
                 })
             }
 
-            async fn list_keys(&self, filter: &KeyFilter) -> StoreResult<Vec<ApiKey>> {
+            async fn list_keys(&self, filter: &KeyFilter) -> StoreResult<Vec<ListedKey>> {
                 let mut conn = self.pool.acquire().await?;
                 let team_id = match &filter.team {
                     Some(team) => Some(
@@ -248,14 +653,42 @@ macro_rules! impl_sql_store {
                     ),
                     None => None,
                 };
-                sqlx::query(sql::SELECT_KEYS)
+                // The first tag narrows in SQL (indexed); the rest are checked on the rows.
+                let (first_tag, other_tags) = match filter.tags.split_first() {
+                    Some((first, rest)) => (Some(first), rest),
+                    None => (None, &[][..]),
+                };
+                let keys = sqlx::query(sql::SELECT_KEYS)
                     .bind(team_id)
                     .bind(filter.include_revoked)
+                    .bind(&filter.user_id)
+                    .bind(filter.expired_at.map(Timestamp::as_millis))
+                    .bind(filter.unused_since.map(Timestamp::as_millis))
+                    .bind(first_tag.map(|(name, _)| name))
+                    .bind(first_tag.map(|(_, value)| value))
                     .fetch_all(&mut *conn)
                     .await?
                     .iter()
-                    .map(key_from_row)
-                    .collect()
+                    .map(listed_key_from_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok(keys
+                    .into_iter()
+                    .filter(|k| {
+                        other_tags
+                            .iter()
+                            .all(|(name, value)| k.key.metadata.has_tag(name, value))
+                    })
+                    .collect())
+            }
+
+            async fn find_key(&self, public_id: &str) -> StoreResult<Option<ListedKey>> {
+                sqlx::query(sql::SELECT_LISTED_KEY_BY_ID)
+                    .bind(public_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(listed_key_from_row)
+                    .transpose()
             }
 
             async fn find_key_by_hash(&self, sha256: &[u8; 32]) -> StoreResult<Option<ApiKey>> {
@@ -286,6 +719,269 @@ macro_rules! impl_sql_store {
                 // Otherwise it was already revoked: dropping `tx` rolls the version bump back.
                 Ok(key)
             }
+
+            async fn update_key(
+                &self,
+                public_id: &str,
+                patch: &KeyPatch,
+                now: Timestamp,
+            ) -> StoreResult<ApiKey> {
+                let mut tx = self.begin_write().await?;
+                bump_version(&mut tx).await?;
+                let key = find_key_on(&mut tx, public_id)
+                    .await?
+                    .ok_or_else(|| StoreError::KeyNotFound(public_id.to_owned()))?;
+                if key.status == KeyStatus::Revoked {
+                    return Err(StoreError::KeyRevoked(public_id.to_owned()));
+                }
+                let team = find_team_on(&mut tx, &key.team_id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("team of key {public_id}")))?;
+                let updated = patch.apply(&key, &team, now)?;
+                if updated == key {
+                    return Ok(key);
+                }
+                let limits = LimitColumns::of(&updated.limits)?;
+                let update = sqlx::query(sql::UPDATE_KEY)
+                    .bind(&updated.public_id)
+                    .bind(&updated.user_id)
+                    .bind(&updated.alias)
+                    .bind(sql::encode_models(&updated.models)?)
+                    .bind(updated.expires_at.map(Timestamp::as_millis))
+                    .bind(updated.metadata.to_json())
+                    .bind(updated.blocked);
+                bind_limits!(update, limits).execute(&mut *tx).await?;
+                if updated.metadata != key.metadata {
+                    write_key_tags(&mut tx, public_id, &updated.metadata).await?;
+                }
+                tx.commit().await?;
+                Ok(updated)
+            }
+        }
+
+        impl UserStore for $store {
+            async fn create_user(&self, user: &User) -> StoreResult<()> {
+                let limits = LimitColumns::of(&user.limits)?;
+                let mut tx = self.begin_write().await?;
+                bump_version(&mut tx).await?;
+                if find_user_on(&mut tx, &user.id).await?.is_some() {
+                    return Err(StoreError::UserExists(user.id.clone()));
+                }
+                let insert = sqlx::query(sql::INSERT_USER)
+                    .bind(&user.id)
+                    .bind(user.created_at.as_millis());
+                bind_limits!(insert, limits).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn update_user(
+                &self,
+                user_id: &str,
+                patch: &UserPatch,
+                now: Timestamp,
+            ) -> StoreResult<User> {
+                let mut tx = self.begin_write().await?;
+                bump_version(&mut tx).await?;
+                let user = find_user_on(&mut tx, user_id)
+                    .await?
+                    .ok_or_else(|| StoreError::UserNotFound(user_id.to_owned()))?;
+                let updated = patch.apply(&user, now)?;
+                if updated == user {
+                    return Ok(user);
+                }
+                let limits = LimitColumns::of(&updated.limits)?;
+                let update = sqlx::query(sql::UPDATE_USER).bind(&updated.id);
+                bind_limits!(update, limits).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(updated)
+            }
+
+            async fn find_user(&self, user_id: &str) -> StoreResult<Option<User>> {
+                let mut conn = self.pool.acquire().await?;
+                find_user_on(&mut conn, user_id).await
+            }
+
+            async fn list_users(&self) -> StoreResult<Vec<User>> {
+                sqlx::query(sql::SELECT_USERS)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(user_from_row)
+                    .collect()
+            }
+        }
+
+        impl ModelStore for $store {
+            async fn create_model(&self, model: &ModelRoute) -> StoreResult<()> {
+                let default_max_tokens = max_tokens_column(model)?;
+                let mut tx = self.begin_write().await?;
+                bump_version(&mut tx).await?;
+                if find_model_on(&mut tx, &model.name).await?.is_some() {
+                    return Err(StoreError::ModelExists(model.name.clone()));
+                }
+                sqlx::query(sql::INSERT_MODEL)
+                    .bind(&model.name)
+                    .bind(&model.upstream_model)
+                    .bind(&model.cluster)
+                    .bind(model.input_cost_per_mtok)
+                    .bind(model.output_cost_per_mtok)
+                    .bind(default_max_tokens)
+                    .bind(model.created_at.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn update_model(
+                &self,
+                name: &str,
+                patch: &ModelPatch,
+            ) -> StoreResult<ModelRoute> {
+                let mut tx = self.begin_write().await?;
+                bump_version(&mut tx).await?;
+                let model = find_model_on(&mut tx, name)
+                    .await?
+                    .ok_or_else(|| StoreError::ModelNotFound(name.to_owned()))?;
+                let updated = patch.apply(&model);
+                if updated == model {
+                    return Ok(model);
+                }
+                sqlx::query(sql::UPDATE_MODEL)
+                    .bind(&updated.name)
+                    .bind(&updated.upstream_model)
+                    .bind(&updated.cluster)
+                    .bind(updated.input_cost_per_mtok)
+                    .bind(updated.output_cost_per_mtok)
+                    .bind(max_tokens_column(&updated)?)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(updated)
+            }
+
+            async fn delete_model(&self, name: &str) -> StoreResult<ModelRoute> {
+                let mut tx = self.begin_write().await?;
+                bump_version(&mut tx).await?;
+                let model = find_model_on(&mut tx, name)
+                    .await?
+                    .ok_or_else(|| StoreError::ModelNotFound(name.to_owned()))?;
+                sqlx::query(sql::DELETE_MODEL)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(model)
+            }
+
+            async fn list_models(&self) -> StoreResult<Vec<ModelRoute>> {
+                sqlx::query(sql::SELECT_MODELS)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(model_from_row)
+                    .collect()
+            }
+        }
+
+        fn max_tokens_column(model: &ModelRoute) -> StoreResult<Option<i64>> {
+            model
+                .default_max_tokens
+                .map(i64::try_from)
+                .transpose()
+                .map_err(|_| StoreError::Corrupt("default_max_tokens out of range".into()))
+        }
+
+        impl SpendStore for $store {
+            async fn usage_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<UsageRow>> {
+                sqlx::query(sql::USAGE_AFTER)
+                    .bind(after_seq)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        Ok(UsageRow {
+                            id: row.try_get("seq")?,
+                            key_id: row.try_get("key_id")?,
+                            team_id: row.try_get("team_id")?,
+                            user_id: row.try_get("user_id")?,
+                            spend: row.try_get("spend")?,
+                            timestamp: Timestamp::from_millis(row.try_get("timestamp_ms")?),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn budget_spend(
+                &self,
+                now: Timestamp,
+                upto_seq: Option<i64>,
+            ) -> StoreResult<BudgetSpend> {
+                let starts = CalendarStarts::at(now);
+                let mut tx = self.begin_read().await?;
+                let upto_seq = match upto_seq {
+                    Some(seq) => seq,
+                    None => sqlx::query_scalar(sql::MAX_SEQ).fetch_one(&mut *tx).await?,
+                };
+                let mut spend = Vec::new();
+                for kind in ScopeKind::ALL {
+                    let rows = sqlx::query(sql::spend_queries(kind).budgets)
+                        .bind(now.as_millis())
+                        .bind(starts.day.as_millis())
+                        .bind(starts.week.as_millis())
+                        .bind(starts.month.as_millis())
+                        .bind(upto_seq)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    for row in &rows {
+                        spend.push((kind, row.try_get("scope_id")?, row.try_get("spend")?));
+                    }
+                }
+                tx.commit().await?;
+                Ok(BudgetSpend { upto_seq, spend })
+            }
+
+            async fn scope_spend(
+                &self,
+                kind: ScopeKind,
+                id: &str,
+                since: Timestamp,
+                upto_seq: i64,
+            ) -> StoreResult<f64> {
+                Ok(sqlx::query_scalar(sql::spend_queries(kind).scope)
+                    .bind(id)
+                    .bind(since.as_millis())
+                    .bind(upto_seq)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn spend_history(
+                &self,
+                kind: ScopeKind,
+                id: &str,
+                since: Timestamp,
+            ) -> StoreResult<Vec<DailySpend>> {
+                sqlx::query(sql::spend_queries(kind).history)
+                    .bind(id)
+                    .bind(since.as_millis())
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        let day: i64 = row.try_get("day")?;
+                        Ok(DailySpend {
+                            day: Timestamp::from_millis(day.saturating_mul(DAY_MS)),
+                            spend: row.try_get("spend")?,
+                            requests: sql::to_u64(row.try_get("requests")?, "request count")?,
+                            tokens_in: sql::to_u64(row.try_get("tokens_in")?, "tokens")?,
+                            tokens_out: sql::to_u64(row.try_get("tokens_out")?, "tokens")?,
+                        })
+                    })
+                    .collect()
+            }
         }
 
         impl PolicyStore for $store {
@@ -313,12 +1009,33 @@ macro_rules! impl_sql_store {
                     .iter()
                     .map(key_from_row)
                     .collect::<StoreResult<Vec<_>>>()?;
+                let users = sqlx::query(sql::SELECT_USERS)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(user_from_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let models = sqlx::query(sql::SELECT_MODELS)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(model_from_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
                 tx.commit().await?;
                 Ok(PolicyState {
                     version: sql::to_u64(version, "policy version")?,
                     teams,
                     keys,
+                    users,
+                    models,
                 })
+            }
+
+            async fn bump_policy_version(&self) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let version = bump_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(version)
             }
         }
 
