@@ -504,15 +504,12 @@ fn check_record(sent: &Sent, record: &Value, upstream_body: Option<&bytes::Bytes
     }
     let response = &sent.response;
     if sent.status == "blocked" {
-        let code = response.json()["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let reason = text("reason").unwrap_or_default();
-        assert!(
-            !reason.is_empty() && (reason == code || response.status == 429),
-            "reason {reason:?} for error code {code:?} in {what}"
-        );
+        // The reason is the error code, made finer for limits (which limit of which scope).
+        let expected = match response.json()["error"]["code"].as_str() {
+            Some("rate_limit_exceeded") => "key_rpm_exceeded".to_string(),
+            code => code.unwrap_or_default().to_string(),
+        };
+        assert_eq!(text("reason"), Some(expected), "reason in {what}");
         assert!(
             upstream_body.is_none(),
             "a blocked request reached the upstream: {what}"
@@ -532,7 +529,12 @@ fn check_record(sent: &Sent, record: &Value, upstream_body: Option<&bytes::Bytes
         Some(sha256_hex(&response.body)),
         "response_sha256 in {what}"
     );
+    if sent.status == "errored" {
+        let expected = format!("upstream_http_{}", response.status);
+        assert_eq!(text("reason"), Some(expected), "reason in {what}");
+    }
     if sent.status == "success" {
+        assert_eq!(text("reason"), None, "reason in {what}");
         let usage = reported_usage(response);
         assert_eq!(record["tokens_in"], usage.0, "tokens_in in {what}");
         assert_eq!(record["tokens_out"], usage.1, "tokens_out in {what}");
