@@ -20,8 +20,9 @@ export MODELGATE_BIN ?= $(CARGO_TARGET_DIR)/release/modelgate
 export ENVOY_BIN ?= $(VENV)/bin/envoy
 export MODELGATE_PYTHON ?= $(VENV)/bin/python
 
-# `make run` settings (see README).
-UPSTREAM_URL ?= http://127.0.0.1:11434
+# `make run` settings (see README). Empty UPSTREAM_URL: scripts/run-local starts llama-server
+# with the small SmolLM2 model (scripts/llama-server.sh) as the upstream.
+UPSTREAM_URL ?=
 LISTEN_PORT ?= 8080
 ADMIN_PORT ?= 9901
 GRPC_PORT ?= 50051
