@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use modelgate_proto::v1::admin_service_client::AdminServiceClient;
+use modelgate_proto::v1::CreateModelRequest;
 use serde_json::Value;
 use tempfile::TempDir;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -186,9 +187,9 @@ impl ControlPlane {
         })
     }
 
-    /// `modelgate team create --alias ALIAS`; returns the team id.
-    pub fn create_team(&self, alias: &str) -> String {
-        let team = self.cli_json(&["team", "create", "--alias", alias]);
+    /// `modelgate team create --alias ALIAS --models MODELS`; returns the team id.
+    pub fn create_team(&self, alias: &str, models: &str) -> String {
+        let team = self.cli_json(&["team", "create", "--alias", alias, "--models", models]);
         team["team_id"]
             .as_str()
             .unwrap_or_else(|| panic!("no team_id in {team}"))
@@ -211,10 +212,24 @@ impl ControlPlane {
         }
     }
 
-    /// A new team with one key.
+    /// A new team that may use every model the control plane routes (`--models '*'`), with
+    /// one key.
     pub fn team_with_key(&self, alias: &str) -> CreatedKey {
-        let team_id = self.create_team(alias);
+        let team_id = self.create_team(alias, "*");
         self.create_key(&team_id)
+    }
+
+    /// Routes the public model `name` to the filter's default cluster (`AdminService.CreateModel`).
+    /// The filter serves only models its snapshot routes.
+    pub async fn create_model(&self, name: &str) {
+        self.admin()
+            .await
+            .create_model(CreateModelRequest {
+                name: name.to_string(),
+                ..CreateModelRequest::default()
+            })
+            .await
+            .unwrap_or_else(|status| panic!("CreateModel {name}: {status}"));
     }
 
     /// `modelgate key revoke PUBLIC_ID`, asserting success.

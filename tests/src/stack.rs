@@ -1,7 +1,7 @@
-//! The whole local stack of one test: upstream stand-in, control plane, and Envoy between
-//! them, each on its own ports.
+//! The whole local stack of one test: upstream stand-in, control plane (routing [`MODEL`] to
+//! the stand-in), and Envoy between them, each on its own ports.
 
-use crate::api::Gateway;
+use crate::api::{Gateway, MODEL};
 use crate::control_plane::ControlPlane;
 use crate::envoy::{Envoy, EnvoyConfig};
 use crate::upstream::Upstream;
@@ -16,6 +16,7 @@ impl Stack {
     pub async fn start(config: EnvoyConfig) -> Stack {
         let upstream = Upstream::start();
         let control_plane = ControlPlane::start().await;
+        control_plane.create_model(MODEL).await;
         let envoy = Envoy::start(upstream.addr(), control_plane.grpc_addr(), config).await;
         Stack {
             upstream,

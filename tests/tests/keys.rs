@@ -73,6 +73,7 @@ async fn key_made_over_grpc_reaches_the_upstream_and_lists_without_its_secret() 
     let team = admin
         .create_team(CreateTeamRequest {
             alias: "grpc-team".to_string(),
+            models: vec![MODEL.to_string()],
             ..CreateTeamRequest::default()
         })
         .await
@@ -289,6 +290,7 @@ async fn envoy_started_before_the_control_plane_fails_closed_then_recovers() {
     );
 
     let control_plane = ControlPlane::start_on(control_plane_addr).await;
+    control_plane.create_model(MODEL).await;
     let key = control_plane.team_with_key("late");
     let recovered = gateway.wait_for_status(&key.key, 200).await;
     println!("first snapshot loaded {recovered:?} after the key was created");

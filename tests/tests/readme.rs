@@ -17,12 +17,19 @@ const README_KEY: &str = "sk-mg-...";
 
 #[tokio::test]
 async fn readme_curl_and_openai_sdk_examples_work() {
-    let stack = Stack::start(EnvoyConfig::default()).await;
-    let key = stack.control_plane.team_with_key("demo");
-    stack.gateway().wait_for_status(&key.key, 200).await;
-
     let readme =
         std::fs::read_to_string(artifacts::repo_root().join("README.md")).expect("README.md");
+    let stack = Stack::start(EnvoyConfig::default()).await;
+    // The examples ask for the model `make run` serves; route it to the stand-in too.
+    let python_model = code_block(&readme, "python", "OpenAI(")
+        .split("model=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("model=\"...\" in the Python example")
+        .to_string();
+    stack.control_plane.create_model(&python_model).await;
+    let key = stack.control_plane.team_with_key("demo");
+    stack.gateway().wait_for_status(&key.key, 200).await;
     let adapt = |snippet: &str| {
         assert!(
             snippet.contains(README_BASE_URL) && snippet.contains(README_KEY),
