@@ -9,16 +9,20 @@ mod support;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use modelgate_control_plane::audit::entry_from_record;
+use modelgate_control_plane::budget::{Budget, DAY_MS};
 use modelgate_control_plane::clock::Timestamp;
 use modelgate_control_plane::domain::{
-    new_team_id, ApiKey, KeyFilter, KeyStatus, ListedKey, Metadata, NewKey, Team, UsageBatch,
-    UsageEntry, UsageReceipt,
+    new_team_id, ApiKey, Change, KeyFilter, KeyPatch, KeyStatus, ListedKey, Metadata, ModelPatch,
+    ModelRoute, NewKey, ScopeKind, Team, TeamAlias, TeamPatch, UsageBatch, UsageEntry,
+    UsageReceipt, User, UserPatch, ValidationError,
 };
 use modelgate_control_plane::keys::MintedKey;
-use modelgate_control_plane::limits::Limits;
+use modelgate_control_plane::limits::{Limits, LimitsClear, LimitsInput};
 use modelgate_control_plane::snapshot::{SnapshotAnswer, SnapshotCache};
-use modelgate_control_plane::spend::SpendTracker;
+use modelgate_control_plane::spend::{SpendSync, SpendTracker};
 use modelgate_control_plane::store::{PostgresStore, SqliteStore, Store, StoreError};
+use modelgate_proto::v1 as pb;
 use sqlx::Connection;
 use support::postgres::TestDatabase;
 
@@ -121,6 +125,18 @@ suite!(
     concurrent_duplicate_batches_store_once,
     concurrent_key_creation_serialises_versions,
     reopening_keeps_data_and_migrations,
+    teams_keep_limits_metadata_and_redaction_settings,
+    team_updates_apply_once_and_only_when_something_changes,
+    keys_can_only_narrow_their_team,
+    key_updates_stay_within_the_team,
+    keys_are_filtered_by_user_tags_expiry_and_last_use,
+    users_are_created_updated_and_listed,
+    model_routes_are_created_updated_and_deleted,
+    usage_is_read_in_chain_order,
+    budget_windows_sum_the_same_in_sql_and_rust,
+    spend_history_groups_by_utc_day,
+    spend_tracking_marks_exhaustion_and_resets_on_time,
+    spend_tracking_follows_budget_changes_and_many_new_budgets,
 );
 
 fn team(alias: &str, models: &[&str]) -> Team {
@@ -141,7 +157,7 @@ fn new_key(team: &str) -> (NewKey, MintedKey) {
         last4: minted.last4.clone(),
         user_id: Some("ana@example.com".into()),
         alias: Some("ci".into()),
-        models: vec!["llama3".into()],
+        models: vec![],
         limits: Limits::default(),
         metadata: Metadata::default(),
         blocked: false,
@@ -243,10 +259,11 @@ async fn every_policy_change_bumps_the_version_once<B: Backend>() {
 
 async fn keys_are_created_for_a_team_by_id_or_alias<B: Backend>() {
     let (store, _guard) = B::fresh().await;
-    let ml = team("ml", &[]);
+    let ml = team("ml", &["llama3", "qwen2.5-*"]);
     store.create_team(&ml).await.unwrap();
 
-    let (by_alias, minted) = new_key("ml");
+    let (mut by_alias, minted) = new_key("ml");
+    by_alias.models = vec!["llama3".into()];
     let created = store.create_key(&by_alias).await.unwrap();
     assert_eq!(created.team_id, ml.id);
     assert_eq!(created.status, KeyStatus::Active);
@@ -573,4 +590,991 @@ async fn reopening_keeps_data_and_migrations<B: Backend>() {
         migrations,
         "reopening applies no migration twice"
     );
+}
+
+// ---- Issue 3: limits, budgets, users, model routes, spend ----
+
+fn at(s: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(s).unwrap()
+}
+
+fn minutes(n: i64) -> i64 {
+    n * 60_000
+}
+
+fn plus(t: Timestamp, ms: i64) -> Timestamp {
+    Timestamp::from_millis(t.as_millis() + ms)
+}
+
+fn limits(input: LimitsInput, now: Timestamp) -> Limits {
+    input.to_limits(now).unwrap()
+}
+
+fn budget(max: f64, duration: Option<&str>, reset: Option<&str>) -> LimitsInput {
+    LimitsInput {
+        max_budget: Some(max),
+        budget_duration: duration.map(str::to_owned),
+        budget_reset: reset.map(str::to_owned),
+        ..LimitsInput::default()
+    }
+}
+
+fn record(key: &str, team: &str, user: &str, time: Timestamp, spend: f64) -> pb::UsageRecord {
+    pb::UsageRecord {
+        request_id: format!("{key}-{}", time.as_millis()),
+        timestamp_ms: time.as_millis(),
+        key_id: key.to_owned(),
+        team_id: team.to_owned(),
+        user_id: user.to_owned(),
+        model_requested: "llama3".into(),
+        tokens_in: 10,
+        tokens_out: 20,
+        spend,
+        status: pb::RequestStatus::Success.into(),
+        ..Default::default()
+    }
+}
+
+async fn report<S: Store>(store: &S, batch_id: &str, records: &[pb::UsageRecord]) {
+    let batch = UsageBatch {
+        batch_id: batch_id.to_owned(),
+        node_id: "envoy-a".into(),
+        received_at: Timestamp::now(),
+        entries: records.iter().map(entry_from_record).collect(),
+    };
+    store.record_usage(&batch).await.unwrap();
+}
+
+async fn key_with<S: Store>(store: &S, team: &str, edit: impl FnOnce(&mut NewKey)) -> ApiKey {
+    let (mut key, _) = new_key(team);
+    edit(&mut key);
+    store.create_key(&key).await.unwrap()
+}
+
+fn public_ids(keys: &[ListedKey]) -> Vec<&str> {
+    keys.iter().map(|k| k.key.public_id.as_str()).collect()
+}
+
+async fn teams_keep_limits_metadata_and_redaction_settings<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let mut ml = team("ml", &["qwen2.5-*"]);
+    ml.limits = limits(
+        LimitsInput {
+            rpm: Some(100),
+            tpm: Some(10_000),
+            max_parallel: Some(4),
+            ..budget(10.0, Some("30d"), None)
+        },
+        ml.created_at,
+    );
+    ml.metadata = Metadata::parse(r#"{"owner":"ana","cost_center":42,"tags":["a"]}"#).unwrap();
+    ml.redaction_policy = Some(r#"{"entities":{"PERSON":"reversible"}}"#.into());
+    ml.high_trust = true;
+    ml.keep_redacted_prompt = true;
+    ml.blocked = true;
+    store.create_team(&ml).await.unwrap();
+    let mut web = team("web", &["*"]);
+    web.limits = limits(budget(0.0, None, Some("calendar-month")), web.created_at);
+    store.create_team(&web).await.unwrap();
+
+    assert_eq!(store.find_team("ml").await.unwrap(), Some(ml.clone()));
+    assert_eq!(store.find_team(&web.id).await.unwrap(), Some(web.clone()));
+    assert_eq!(store.list_teams().await.unwrap(), vec![ml.clone(), web]);
+    let state = store.load_policy().await.unwrap();
+    assert_eq!(state.teams[0], ml);
+}
+
+async fn team_updates_apply_once_and_only_when_something_changes<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let ml = team("ml", &["llama3"]);
+    store.create_team(&ml).await.unwrap();
+    store.create_team(&team("web", &[])).await.unwrap();
+    let v0 = store.policy_version().await.unwrap();
+    let now = Timestamp::now();
+
+    let patch = TeamPatch {
+        alias: Some(TeamAlias::parse("ml2").unwrap()),
+        models: Some(vec!["llama3".into(), "qwen2.5-*".into()]),
+        limits: LimitsInput {
+            rpm: Some(50),
+            ..budget(5.0, None, Some("calendar-day"))
+        },
+        metadata: Change::Set(Metadata::parse(r#"{"owner":"ana"}"#).unwrap()),
+        redaction_policy: Change::Set("{}".into()),
+        ..TeamPatch::default()
+    };
+    let updated = store.update_team("ml", &patch, now).await.unwrap();
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 1);
+    assert_eq!(updated.alias, "ml2");
+    assert_eq!(updated.limits.rpm, Some(50));
+    assert_eq!(updated.limits.budget.unwrap().anchor, now);
+    assert_eq!(store.find_team("ml2").await.unwrap(), Some(updated.clone()));
+    assert_eq!(store.find_team("ml").await.unwrap(), None);
+
+    // The same change again changes nothing: no version bump.
+    let same = TeamPatch {
+        alias: Some(TeamAlias::parse("ml2").unwrap()),
+        limits: LimitsInput {
+            rpm: Some(50),
+            ..LimitsInput::default()
+        },
+        ..TeamPatch::default()
+    };
+    assert_eq!(
+        store.update_team(&ml.id, &same, now).await.unwrap(),
+        updated
+    );
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 1);
+
+    let blocked = store
+        .update_team("ml2", &TeamPatch::blocked(true), now)
+        .await
+        .unwrap();
+    assert!(blocked.blocked);
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 2);
+
+    // Refusals change nothing either.
+    let rename = TeamPatch {
+        alias: Some(TeamAlias::parse("web").unwrap()),
+        ..TeamPatch::default()
+    };
+    let err = store.update_team("ml2", &rename, now).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::TeamAliasTaken(a) if a == "web"),
+        "{err:?}"
+    );
+    let zero = TeamPatch {
+        limits: LimitsInput {
+            tpm: Some(0),
+            ..LimitsInput::default()
+        },
+        ..TeamPatch::default()
+    };
+    let err = store.update_team("ml2", &zero, now).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid(ValidationError::LimitZero("tpm_limit"))
+        ),
+        "{err:?}"
+    );
+    let err = store
+        .update_team("nope", &TeamPatch::blocked(true), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TeamNotFound(_)), "{err:?}");
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 2);
+    assert_eq!(store.find_team("ml2").await.unwrap(), Some(blocked));
+}
+
+async fn keys_can_only_narrow_their_team<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let mut ml = team("ml", &["llama3", "qwen2.5-*"]);
+    ml.limits = limits(
+        LimitsInput {
+            rpm: Some(100),
+            max_parallel: Some(4),
+            ..budget(10.0, Some("30d"), None)
+        },
+        ml.created_at,
+    );
+    store.create_team(&ml).await.unwrap();
+    let v0 = store.policy_version().await.unwrap();
+
+    let (mut wide, _) = new_key("ml");
+    wide.limits.rpm = Some(101);
+    let err = store.create_key(&wide).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "rpm_limit 101 is above team ml's rpm_limit 100: a key can only narrow its team's limits"
+    );
+    let (mut outside, _) = new_key("ml");
+    outside.models = vec!["qwen2.5x".into()];
+    let err = store.create_key(&outside).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(ValidationError::ModelOutsideTeam { model, .. }) if model == "qwen2.5x"),
+        "{err:?}"
+    );
+    let (mut rich, _) = new_key("ml");
+    rich.limits = limits(budget(10.5, None, None), rich.created_at);
+    let err = store.create_key(&rich).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("max_budget 10.5 is above"),
+        "{err}"
+    );
+    assert_eq!(store.policy_version().await.unwrap(), v0);
+    assert!(store
+        .list_keys(&KeyFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+
+    let (mut within, minted) = new_key("ml");
+    within.models = vec!["qwen2.5-7b".into(), "qwen2.5-coder-*".into()];
+    within.limits = limits(
+        LimitsInput {
+            rpm: Some(100),
+            tpm: Some(5_000),
+            max_parallel: Some(2),
+            ..budget(1.5, None, Some("calendar-week"))
+        },
+        within.created_at,
+    );
+    within.metadata = Metadata::parse(r#"{"env":"prod"}"#).unwrap();
+    within.blocked = true;
+    let created = store.create_key(&within).await.unwrap();
+    assert_eq!(created.limits, within.limits);
+    assert_eq!(created.metadata, within.metadata);
+    assert!(created.blocked);
+    let found = store.find_key(&created.public_id).await.unwrap().unwrap();
+    assert_eq!(found.key, created);
+    assert_eq!(found.last_used_at, None);
+    assert_eq!(
+        store.find_key_by_hash(&minted.sha256).await.unwrap(),
+        Some(created)
+    );
+    assert_eq!(store.find_key("zzzzzzzzzzzz").await.unwrap(), None);
+}
+
+async fn key_updates_stay_within_the_team<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let mut ml = team("ml", &["llama3", "qwen2.5-*"]);
+    ml.limits.rpm = Some(100);
+    store.create_team(&ml).await.unwrap();
+    let key = key_with(&store, "ml", |k| {
+        k.metadata = Metadata::parse(r#"{"env":"dev"}"#).unwrap();
+    })
+    .await;
+    let v0 = store.policy_version().await.unwrap();
+    let now = Timestamp::now();
+    let by_tag = |name: &str, value: &str| KeyFilter {
+        tags: vec![(name.to_owned(), value.to_owned())],
+        ..KeyFilter::default()
+    };
+
+    let patch = KeyPatch {
+        alias: Change::Set("laptop".into()),
+        user_id: Change::Clear,
+        expires_at: Change::Clear,
+        models: Some(vec!["qwen2.5-7b".into()]),
+        limits: LimitsInput {
+            rpm: Some(20),
+            ..LimitsInput::default()
+        },
+        metadata: Change::Set(Metadata::parse(r#"{"env":"prod","owner":"ana"}"#).unwrap()),
+        ..KeyPatch::default()
+    };
+    let updated = store.update_key(&key.public_id, &patch, now).await.unwrap();
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 1);
+    assert_eq!(updated.alias.as_deref(), Some("laptop"));
+    assert_eq!(
+        (updated.user_id.as_deref(), updated.expires_at),
+        (None, None)
+    );
+    assert_eq!(updated.models, ["qwen2.5-7b"]);
+    assert_eq!(updated.limits.rpm, Some(20));
+    assert_eq!(
+        store.find_key(&key.public_id).await.unwrap().unwrap().key,
+        updated
+    );
+    // The tags follow the metadata.
+    assert!(store
+        .list_keys(&by_tag("env", "dev"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        public_ids(&store.list_keys(&by_tag("env", "prod")).await.unwrap()),
+        [key.public_id.as_str()]
+    );
+
+    // Nothing new: no bump. Wider than the team: refused, nothing stored.
+    store.update_key(&key.public_id, &patch, now).await.unwrap();
+    let wider = KeyPatch {
+        limits: LimitsInput {
+            rpm: Some(101),
+            ..LimitsInput::default()
+        },
+        ..KeyPatch::default()
+    };
+    let err = store
+        .update_key(&key.public_id, &wider, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid(ValidationError::AboveTeam {
+                field: "rpm_limit",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 1);
+
+    let blocked = store
+        .update_key(&key.public_id, &KeyPatch::blocked(true), now)
+        .await
+        .unwrap();
+    assert!(blocked.blocked);
+    let unblocked = store
+        .update_key(&key.public_id, &KeyPatch::blocked(false), now)
+        .await
+        .unwrap();
+    assert!(!unblocked.blocked);
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 3);
+
+    store.revoke_key(&key.public_id, now).await.unwrap();
+    let err = store
+        .update_key(&key.public_id, &KeyPatch::blocked(true), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::KeyRevoked(_)), "{err:?}");
+    let err = store
+        .update_key("zzzzzzzzzzzz", &KeyPatch::blocked(true), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::KeyNotFound(_)), "{err:?}");
+}
+
+async fn keys_are_filtered_by_user_tags_expiry_and_last_use<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    store.create_team(&team("ml", &[])).await.unwrap();
+    let now = Timestamp::now();
+    let created = plus(now, -60 * DAY_MS);
+    let a = key_with(&store, "ml", |k| {
+        k.user_id = Some("ana@example.com".into());
+        k.metadata = Metadata::parse(r#"{"env":"prod","owner":"ana"}"#).unwrap();
+        k.created_at = created;
+        k.expires_at = Some(plus(now, -DAY_MS));
+    })
+    .await;
+    let b = key_with(&store, "ml", |k| {
+        k.user_id = Some("bo@example.com".into());
+        k.metadata = Metadata::parse(r#"{"env":"dev","ticket":123}"#).unwrap();
+        k.created_at = plus(created, 1);
+        k.expires_at = None;
+    })
+    .await;
+    let c = key_with(&store, "ml", |k| {
+        k.user_id = Some("ana@example.com".into());
+        k.metadata = Metadata::parse(r#"{"env":"prod","owner":"bo"}"#).unwrap();
+        k.created_at = plus(created, 2);
+    })
+    .await;
+    report(
+        &store,
+        "b1",
+        &[
+            record(
+                &b.public_id,
+                &b.team_id,
+                "bo@example.com",
+                plus(now, -DAY_MS),
+                0.1,
+            ),
+            record(
+                &c.public_id,
+                &c.team_id,
+                "ana@example.com",
+                plus(now, -41 * DAY_MS),
+                0.1,
+            ),
+            record(
+                &c.public_id,
+                &c.team_id,
+                "ana@example.com",
+                plus(now, -40 * DAY_MS),
+                0.1,
+            ),
+        ],
+    )
+    .await;
+    let list = |filter: KeyFilter| {
+        let store = store.clone();
+        async move { store.list_keys(&filter).await.unwrap() }
+    };
+
+    let ana = list(KeyFilter {
+        user_id: Some("ana@example.com".into()),
+        ..KeyFilter::default()
+    })
+    .await;
+    assert_eq!(
+        public_ids(&ana),
+        [a.public_id.as_str(), c.public_id.as_str()]
+    );
+    let tag = |pairs: &[(&str, &str)]| KeyFilter {
+        tags: pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..KeyFilter::default()
+    };
+    assert_eq!(
+        public_ids(&list(tag(&[("env", "prod")])).await),
+        [a.public_id.as_str(), c.public_id.as_str()]
+    );
+    assert_eq!(
+        public_ids(&list(tag(&[("env", "prod"), ("owner", "ana")])).await),
+        [a.public_id.as_str()]
+    );
+    assert_eq!(
+        public_ids(&list(tag(&[("ticket", "123")])).await),
+        [b.public_id.as_str()]
+    );
+    assert!(list(tag(&[("env", "staging")])).await.is_empty());
+
+    let expired = list(KeyFilter {
+        expired_at: Some(now),
+        ..KeyFilter::default()
+    })
+    .await;
+    assert_eq!(public_ids(&expired), [a.public_id.as_str()]);
+
+    // Unused for 30 days: `a` never used (created 60 days ago), `c` last used 40 days ago.
+    let unused = list(KeyFilter {
+        unused_since: Some(plus(now, -30 * DAY_MS)),
+        ..KeyFilter::default()
+    })
+    .await;
+    assert_eq!(
+        public_ids(&unused),
+        [a.public_id.as_str(), c.public_id.as_str()]
+    );
+    let all = list(KeyFilter::default()).await;
+    assert_eq!(all[0].last_used_at, None);
+    assert_eq!(all[1].last_used_at, Some(plus(now, -DAY_MS)));
+    assert_eq!(all[2].last_used_at, Some(plus(now, -40 * DAY_MS)));
+
+    // Filters combine.
+    let none = list(KeyFilter {
+        user_id: Some("bo@example.com".into()),
+        expired_at: Some(now),
+        ..KeyFilter::default()
+    })
+    .await;
+    assert!(none.is_empty());
+}
+
+async fn users_are_created_updated_and_listed<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let now = Timestamp::now();
+    let ana = User {
+        id: "ana@example.com".into(),
+        limits: limits(
+            LimitsInput {
+                rpm: Some(10),
+                ..budget(3.0, Some("7d"), None)
+            },
+            now,
+        ),
+        created_at: now,
+    };
+    let bo = User {
+        id: "bo@example.com".into(),
+        limits: Limits::default(),
+        created_at: now,
+    };
+    let v0 = store.policy_version().await.unwrap();
+    store.create_user(&bo).await.unwrap();
+    store.create_user(&ana).await.unwrap();
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 2);
+    let err = store.create_user(&ana).await.unwrap_err();
+    assert!(matches!(err, StoreError::UserExists(_)), "{err:?}");
+    assert_eq!(
+        store.list_users().await.unwrap(),
+        vec![ana.clone(), bo.clone()]
+    );
+    assert_eq!(
+        store.find_user("ana@example.com").await.unwrap(),
+        Some(ana.clone())
+    );
+    assert_eq!(store.find_user("cy@example.com").await.unwrap(), None);
+
+    let patch = UserPatch {
+        limits: LimitsInput {
+            tpm: Some(1_000),
+            ..LimitsInput::default()
+        },
+        limits_clear: LimitsClear {
+            rpm: true,
+            ..LimitsClear::default()
+        },
+    };
+    let updated = store
+        .update_user("ana@example.com", &patch, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.limits.rpm, updated.limits.tpm),
+        (None, Some(1_000))
+    );
+    assert_eq!(updated.limits.budget, ana.limits.budget);
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 3);
+    store
+        .update_user("ana@example.com", &patch, now)
+        .await
+        .unwrap();
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 3);
+    let err = store
+        .update_user("cy@example.com", &patch, now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UserNotFound(_)), "{err:?}");
+    assert_eq!(store.load_policy().await.unwrap().users, vec![updated, bo]);
+}
+
+async fn model_routes_are_created_updated_and_deleted<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let llama = ModelRoute {
+        name: "llama3.1-8b".into(),
+        upstream_model: Some("llama3.1:8b".into()),
+        cluster: Some("ollama".into()),
+        input_cost_per_mtok: 0.15,
+        output_cost_per_mtok: 0.6,
+        default_max_tokens: Some(512),
+        created_at: Timestamp::now(),
+    };
+    let qwen = ModelRoute {
+        name: "qwen2.5-7b".into(),
+        upstream_model: None,
+        cluster: None,
+        input_cost_per_mtok: 0.0,
+        output_cost_per_mtok: 0.0,
+        default_max_tokens: None,
+        created_at: Timestamp::now(),
+    };
+    let v0 = store.policy_version().await.unwrap();
+    store.create_model(&qwen).await.unwrap();
+    store.create_model(&llama).await.unwrap();
+    let err = store.create_model(&qwen).await.unwrap_err();
+    assert!(matches!(err, StoreError::ModelExists(_)), "{err:?}");
+    assert_eq!(
+        store.list_models().await.unwrap(),
+        vec![llama.clone(), qwen.clone()]
+    );
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 2);
+
+    let patch = ModelPatch {
+        upstream_model: Change::Clear,
+        cluster: Change::Set("gpu-a".into()),
+        input_cost_per_mtok: Some(0.2),
+        default_max_tokens: Change::Clear,
+        ..ModelPatch::default()
+    };
+    let updated = store.update_model("llama3.1-8b", &patch).await.unwrap();
+    assert_eq!(updated.upstream_model, None);
+    assert_eq!(updated.cluster.as_deref(), Some("gpu-a"));
+    assert_eq!(updated.input_cost_per_mtok, 0.2);
+    assert_eq!(updated.output_cost_per_mtok, 0.6);
+    assert_eq!(updated.default_max_tokens, None);
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 3);
+    store.update_model("llama3.1-8b", &patch).await.unwrap();
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 3);
+
+    assert_eq!(store.delete_model("qwen2.5-7b").await.unwrap(), qwen);
+    let err = store.delete_model("qwen2.5-7b").await.unwrap_err();
+    assert!(matches!(err, StoreError::ModelNotFound(_)), "{err:?}");
+    let err = store.update_model("nope", &patch).await.unwrap_err();
+    assert!(matches!(err, StoreError::ModelNotFound(_)), "{err:?}");
+    assert_eq!(store.load_policy().await.unwrap().models, vec![updated]);
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 4);
+}
+
+async fn usage_is_read_in_chain_order<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let t = at("2026-03-01T00:00:00Z");
+    assert!(store.usage_after(0, 10).await.unwrap().is_empty());
+    report(
+        &store,
+        "b1",
+        &[
+            record("k1", "t1", "u1", t, 1.0),
+            record("k2", "t1", "u2", plus(t, 1), 2.0),
+        ],
+    )
+    .await;
+    report(&store, "b2", &[record("k1", "t2", "u1", plus(t, -5), 4.0)]).await;
+    let first = store.usage_after(0, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!((first[0].key_id.as_str(), first[0].spend), ("k1", 1.0));
+    assert_eq!(
+        (first[1].user_id.as_str(), first[1].timestamp),
+        ("u2", plus(t, 1))
+    );
+    let rest = store.usage_after(first[1].id, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, first[1].id + 1, "positions have no gaps");
+    assert_eq!((rest[0].team_id.as_str(), rest[0].spend), ("t2", 4.0));
+    assert!(store.usage_after(rest[0].id, 10).await.unwrap().is_empty());
+}
+
+/// Budgets of every kind and period, with records on both sides of each window's start:
+/// the one-query sum (SQL window arithmetic) equals the Rust windows.
+async fn budget_windows_sum_the_same_in_sql_and_rust<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    // A Sunday afternoon, mid-month.
+    let now = at("2026-03-15T12:00:00Z");
+    let mut rolling = team("rolling", &["*"]);
+    rolling.limits = limits(budget(100.0, Some("1h"), None), plus(now, -minutes(150)));
+    store.create_team(&rolling).await.unwrap();
+    let mut unbudgeted = team("free", &["*"]);
+    unbudgeted.limits.rpm = Some(5);
+    store.create_team(&unbudgeted).await.unwrap();
+    let weekly = key_with(&store, "rolling", |k| {
+        k.limits = limits(budget(50.0, None, Some("calendar-week")), now);
+    })
+    .await;
+    let lifetime = key_with(&store, "rolling", |k| {
+        k.limits = limits(budget(50.0, None, None), plus(now, -10 * DAY_MS));
+    })
+    .await;
+    let daily = key_with(&store, "rolling", |k| {
+        k.limits = limits(budget(50.0, None, Some("calendar-day")), now);
+    })
+    .await;
+    let monthly_user = User {
+        id: "ana@example.com".into(),
+        limits: limits(budget(5.0, None, Some("calendar-month")), now),
+        created_at: now,
+    };
+    store.create_user(&monthly_user).await.unwrap();
+    let seven_days = User {
+        id: "bo@example.com".into(),
+        limits: limits(budget(5.0, Some("7d"), None), plus(now, -20 * DAY_MS)),
+        created_at: now,
+    };
+    store.create_user(&seven_days).await.unwrap();
+
+    let budgets: Vec<(ScopeKind, String, Budget)> = vec![
+        (
+            ScopeKind::Team,
+            rolling.id.clone(),
+            rolling.limits.budget.unwrap(),
+        ),
+        (
+            ScopeKind::Key,
+            weekly.public_id.clone(),
+            weekly.limits.budget.unwrap(),
+        ),
+        (
+            ScopeKind::Key,
+            lifetime.public_id.clone(),
+            lifetime.limits.budget.unwrap(),
+        ),
+        (
+            ScopeKind::Key,
+            daily.public_id.clone(),
+            daily.limits.budget.unwrap(),
+        ),
+        (
+            ScopeKind::User,
+            monthly_user.id.clone(),
+            monthly_user.limits.budget.unwrap(),
+        ),
+        (
+            ScopeKind::User,
+            seven_days.id.clone(),
+            seven_days.limits.budget.unwrap(),
+        ),
+    ];
+    // Records just before, at and after every window start, spread over keys and users.
+    let keys = [&weekly, &lifetime, &daily];
+    let users = ["ana@example.com", "bo@example.com"];
+    let mut records = Vec::new();
+    let mut amount = 0.001;
+    for (_, _, b) in &budgets {
+        let start = b.window_at(now).start;
+        for offset in [-1, 0, 1, -DAY_MS, minutes(5)] {
+            let i = records.len();
+            let key = keys[i % keys.len()];
+            records.push(record(
+                &key.public_id,
+                &key.team_id,
+                users[i % users.len()],
+                plus(start, offset),
+                amount,
+            ));
+            amount *= 2.0;
+        }
+    }
+    report(&store, "b1", &records).await;
+
+    let totals = store.budget_spend(now, None).await.unwrap();
+    assert_eq!(totals.upto_seq, records.len() as i64);
+    for (kind, id, b) in &budgets {
+        let start = b.window_at(now).start;
+        let expected: f64 = records
+            .iter()
+            .filter(|r| {
+                let scope_id = match kind {
+                    ScopeKind::Key => &r.key_id,
+                    ScopeKind::Team => &r.team_id,
+                    ScopeKind::User => &r.user_id,
+                };
+                scope_id == id && r.timestamp_ms >= start.as_millis()
+            })
+            .map(|r| r.spend)
+            .sum();
+        let summed = totals
+            .spend
+            .iter()
+            .find(|(k, i, _)| k == kind && i == id)
+            .map_or(0.0, |(_, _, s)| *s);
+        assert!(
+            (summed - expected).abs() < 1e-9,
+            "{kind:?} {id}: SQL {summed} vs Rust {expected} for window from {}",
+            start.to_rfc3339()
+        );
+        let one = store
+            .scope_spend(*kind, id, start, totals.upto_seq)
+            .await
+            .unwrap();
+        assert!(
+            (one - expected).abs() < 1e-9,
+            "{kind:?} {id}: {one} vs {expected}"
+        );
+    }
+    assert!(
+        !totals.spend.iter().any(|(_, id, _)| *id == unbudgeted.id),
+        "only budgeted scopes are summed"
+    );
+
+    // Counting up to a chain position leaves later records out.
+    let early = store.budget_spend(now, Some(0)).await.unwrap();
+    assert_eq!(early.upto_seq, 0);
+    assert!(early.spend.is_empty());
+}
+
+async fn spend_history_groups_by_utc_day<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let day = at("2026-03-10T00:00:00Z");
+    report(
+        &store,
+        "b1",
+        &[
+            record("k1", "t1", "u1", plus(day, -1), 1.0),
+            record("k1", "t1", "u1", day, 2.0),
+            record("k1", "t1", "u1", plus(day, DAY_MS - 1), 4.0),
+            record("k1", "t1", "u1", plus(day, 2 * DAY_MS), 8.0),
+            record("k2", "t1", "u1", day, 16.0),
+        ],
+    )
+    .await;
+    let history = store
+        .spend_history(ScopeKind::Key, "k1", plus(day, -DAY_MS))
+        .await
+        .unwrap();
+    let days: Vec<(String, f64, u64, u64, u64)> = history
+        .iter()
+        .map(|d| {
+            (
+                d.day.to_rfc3339(),
+                d.spend,
+                d.requests,
+                d.tokens_in,
+                d.tokens_out,
+            )
+        })
+        .collect();
+    assert_eq!(
+        days,
+        [
+            ("2026-03-09T00:00:00.000Z".to_owned(), 1.0, 1, 10, 20),
+            ("2026-03-10T00:00:00.000Z".to_owned(), 6.0, 2, 20, 40),
+            ("2026-03-12T00:00:00.000Z".to_owned(), 8.0, 1, 10, 20),
+        ]
+    );
+    let team = store
+        .spend_history(ScopeKind::Team, "t1", day)
+        .await
+        .unwrap();
+    assert_eq!(team.iter().map(|d| d.spend).sum::<f64>(), 30.0);
+    let total = store
+        .scope_spend(ScopeKind::User, "u1", Timestamp::from_millis(0), i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(total, 31.0);
+}
+
+async fn spend_tracking_marks_exhaustion_and_resets_on_time<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    // Around the real clock, so the snapshot (built at the real now) sees the same window.
+    let t0 = plus(Timestamp::now(), -minutes(1));
+    store.create_team(&team("ml", &["*"])).await.unwrap();
+    let key = key_with(&store, "ml", |k| {
+        k.user_id = None;
+        k.limits = limits(budget(1.0, Some("1h"), None), t0);
+    })
+    .await;
+    let tracker = Arc::new(SpendTracker::new());
+    let mut sync = SpendSync::start(store.clone(), Arc::clone(&tracker), plus(t0, 1))
+        .await
+        .unwrap();
+    let budget = key.limits.budget.unwrap();
+    let state = |now| {
+        tracker
+            .reader()
+            .state(ScopeKind::Key, &key.public_id, &budget, now)
+    };
+    let v0 = store.policy_version().await.unwrap();
+
+    report(
+        &store,
+        "b1",
+        &[record(&key.public_id, &key.team_id, "", plus(t0, 2), 0.6)],
+    )
+    .await;
+    assert!(
+        !sync.tick(plus(t0, 3)).await.unwrap(),
+        "spend alone is no news"
+    );
+    assert_eq!(store.policy_version().await.unwrap(), v0);
+    assert_eq!(state(plus(t0, 3)).spend, 0.6);
+
+    // A late record from before the window does not count; this one exhausts the budget.
+    report(
+        &store,
+        "b2",
+        &[
+            record(&key.public_id, &key.team_id, "", plus(t0, -1), 5.0),
+            record(&key.public_id, &key.team_id, "", plus(t0, 4), 0.4),
+        ],
+    )
+    .await;
+    assert!(sync.tick(plus(t0, 5)).await.unwrap());
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 1);
+    let exhausted = state(plus(t0, 5));
+    assert!(exhausted.exhausted);
+    assert!((exhausted.spend - 1.0).abs() < 1e-9);
+
+    // Filters see it in the snapshot of the bumped version.
+    let cache = SnapshotCache::new(store.clone(), Arc::clone(&tracker));
+    let SnapshotAnswer::Changed(snapshot) = cache.answer(v0).await.unwrap() else {
+        panic!("the bump must produce a new snapshot");
+    };
+    assert_eq!(snapshot.version, v0 + 1);
+    let spend = snapshot.keys[0].spend.unwrap();
+    assert!(spend.exhausted);
+    assert_eq!(spend.window_start_ms, t0.as_millis());
+    assert_eq!(spend.window_reset_at_ms, plus(t0, minutes(60)).as_millis());
+
+    // Nothing changed: no bump. The hour passes: the window resets by itself.
+    assert!(!sync.tick(plus(t0, 6)).await.unwrap());
+    let next_hour = plus(t0, minutes(60));
+    assert!(sync.tick(next_hour).await.unwrap());
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 2);
+    let reset = state(next_hour);
+    assert_eq!((reset.spend, reset.exhausted), (0.0, false));
+    assert_eq!(reset.window.start, next_hour);
+    assert!(!sync.tick(plus(next_hour, 1)).await.unwrap());
+}
+
+async fn spend_tracking_follows_budget_changes_and_many_new_budgets<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let t0 = Timestamp::now();
+    let mut ml = team("ml", &["*"]);
+    ml.limits = limits(budget(100.0, None, Some("calendar-month")), t0);
+    store.create_team(&ml).await.unwrap();
+    let tracker = Arc::new(SpendTracker::new());
+    let mut sync = SpendSync::start(store.clone(), Arc::clone(&tracker), t0)
+        .await
+        .unwrap();
+
+    // Spend recorded before a key has a budget still counts once it gets one.
+    let key = key_with(&store, "ml", |k| k.user_id = None).await;
+    report(
+        &store,
+        "b1",
+        &[record(&key.public_id, &ml.id, "", plus(t0, 1), 2.0)],
+    )
+    .await;
+    assert!(!sync.tick(plus(t0, 2)).await.unwrap());
+    let patch = KeyPatch {
+        limits: budget(3.0, None, None),
+        ..KeyPatch::default()
+    };
+    // The budget counts from the change (t0). The record at t0 + 1 arrived while the tracker
+    // did not follow this budget, so it is read from the store when the budget appears.
+    let with_budget = store.update_key(&key.public_id, &patch, t0).await.unwrap();
+    let v1 = store.policy_version().await.unwrap();
+    assert!(
+        !sync.tick(plus(t0, 3)).await.unwrap(),
+        "fresh window, nothing new to publish"
+    );
+    let b = with_budget.limits.budget.unwrap();
+    let reader_spend = |kind, id: &str, b: &Budget, now| tracker.reader().state(kind, id, b, now);
+    assert_eq!(
+        reader_spend(ScopeKind::Key, &key.public_id, &b, plus(t0, 3)).spend,
+        2.0
+    );
+    assert!(
+        (reader_spend(
+            ScopeKind::Team,
+            &ml.id,
+            &ml.limits.budget.unwrap(),
+            plus(t0, 3)
+        )
+        .spend
+            - 2.0)
+            .abs()
+            < 1e-9
+    );
+
+    // Lowering the amount below the spend: the admin change bumps, the tracker agrees.
+    let lower = KeyPatch {
+        limits: LimitsInput {
+            max_budget: Some(1.0),
+            ..LimitsInput::default()
+        },
+        ..KeyPatch::default()
+    };
+    let lowered = store
+        .update_key(&key.public_id, &lower, plus(t0, 4))
+        .await
+        .unwrap();
+    assert_eq!(store.policy_version().await.unwrap(), v1 + 1);
+    assert!(sync.tick(plus(t0, 5)).await.unwrap(), "exhausted now");
+    assert!(
+        reader_spend(
+            ScopeKind::Key,
+            &key.public_id,
+            &lowered.limits.budget.unwrap(),
+            plus(t0, 5)
+        )
+        .exhausted
+    );
+
+    // Many new budgets at once are read with one aggregate query.
+    let mut many = Vec::new();
+    for i in 0..70 {
+        let k = key_with(&store, "ml", |k| {
+            k.user_id = None;
+            k.limits = limits(budget(1.0, Some("1d"), None), plus(t0, -minutes(10)));
+            k.created_at = plus(t0, i);
+        })
+        .await;
+        many.push(k);
+    }
+    let records: Vec<pb::UsageRecord> = many
+        .iter()
+        .take(5)
+        .map(|k| record(&k.public_id, &ml.id, "", plus(t0, -minutes(5)), 0.25))
+        .collect();
+    report(&store, "b2", &records).await;
+    // Not ingested yet when the budgets are read: the aggregate must not count them, the
+    // ingestion right after must.
+    sync.tick(plus(t0, 6)).await.unwrap();
+    for (i, k) in many.iter().enumerate() {
+        let spent = reader_spend(
+            ScopeKind::Key,
+            &k.public_id,
+            &k.limits.budget.unwrap(),
+            plus(t0, 6),
+        )
+        .spend;
+        assert_eq!(spent, if i < 5 { 0.25 } else { 0.0 }, "key {i}");
+    }
 }
