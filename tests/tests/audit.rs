@@ -269,6 +269,33 @@ fn stored_bytes(data_dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// Request ids of the complete lines of the JSONL sink (`<data dir>/audit/*.jsonl`), sorted.
+fn sink_request_ids(data_dir: &Path) -> Vec<String> {
+    let dir = data_dir.join("audit");
+    let mut ids = Vec::new();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read a sink file");
+        // A line still being written is not a record yet.
+        for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+            let record: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: {e}: {line}", path.display()));
+            ids.push(
+                record["request_id"]
+                    .as_str()
+                    .expect("request_id")
+                    .to_string(),
+            );
+        }
+    }
+    ids.sort();
+    ids
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -420,6 +447,26 @@ async fn every_outcome_leaves_one_exact_record() {
     let records = wait_for_records(&stack.control_plane, client.sent.len()).await;
     let delivered = started.elapsed();
     let by_id = by_request_id(&records);
+    let mut sent_ids: Vec<String> = client.sent.iter().map(|s| s.request_id.clone()).collect();
+    sent_ids.sort();
+    let data_dir = stack.control_plane.data_dir();
+    eventually(
+        "the JSONL sink holds every record once",
+        DELIVERY_TIMEOUT,
+        || async {
+            let sunk = sink_request_ids(&data_dir);
+            if sunk == sent_ids {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} lines for {} requests",
+                    sunk.len(),
+                    sent_ids.len()
+                ))
+            }
+        },
+    )
+    .await;
     let upstream_bodies = upstream_by_request_id(&stack.upstream);
     for sent in &client.sent {
         let record = by_id.get(&sent.request_id).unwrap_or_else(|| {
