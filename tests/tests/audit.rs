@@ -15,9 +15,7 @@ use modelgate_e2e::api::{chat_body, PROPAGATION_TIMEOUT};
 use modelgate_e2e::control_plane::AdminClient;
 use modelgate_e2e::poll::eventually;
 use modelgate_e2e::{ApiResponse, Behaviour, ControlPlane, EnvoyConfig, Gateway, Stack, Upstream};
-use modelgate_proto::v1::{
-    CreateKeyRequest, CreateModelRequest, CreateTeamRequest, LimitSettings, RevokeKeyRequest,
-};
+use modelgate_proto::v1::{CreateKeyRequest, CreateTeamRequest, LimitSettings, RevokeKeyRequest};
 use serde_json::{json, Value};
 
 /// How long shipped records may take to be queryable: a few service ticks (1 s each) plus
@@ -206,28 +204,6 @@ fn assert_verifies(control_plane: &ControlPlane) {
     assert!(report.is_object(), "audit verify printed {report}");
 }
 
-async fn create_model(admin: &mut AdminClient, name: &str) {
-    admin
-        .create_model(CreateModelRequest {
-            name: name.to_string(),
-            ..CreateModelRequest::default()
-        })
-        .await
-        .map(drop)
-        .or_else(|status| {
-            // Seen with the working tree's control plane on a fresh store: CreateModel of a
-            // new name answers AlreadyExists; the route exists either way, which is all the
-            // audit scenarios need (reported to the control plane's owner).
-            if status.code() == tonic::Code::AlreadyExists {
-                eprintln!("CreateModel {name}: {status}");
-                Ok(())
-            } else {
-                Err(status)
-            }
-        })
-        .unwrap_or_else(|status| panic!("CreateModel {name}: {status}"));
-}
-
 async fn create_key(admin: &mut AdminClient, team_id: &str, limits: LimitSettings) -> Caller {
     let created = admin
         .create_key(CreateKeyRequest {
@@ -307,8 +283,7 @@ async fn every_outcome_leaves_one_exact_record() {
     let started = Instant::now();
     let stack = Stack::start(EnvoyConfig::default()).await;
     let mut admin = stack.control_plane.admin().await;
-    create_model(&mut admin, MODEL).await;
-    create_model(&mut admin, OTHER_MODEL).await;
+    stack.control_plane.create_model(OTHER_MODEL).await;
     let team_id = admin
         .create_team(CreateTeamRequest {
             alias: "audited".to_string(),
@@ -623,13 +598,7 @@ fn reported_usage(response: &ApiResponse) -> (u64, u64) {
 async fn killing_the_control_plane_mid_burst_loses_and_doubles_nothing() {
     let started = Instant::now();
     let mut stack = Stack::start(EnvoyConfig::default()).await;
-    create_model(&mut stack.control_plane.admin().await, MODEL).await;
-    let team = stack
-        .control_plane
-        .cli_json(&["team", "create", "--alias", "burst", "--models", MODEL]);
-    let caller = stack
-        .control_plane
-        .create_key(team["team_id"].as_str().expect("team_id"));
+    let caller = stack.control_plane.team_with_key("burst");
     let caller = Caller {
         key: Some(caller.key),
         key_id: Some(caller.public_id),
