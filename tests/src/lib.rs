@@ -16,6 +16,7 @@ pub mod api;
 pub mod artifacts;
 pub mod control_plane;
 pub mod envoy;
+pub mod exchange;
 pub mod llama;
 pub mod poll;
 pub mod process;
