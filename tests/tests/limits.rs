@@ -10,7 +10,9 @@ use modelgate_e2e::api::{chat_body, send, PROPAGATION_TIMEOUT};
 use modelgate_e2e::control_plane::AdminClient;
 use modelgate_e2e::poll::eventually;
 use modelgate_e2e::{ApiResponse, Behaviour, EnvoyConfig, Gateway, Stack};
-use modelgate_proto::v1::{CreateKeyRequest, CreateModelRequest, CreateTeamRequest, LimitSettings};
+use modelgate_proto::v1::{
+    CreateKeyRequest, CreateModelRequest, CreateTeamRequest, CreateUserRequest, LimitSettings,
+};
 use serde_json::Value;
 
 /// Two workers: each runs its own copy of the filter; limits must hold across both.
@@ -68,6 +70,20 @@ async fn key(
         })
         .await
         .unwrap_or_else(|status| panic!("CreateKey in {team}: {status}"))
+        .into_inner()
+        .secret
+}
+
+/// A key of `team` owned by `user_id`; returns the whole key.
+async fn user_key(admin: &mut AdminClient, team: &str, user_id: &str) -> String {
+    admin
+        .create_key(CreateKeyRequest {
+            team: team.to_string(),
+            user_id: user_id.to_string(),
+            ..CreateKeyRequest::default()
+        })
+        .await
+        .unwrap_or_else(|status| panic!("CreateKey for {user_id}: {status}"))
         .into_inner()
         .secret
 }
@@ -433,4 +449,90 @@ async fn an_alias_reaches_the_upstream_under_its_own_name() {
     chat(gateway, &key, "llama3.1:8b")
         .await
         .assert_error(404, "model_not_found");
+}
+
+#[tokio::test]
+async fn team_and_user_limits_are_shared_by_their_keys_and_named_in_the_429() {
+    let stack = Stack::start(two_workers()).await;
+    let mut admin = stack.control_plane.admin().await;
+    model(&mut admin, "m", "", 0.0).await;
+    let team_limits = LimitSettings {
+        rpm_limit: Some(4),
+        ..LimitSettings::default()
+    };
+    team(&mut admin, "shared-team", &["m"], team_limits).await;
+    admin
+        .create_user(CreateUserRequest {
+            user_id: "ana@example.com".to_string(),
+            limits: Some(LimitSettings {
+                rpm_limit: Some(2),
+                ..LimitSettings::default()
+            }),
+        })
+        .await
+        .expect("CreateUser");
+    let laptop = user_key(&mut admin, "shared-team", "ana@example.com").await;
+    let notebook = user_key(&mut admin, "shared-team", "ana@example.com").await;
+    let service = key(&mut admin, "shared-team", &[], LimitSettings::default()).await;
+    let gateway = stack.gateway();
+    for key in [&laptop, &notebook, &service] {
+        wait_for_models(gateway, key, &["m"]).await;
+    }
+
+    // Ana's two keys share her 2 per minute.
+    chat(gateway, &laptop, "m").await.assert_success();
+    chat(gateway, &notebook, "m").await.assert_success();
+    let third = chat(gateway, &laptop, "m").await;
+    assert_limited(&third, "rate_limit_exceeded", "user", "rpm");
+    assert!(
+        !third.text().contains("ana@example.com"),
+        "the user's address is not echoed: {}",
+        third.summary()
+    );
+    // The team's 4 per minute cover every key: two more, then the team is full.
+    chat(gateway, &service, "m").await.assert_success();
+    chat(gateway, &service, "m").await.assert_success();
+    let fifth = chat(gateway, &service, "m").await;
+    assert_limited(&fifth, "rate_limit_exceeded", "team", "rpm");
+    assert_eq!(stack.upstream.requests().len(), 4);
+}
+
+#[tokio::test]
+async fn tpm_reserves_the_estimate_and_keeps_only_what_the_upstream_counted() {
+    let stack = Stack::start(two_workers()).await;
+    let mut admin = stack.control_plane.admin().await;
+    model(&mut admin, "m", "", 0.0).await;
+    team(&mut admin, "tpm-team", &["m"], LimitSettings::default()).await;
+    let limits = LimitSettings {
+        tpm_limit: Some(1_000),
+        ..LimitSettings::default()
+    };
+    let key = key(&mut admin, "tpm-team", &[], limits).await;
+    let gateway = stack.gateway();
+    wait_for_models(gateway, &key, &["m"]).await;
+
+    let remaining = |response: &ApiResponse| -> u64 {
+        header(response, "x-ratelimit-remaining-tokens")
+            .parse()
+            .unwrap()
+    };
+    let first = chat(gateway, &key, "m").await;
+    first.assert_success();
+    let estimate = 1_000 - remaining(&first);
+    let counted = first.json()["usage"]["total_tokens"].as_u64().unwrap();
+    assert!(estimate > counted, "reserved {estimate}, counted {counted}");
+    // The first request's reservation was replaced by its real count when it ended.
+    let second = chat(gateway, &key, "m").await;
+    second.assert_success();
+    assert_eq!(remaining(&second), 1_000 - counted - estimate);
+
+    // A request that could need more than the whole limit is refused up front.
+    let mut huge = chat_for("m");
+    huge["max_tokens"] = 5_000.into();
+    let refused = gateway
+        .post_json("/v1/chat/completions", Some(&key), &huge)
+        .await;
+    assert_limited(&refused, "rate_limit_exceeded", "key", "tpm");
+    assert_eq!(refused.json()["error"]["type"], "tokens");
+    assert_eq!(stack.upstream.requests().len(), 2);
 }
