@@ -503,10 +503,13 @@ impl<S: Store> Admin<S> {
         if !key.starts_with(keys::KEY_PREFIX) {
             return Ok(domain::parse_public_id(key)?);
         }
-        let shown = keys::public_id_of(key)
-            .unwrap_or("(malformed key)")
-            .to_owned();
-        let found = self.store.find_key_by_hash(&keys::hash_key(key)).await?;
+        let hash = keys::hash_key(key);
+        // Named as the filter's logs name unknown keys, never by the secret.
+        let shown = keys::public_id_of(key).map_or_else(
+            || format!("unknown:{}", hex::encode(&hash[..4])),
+            str::to_owned,
+        );
+        let found = self.store.find_key_by_hash(&hash).await?;
         Ok(found.ok_or(StoreError::KeyNotFound(shown))?.public_id)
     }
 

@@ -1,17 +1,22 @@
-//! The plain-HTTP side: liveness and readiness for orchestrators and test harnesses.
+//! The plain-HTTP side: liveness and readiness for orchestrators and test harnesses, and the
+//! admin REST API ([`crate::rest`]).
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 
+use crate::admin::Admin;
 use crate::store::Store;
 
-pub fn router<S: Store>(store: S) -> Router {
+pub fn router<S: Store>(store: S, admin: Arc<Admin<S>>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/ready", get(ready::<S>))
         .with_state(store)
+        .merge(crate::rest::router(admin))
 }
 
 /// Ready while the store answers, so a load balancer stops sending admin traffic to a replica

@@ -28,6 +28,7 @@ pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod master_key;
+pub mod rest;
 pub mod server;
 pub mod snapshot;
 pub mod spend;
@@ -56,6 +57,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Team(command) => cli::run_team(&cli.global, command).await?,
         Command::Key(command) => cli::run_key(&cli.global, command).await?,
+        Command::User(command) => cli::run_user(&cli.global, command).await?,
+        Command::Model(command) => cli::run_model(&cli.global, command).await?,
+        Command::Spend(args) => cli::run_spend(&cli.global, args).await?,
         Command::Redact(args) => cli::redact::run(args)?,
         Command::Audit(command) => cli::run_audit(&cli.global, command).await?,
     }

@@ -220,7 +220,8 @@ async fn serve_store<S: Store>(
     let http_server = {
         let stop_tx = Arc::clone(&stop_tx);
         let stopped = stopped(stop_rx.clone());
-        let router = http::router(store.clone());
+        let router = http::router(store.clone(), Arc::clone(&admin))
+            .into_make_service_with_connect_info::<SocketAddr>();
         async move {
             let r = axum::serve(http_listener, router)
                 .with_graceful_shutdown(stopped)

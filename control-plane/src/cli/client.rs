@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use modelgate_proto::v1 as pb;
 use modelgate_proto::v1::admin_service_client::AdminServiceClient;
 use modelgate_proto::v1::audit_service_client::AuditServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -36,6 +35,14 @@ pub enum CliError {
     Rpc(#[from] Status),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    #[error("cannot read {}: {source}", .path.display())]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// An argument the server would refuse anyway, caught before connecting.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// The server's messages are written for people; add context only where the code matters.
@@ -109,38 +116,17 @@ impl AdminClient {
         })
     }
 
+    /// The admin service, with the master key on every call.
+    pub(super) fn admin(
+        &mut self,
+    ) -> &mut AdminServiceClient<InterceptedService<Channel, BearerAuth>> {
+        &mut self.inner
+    }
+
     /// The audit service, on the same connection and credential.
     pub(super) fn audit(
         &mut self,
     ) -> &mut AuditServiceClient<InterceptedService<Channel, BearerAuth>> {
         &mut self.audit
-    }
-
-    pub async fn create_team(&mut self, req: pb::CreateTeamRequest) -> Result<pb::Team, CliError> {
-        Ok(self.inner.create_team(req).await?.into_inner())
-    }
-
-    pub async fn list_teams(&mut self) -> Result<Vec<pb::Team>, CliError> {
-        Ok(self
-            .inner
-            .list_teams(pb::ListTeamsRequest {})
-            .await?
-            .into_inner()
-            .teams)
-    }
-
-    pub async fn create_key(
-        &mut self,
-        req: pb::CreateKeyRequest,
-    ) -> Result<pb::CreateKeyResponse, CliError> {
-        Ok(self.inner.create_key(req).await?.into_inner())
-    }
-
-    pub async fn list_keys(&mut self, req: pb::ListKeysRequest) -> Result<Vec<pb::Key>, CliError> {
-        Ok(self.inner.list_keys(req).await?.into_inner().keys)
-    }
-
-    pub async fn revoke_key(&mut self, req: pb::RevokeKeyRequest) -> Result<pb::Key, CliError> {
-        Ok(self.inner.revoke_key(req).await?.into_inner())
     }
 }

@@ -1,6 +1,7 @@
 //! The `modelgate` command line: `serve`, and admin commands that talk gRPC to a running
 //! control plane with the master key.
 
+mod admin;
 mod audit;
 mod client;
 mod output;
@@ -10,8 +11,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use modelgate_proto::v1 as pb;
 
+pub use admin::{
+    run_key, run_model, run_spend, run_team, run_user, KeyCommand, ModelCommand, SpendArgs,
+    TeamCommand, UserCommand,
+};
 pub use audit::{AuditCliError, AuditCommand, AuditServeArgs};
 pub use client::CliError;
 
@@ -65,12 +69,20 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the control plane (gRPC admin + policy API, HTTP health).
     Serve(ServeArgs),
-    /// Create and list teams.
+    /// Teams: create, update limits and settings, block, list.
     #[command(subcommand)]
     Team(TeamCommand),
-    /// Create, list and revoke virtual keys.
+    /// Virtual keys: create, update, block, list with filters, revoke.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Users (by email) with limits across their keys.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Model routes: public names, upstream names, clusters and prices.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Spend of a key, team or user: the current budget window and daily history.
+    Spend(SpendArgs),
     /// Redact PII from text on stdin with a team policy (offline, the filter's engine).
     Redact(redact::RedactArgs),
     /// Verify, query, export, report on and prune the audit log.
@@ -97,69 +109,6 @@ pub struct ServeArgs {
     pub database_url: Option<String>,
     #[command(flatten)]
     pub audit: AuditServeArgs,
-}
-
-#[derive(Subcommand)]
-pub enum TeamCommand {
-    /// Create a team.
-    Create {
-        /// Unique name: a-z, 0-9, '.', '-'.
-        #[arg(long)]
-        alias: String,
-        /// Models the team may use, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        models: Vec<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List teams.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum KeyCommand {
-    /// Create a key; it is shown once.
-    Create {
-        /// Team id or alias.
-        #[arg(long)]
-        team: String,
-        /// Owner of the key (e.g. an email address).
-        #[arg(long)]
-        user: Option<String>,
-        /// A name for the key.
-        #[arg(long)]
-        alias: Option<String>,
-        /// Expiry: a duration (15m, 12h, 30d, 1y) or an RFC 3339 timestamp.
-        #[arg(long)]
-        expires: Option<String>,
-        /// Models the key may use (narrows the team's), comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        models: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// List keys (never the secret).
-    List {
-        /// Only keys of this team (id or alias).
-        #[arg(long)]
-        team: Option<String>,
-        /// Include revoked keys.
-        #[arg(long)]
-        all: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a key by its public id.
-    Revoke {
-        /// The key's public id (12 characters, as shown by `key list`).
-        public_id: String,
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 impl ServeArgs {
@@ -197,79 +146,3 @@ fn connect_args(global: &GlobalArgs) -> Result<(&str, MasterKey), CliError> {
 }
 
 pub use audit::run_audit;
-
-pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), CliError> {
-    let (addr, key) = connect_args(global)?;
-    let mut client = client::AdminClient::connect(addr, key).await?;
-    let mut out = std::io::stdout().lock();
-    match command {
-        TeamCommand::Create {
-            alias,
-            models,
-            json,
-        } => {
-            let team = client
-                .create_team(pb::CreateTeamRequest {
-                    alias,
-                    models,
-                    ..Default::default()
-                })
-                .await?;
-            output::team_created(&mut out, &team, json)
-        }
-        TeamCommand::List { json } => {
-            let teams = client.list_teams().await?;
-            output::teams(&mut out, &teams, json)
-        }
-    }
-}
-
-pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), CliError> {
-    let (addr, key) = connect_args(global)?;
-    let mut client = client::AdminClient::connect(addr, key).await?;
-    let mut out = std::io::stdout().lock();
-    match command {
-        KeyCommand::Create {
-            team,
-            user,
-            alias,
-            expires,
-            models,
-            json,
-        } => {
-            let created = client
-                .create_key(pb::CreateKeyRequest {
-                    team: team.clone(),
-                    user_id: user.unwrap_or_default(),
-                    key_alias: alias.unwrap_or_default(),
-                    expires: expires.unwrap_or_default(),
-                    models,
-                    ..Default::default()
-                })
-                .await?;
-            output::key_created(&mut out, &created, team.trim(), json)
-        }
-        KeyCommand::List { team, all, json } => {
-            let keys = client
-                .list_keys(pb::ListKeysRequest {
-                    team: team.unwrap_or_default(),
-                    include_revoked: all,
-                    ..Default::default()
-                })
-                .await?;
-            if json {
-                output::keys_json(&mut out, &keys)
-            } else {
-                // Team aliases read better than ids in a table.
-                let teams = client.list_teams().await?;
-                output::keys_table(&mut out, &keys, &teams)
-            }
-        }
-        KeyCommand::Revoke { public_id, json } => {
-            let key = client
-                .revoke_key(pb::RevokeKeyRequest { public_id })
-                .await?;
-            output::key_revoked(&mut out, &key, json)
-        }
-    }
-}

@@ -1,10 +1,15 @@
 //! What admin commands print: aligned tables for people, JSON for scripts.
+//!
+//! JSON uses the REST API's field names (LiteLLM's where it has one): `rpm_limit`,
+//! `tpm_limit`, `max_parallel_requests`, `max_budget`, `budget_duration`, `budget_reset`,
+//! times in RFC 3339 (UTC), `null` for "none".
 
 use std::collections::HashMap;
 use std::io::Write;
 
 use modelgate_proto::v1 as pb;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::CliError;
 use crate::clock::Timestamp;
@@ -23,6 +28,57 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
+/// JSON text from the server as a value (it is always an object; `null` if not).
+fn json_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+#[derive(Serialize, Default)]
+struct LimitsJson<'a> {
+    rpm_limit: Option<u64>,
+    tpm_limit: Option<u64>,
+    max_parallel_requests: Option<u32>,
+    max_budget: Option<f64>,
+    budget_duration: Option<&'a str>,
+    budget_reset: Option<&'a str>,
+}
+
+impl<'a> From<Option<&'a pb::LimitSettings>> for LimitsJson<'a> {
+    fn from(l: Option<&'a pb::LimitSettings>) -> Self {
+        let Some(l) = l else {
+            return Self::default();
+        };
+        Self {
+            rpm_limit: l.rpm_limit,
+            tpm_limit: l.tpm_limit,
+            max_parallel_requests: l.max_parallel_requests,
+            max_budget: l.max_budget,
+            budget_duration: l.budget_duration.as_deref(),
+            budget_reset: l.budget_reset.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SpendJson {
+    spend: f64,
+    window_start: Option<String>,
+    /// `null` when the window never ends.
+    reset_at: Option<String>,
+    exhausted: bool,
+}
+
+impl From<&pb::SpendState> for SpendJson {
+    fn from(s: &pb::SpendState) -> Self {
+        Self {
+            spend: s.spend,
+            window_start: time(s.window_start_ms),
+            reset_at: time(s.window_reset_at_ms),
+            exhausted: s.exhausted,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct TeamJson<'a> {
     team_id: &'a str,
@@ -30,6 +86,13 @@ struct TeamJson<'a> {
     models: &'a [String],
     blocked: bool,
     created_at: Option<String>,
+    #[serde(flatten)]
+    limits: LimitsJson<'a>,
+    metadata: Value,
+    redaction_policy: Option<Value>,
+    high_trust: bool,
+    keep_redacted_prompt: bool,
+    spend: Option<SpendJson>,
 }
 
 impl<'a> From<&'a pb::Team> for TeamJson<'a> {
@@ -40,6 +103,12 @@ impl<'a> From<&'a pb::Team> for TeamJson<'a> {
             models: &t.models,
             blocked: t.blocked,
             created_at: time(t.created_at_ms),
+            limits: t.limits.as_ref().into(),
+            metadata: json_value(&t.metadata_json),
+            redaction_policy: non_empty(&t.redaction_policy_json).map(json_value),
+            high_trust: t.high_trust,
+            keep_redacted_prompt: t.keep_redacted_prompt,
+            spend: t.spend.as_ref().map(SpendJson::from),
         }
     }
 }
@@ -53,9 +122,15 @@ struct KeyJson<'a> {
     models: &'a [String],
     last4: &'a str,
     status: &'static str,
+    blocked: bool,
     created_at: Option<String>,
     expires_at: Option<String>,
     revoked_at: Option<String>,
+    last_used_at: Option<String>,
+    #[serde(flatten)]
+    limits: LimitsJson<'a>,
+    metadata: Value,
+    spend: Option<SpendJson>,
 }
 
 /// Expiry is not a stored state: the filter compares `expires_at` with its clock, and so
@@ -63,6 +138,8 @@ struct KeyJson<'a> {
 fn status(k: &pb::Key) -> &'static str {
     if k.revoked {
         "revoked"
+    } else if k.blocked {
+        "blocked"
     } else if k.expires_at_ms != 0 && k.expires_at_ms <= Timestamp::now().as_millis() {
         "expired"
     } else {
@@ -80,9 +157,14 @@ impl<'a> From<&'a pb::Key> for KeyJson<'a> {
             models: &k.models,
             last4: &k.last4,
             status: status(k),
+            blocked: k.blocked,
             created_at: time(k.created_at_ms),
             expires_at: time(k.expires_at_ms),
             revoked_at: time(k.revoked_at_ms),
+            last_used_at: time(k.last_used_at_ms),
+            limits: k.limits.as_ref().into(),
+            metadata: json_value(&k.metadata_json),
+            spend: k.spend.as_ref().map(SpendJson::from),
         }
     }
 }
@@ -99,6 +181,78 @@ struct CreatedKeyJson<'a> {
     models: &'a [String],
     last4: &'a str,
     created_at: Option<String>,
+    blocked: bool,
+    #[serde(flatten)]
+    limits: LimitsJson<'a>,
+    metadata: Value,
+}
+
+#[derive(Serialize)]
+struct UserJson<'a> {
+    user_id: &'a str,
+    created_at: Option<String>,
+    #[serde(flatten)]
+    limits: LimitsJson<'a>,
+    spend: Option<SpendJson>,
+}
+
+impl<'a> From<&'a pb::User> for UserJson<'a> {
+    fn from(u: &'a pb::User) -> Self {
+        Self {
+            user_id: &u.user_id,
+            created_at: time(u.created_at_ms),
+            limits: u.limits.as_ref().into(),
+            spend: u.spend.as_ref().map(SpendJson::from),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ModelJson<'a> {
+    name: &'a str,
+    upstream_model: &'a str,
+    cluster: Option<&'a str>,
+    input_cost_per_mtok: f64,
+    output_cost_per_mtok: f64,
+    default_max_tokens: Option<u64>,
+    created_at: Option<String>,
+}
+
+impl<'a> From<&'a pb::Model> for ModelJson<'a> {
+    fn from(m: &'a pb::Model) -> Self {
+        Self {
+            name: &m.name,
+            upstream_model: non_empty(&m.upstream_model).unwrap_or(&m.name),
+            cluster: non_empty(&m.cluster),
+            input_cost_per_mtok: m.input_cost_per_mtok,
+            output_cost_per_mtok: m.output_cost_per_mtok,
+            default_max_tokens: (m.default_max_tokens != 0).then_some(m.default_max_tokens),
+            created_at: time(m.created_at_ms),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SpendReportJson<'a> {
+    scope: &'a str,
+    id: &'a str,
+    spend: f64,
+    window_start: Option<String>,
+    reset_at: Option<String>,
+    exhausted: bool,
+    total_spend: f64,
+    #[serde(flatten)]
+    limits: LimitsJson<'a>,
+    history: Vec<DayJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct DayJson<'a> {
+    day: &'a str,
+    spend: f64,
+    requests: u64,
+    tokens_in: u64,
+    tokens_out: u64,
 }
 
 pub(super) fn json_line(out: &mut impl Write, value: &impl Serialize) -> Result<(), CliError> {
@@ -113,6 +267,51 @@ fn list(items: &[String]) -> String {
     } else {
         items.join(",")
     }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// `10 per 30d`, `10 per calendar-month`, `10 (never resets)`, or `-`.
+fn budget(l: Option<&pb::LimitSettings>) -> String {
+    let Some(l) = l else {
+        return "-".to_owned();
+    };
+    match (
+        l.max_budget,
+        l.budget_duration.as_deref(),
+        l.budget_reset.as_deref(),
+    ) {
+        (None, _, _) => "-".to_owned(),
+        (Some(max), Some(d), _) => format!("{max} per {d}"),
+        (Some(max), None, Some(reset)) if reset != "rolling" => format!("{max} per {reset}"),
+        (Some(max), None, _) => format!("{max} (never resets)"),
+    }
+}
+
+/// `0.25 of 1 (exhausted), resets 2026-…`.
+fn spend_line(s: &pb::SpendState, l: Option<&pb::LimitSettings>) -> String {
+    let max = l
+        .and_then(|l| l.max_budget)
+        .map_or_else(String::new, |m| format!(" of {m}"));
+    let state = if s.exhausted { " (exhausted)" } else { "" };
+    let reset = time(s.window_reset_at_ms)
+        .map_or_else(|| "never resets".to_owned(), |t| format!("resets {t}"));
+    format!("{}{max}{state}, {reset}", s.spend)
+}
+
+fn limit_lines(out: &mut impl Write, l: Option<&pb::LimitSettings>) -> Result<(), CliError> {
+    let l = l.cloned().unwrap_or_default();
+    writeln!(
+        out,
+        "limits:   rpm {}  tpm {}  parallel {}",
+        opt(l.rpm_limit),
+        opt(l.tpm_limit),
+        opt(l.max_parallel_requests)
+    )?;
+    writeln!(out, "budget:   {}", budget(Some(&l)))?;
+    Ok(())
 }
 
 /// Left-aligned columns separated by two spaces.
@@ -149,11 +348,42 @@ pub(super) fn table(
 }
 
 pub(super) fn team_created(out: &mut impl Write, t: &pb::Team, json: bool) -> Result<(), CliError> {
+    team(out, t, "Created", json)
+}
+
+/// One team after `action` ("Created", "Updated", "Blocked", … or "Team" to show it).
+pub(super) fn team(
+    out: &mut impl Write,
+    t: &pb::Team,
+    action: &str,
+    json: bool,
+) -> Result<(), CliError> {
     if json {
         return json_line(out, &TeamJson::from(t));
     }
-    writeln!(out, "Created team {} ({})", t.alias, t.team_id)?;
-    writeln!(out, "models: {}", list(&t.models))?;
+    let what = if action == "Team" {
+        "Team".to_owned()
+    } else {
+        format!("{action} team")
+    };
+    writeln!(out, "{what} {} ({})", t.alias, t.team_id)?;
+    writeln!(out, "models:   {}", list(&t.models))?;
+    limit_lines(out, t.limits.as_ref())?;
+    if let Some(s) = &t.spend {
+        writeln!(out, "spend:    {}", spend_line(s, t.limits.as_ref()))?;
+    }
+    if t.blocked {
+        writeln!(out, "blocked:  yes")?;
+    }
+    if t.metadata_json != "{}" && !t.metadata_json.is_empty() {
+        writeln!(out, "metadata: {}", t.metadata_json)?;
+    }
+    if !t.redaction_policy_json.is_empty() {
+        writeln!(out, "redaction policy: set")?;
+    }
+    if t.high_trust {
+        writeln!(out, "high trust: redaction bypassed")?;
+    }
     Ok(())
 }
 
@@ -165,15 +395,27 @@ pub(super) fn teams(out: &mut impl Write, teams: &[pb::Team], json: bool) -> Res
     let rows: Vec<Vec<String>> = teams
         .iter()
         .map(|t| {
+            let l = t.limits.clone().unwrap_or_default();
             vec![
                 t.team_id.clone(),
                 t.alias.clone(),
                 list(&t.models),
+                opt(l.rpm_limit),
+                opt(l.tpm_limit),
+                opt(l.max_parallel_requests),
+                budget(t.limits.as_ref()),
+                if t.blocked { "blocked" } else { "active" }.to_owned(),
                 short_time(t.created_at_ms).unwrap_or_default(),
             ]
         })
         .collect();
-    table(out, &["TEAM_ID", "ALIAS", "MODELS", "CREATED"], &rows)
+    table(
+        out,
+        &[
+            "TEAM_ID", "ALIAS", "MODELS", "RPM", "TPM", "PARALLEL", "BUDGET", "STATUS", "CREATED",
+        ],
+        &rows,
+    )
 }
 
 /// `team_ref` is the team as the admin named it (id or alias).
@@ -197,6 +439,9 @@ pub(super) fn key_created(
                 models: &key.models,
                 last4: &key.last4,
                 created_at: time(key.created_at_ms),
+                blocked: key.blocked,
+                limits: key.limits.as_ref().into(),
+                metadata: json_value(&key.metadata_json),
             },
         );
     }
@@ -220,25 +465,64 @@ pub(super) fn key_created(
         out,
         "Copy it now: this is the only time the key is shown (only its hash is stored)."
     )?;
+    key_details(out, &key)
+}
+
+fn key_details(out: &mut impl Write, key: &pb::Key) -> Result<(), CliError> {
     if let Some(user) = non_empty(&key.user_id) {
-        writeln!(out, "user:    {user}")?;
+        writeln!(out, "user:     {user}")?;
     }
     if let Some(alias) = non_empty(&key.key_alias) {
-        writeln!(out, "alias:   {alias}")?;
+        writeln!(out, "alias:    {alias}")?;
     }
     writeln!(
         out,
-        "expires: {}",
+        "expires:  {}",
         time(key.expires_at_ms).unwrap_or_else(|| "never".into())
     )?;
     writeln!(
         out,
-        "models:  {}",
+        "models:   {}",
         if key.models.is_empty() {
             "team's".into()
         } else {
             list(&key.models)
         }
+    )?;
+    if key.limits.is_some() {
+        limit_lines(out, key.limits.as_ref())?;
+    }
+    if let Some(s) = &key.spend {
+        writeln!(out, "spend:    {}", spend_line(s, key.limits.as_ref()))?;
+    }
+    if key.metadata_json != "{}" && !key.metadata_json.is_empty() {
+        writeln!(out, "metadata: {}", key.metadata_json)?;
+    }
+    Ok(())
+}
+
+/// One key after `action` ("Updated", "Blocked", … or "Key" to show it).
+pub(super) fn key(
+    out: &mut impl Write,
+    k: &pb::Key,
+    action: &str,
+    json: bool,
+) -> Result<(), CliError> {
+    if json {
+        return json_line(out, &KeyJson::from(k));
+    }
+    let what = if action == "Key" {
+        "Key".to_owned()
+    } else {
+        format!("{action} key")
+    };
+    writeln!(out, "{what} {} ({})", k.public_id, status(k))?;
+    writeln!(out, "team:     {}", k.team_id)?;
+    key_details(out, k)?;
+    writeln!(
+        out,
+        "last used: {}",
+        time(k.last_used_at_ms).unwrap_or_else(|| "never".into())
     )?;
     Ok(())
 }
@@ -271,6 +555,7 @@ pub(super) fn keys_table(
                 status(k).to_owned(),
                 short_time(k.created_at_ms).unwrap_or_default(),
                 short_time(k.expires_at_ms).unwrap_or_else(|| "never".into()),
+                short_time(k.last_used_at_ms).unwrap_or_else(|| "never".into()),
             ]
         })
         .collect();
@@ -285,6 +570,7 @@ pub(super) fn keys_table(
             "STATUS",
             "CREATED",
             "EXPIRES",
+            "LAST_USED",
         ],
         &rows,
     )
@@ -300,6 +586,168 @@ pub(super) fn key_revoked(out: &mut impl Write, k: &pb::Key, json: bool) -> Resu
         k.public_id,
         time(k.revoked_at_ms).unwrap_or_default()
     )?;
+    Ok(())
+}
+
+pub(super) fn user(
+    out: &mut impl Write,
+    u: &pb::User,
+    heading: &str,
+    json: bool,
+) -> Result<(), CliError> {
+    if json {
+        return json_line(out, &UserJson::from(u));
+    }
+    writeln!(out, "{heading} {}", u.user_id)?;
+    limit_lines(out, u.limits.as_ref())?;
+    if let Some(s) = &u.spend {
+        writeln!(out, "spend:    {}", spend_line(s, u.limits.as_ref()))?;
+    }
+    Ok(())
+}
+
+pub(super) fn users(out: &mut impl Write, users: &[pb::User], json: bool) -> Result<(), CliError> {
+    if json {
+        let items: Vec<UserJson<'_>> = users.iter().map(UserJson::from).collect();
+        return json_line(out, &items);
+    }
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            let l = u.limits.clone().unwrap_or_default();
+            vec![
+                u.user_id.clone(),
+                opt(l.rpm_limit),
+                opt(l.tpm_limit),
+                opt(l.max_parallel_requests),
+                budget(u.limits.as_ref()),
+                u.spend
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |s| s.spend.to_string()),
+                short_time(u.created_at_ms).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "USER", "RPM", "TPM", "PARALLEL", "BUDGET", "SPEND", "CREATED",
+        ],
+        &rows,
+    )
+}
+
+pub(super) fn model(
+    out: &mut impl Write,
+    m: &pb::Model,
+    heading: &str,
+    json: bool,
+) -> Result<(), CliError> {
+    if json {
+        return json_line(out, &ModelJson::from(m));
+    }
+    let j = ModelJson::from(m);
+    writeln!(out, "{heading} {}", m.name)?;
+    writeln!(out, "upstream model: {}", j.upstream_model)?;
+    writeln!(out, "cluster:        {}", j.cluster.unwrap_or("(default)"))?;
+    writeln!(
+        out,
+        "price per 1M tokens: input {}, output {}",
+        m.input_cost_per_mtok, m.output_cost_per_mtok
+    )?;
+    if let Some(n) = j.default_max_tokens {
+        writeln!(out, "default max tokens: {n}")?;
+    }
+    Ok(())
+}
+
+pub(super) fn models(
+    out: &mut impl Write,
+    models: &[pb::Model],
+    json: bool,
+) -> Result<(), CliError> {
+    if json {
+        let items: Vec<ModelJson<'_>> = models.iter().map(ModelJson::from).collect();
+        return json_line(out, &items);
+    }
+    let rows: Vec<Vec<String>> = models
+        .iter()
+        .map(|m| {
+            let j = ModelJson::from(m);
+            vec![
+                m.name.clone(),
+                j.upstream_model.to_owned(),
+                j.cluster.unwrap_or("(default)").to_owned(),
+                m.input_cost_per_mtok.to_string(),
+                m.output_cost_per_mtok.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &["NAME", "UPSTREAM_MODEL", "CLUSTER", "INPUT/1M", "OUTPUT/1M"],
+        &rows,
+    )
+}
+
+pub(super) fn spend(out: &mut impl Write, r: &pb::SpendReport, json: bool) -> Result<(), CliError> {
+    let current = r.current.unwrap_or_default();
+    if json {
+        return json_line(
+            out,
+            &SpendReportJson {
+                scope: &r.scope,
+                id: &r.id,
+                spend: current.spend,
+                window_start: time(current.window_start_ms),
+                reset_at: time(current.window_reset_at_ms),
+                exhausted: current.exhausted,
+                total_spend: r.total_spend,
+                limits: r.limits.as_ref().into(),
+                history: r
+                    .history
+                    .iter()
+                    .map(|d| DayJson {
+                        day: &d.day,
+                        spend: d.spend,
+                        requests: d.requests,
+                        tokens_in: d.tokens_in,
+                        tokens_out: d.tokens_out,
+                    })
+                    .collect(),
+            },
+        );
+    }
+    writeln!(out, "Spend of {} {}", r.scope, r.id)?;
+    writeln!(out, "budget:  {}", budget(r.limits.as_ref()))?;
+    writeln!(
+        out,
+        "current: {} since {}",
+        spend_line(&current, r.limits.as_ref()),
+        time(current.window_start_ms).unwrap_or_else(|| "the start".into())
+    )?;
+    writeln!(out, "total:   {}", r.total_spend)?;
+    if !r.history.is_empty() {
+        writeln!(out)?;
+        let rows: Vec<Vec<String>> = r
+            .history
+            .iter()
+            .map(|d| {
+                vec![
+                    d.day.clone(),
+                    d.spend.to_string(),
+                    d.requests.to_string(),
+                    d.tokens_in.to_string(),
+                    d.tokens_out.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            out,
+            &["DAY", "SPEND", "REQUESTS", "TOKENS_IN", "TOKENS_OUT"],
+            &rows,
+        )?;
+    }
     Ok(())
 }
 
@@ -326,13 +774,16 @@ mod tests {
     }
 
     #[test]
-    fn key_status_includes_expiry() {
+    fn key_status_includes_blocking_and_expiry() {
         let mut k = pb::Key {
             expires_at_ms: 1,
             ..Default::default()
         };
         assert_eq!(status(&k), "expired");
+        k.blocked = true;
+        assert_eq!(status(&k), "blocked");
         k.expires_at_ms = 0;
+        k.blocked = false;
         assert_eq!(status(&k), "active");
         k.revoked = true;
         assert_eq!(status(&k), "revoked");
@@ -346,6 +797,11 @@ mod tests {
                 team_id: "team_x".into(),
                 last4: "wxyz".into(),
                 created_at_ms: 1_000,
+                metadata_json: r#"{"env":"prod"}"#.into(),
+                limits: Some(pb::LimitSettings {
+                    rpm_limit: Some(5),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             secret: "sk-mg-abcdefghijkl-secret".into(),
@@ -358,6 +814,33 @@ mod tests {
         assert_eq!(v["team_id"], "team_x");
         assert!(v["user_id"].is_null());
         assert!(v["expires_at"].is_null());
+        assert_eq!(v["rpm_limit"], 5);
+        assert!(v["max_budget"].is_null());
+        assert_eq!(v["metadata"]["env"], "prod");
         assert!(out.ends_with(b"}\n"));
+    }
+
+    #[test]
+    fn budgets_read_as_amount_and_period() {
+        let settings = |max: Option<f64>, d: Option<&str>, r: Option<&str>| pb::LimitSettings {
+            max_budget: max,
+            budget_duration: d.map(str::to_owned),
+            budget_reset: r.map(str::to_owned),
+            ..Default::default()
+        };
+        assert_eq!(budget(None), "-");
+        assert_eq!(budget(Some(&settings(None, None, None))), "-");
+        assert_eq!(
+            budget(Some(&settings(Some(10.0), Some("30d"), Some("rolling")))),
+            "10 per 30d"
+        );
+        assert_eq!(
+            budget(Some(&settings(Some(2.5), None, Some("calendar-month")))),
+            "2.5 per calendar-month"
+        );
+        assert_eq!(
+            budget(Some(&settings(Some(1.0), None, Some("rolling")))),
+            "1 (never resets)"
+        );
     }
 }
