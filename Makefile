@@ -27,7 +27,9 @@ LISTEN_PORT ?= 8080
 ADMIN_PORT ?= 9901
 GRPC_PORT ?= 50051
 HTTP_PORT ?= 8081
-export UPSTREAM_URL LISTEN_PORT ADMIN_PORT GRPC_PORT HTTP_PORT
+# The model route `make run` registers (the name clients send).
+MODEL ?= smollm2-135m
+export UPSTREAM_URL LISTEN_PORT ADMIN_PORT GRPC_PORT HTTP_PORT MODEL
 
 .PHONY: help setup test-deps build run test lint fmt
 
