@@ -149,7 +149,7 @@ pub fn cost_nano(route: &ModelRoute, prompt_tokens: u64, completion_tokens: u64)
         .saturating_add(part(completion_tokens, route.output_cost_per_mtok))
 }
 
-/// The OpenAI model object of `GET /v1/models` and `GET /v1/models/{id}`.
+/// An OpenAI model object, as `GET /v1/models` lists it.
 #[derive(Debug, Serialize)]
 struct OpenAiModel<'a> {
     id: &'a str,
@@ -180,11 +180,6 @@ pub fn openai_list(routes: &[&ModelRoute]) -> Vec<u8> {
         object: "list",
         data: routes.iter().map(|route| OpenAiModel::of(route)).collect(),
     })
-}
-
-/// `GET /v1/models/{id}`.
-pub fn openai_model(route: &ModelRoute) -> Vec<u8> {
-    to_json(&OpenAiModel::of(route))
 }
 
 /// Ollama's `GET /api/tags`: `{"models":[{"name","model",…}]}`, with the public names.
@@ -356,8 +351,6 @@ mod tests {
         let tags: Value = serde_json::from_slice(&ollama_tags(&routes)).unwrap();
         assert_eq!(tags["models"][0]["name"], "qwen2.5-7b");
         assert_eq!(tags["models"][0]["model"], "qwen2.5-7b");
-        let one: Value = serde_json::from_slice(&openai_model(routes[0])).unwrap();
-        assert_eq!(one["id"], "qwen2.5-7b");
     }
 
     #[test]

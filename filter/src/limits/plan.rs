@@ -210,13 +210,6 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty()
     }
-
-    /// Whether any scope limits tokens or money, i.e. whether the body's size matters.
-    pub fn meters_tokens(&self) -> bool {
-        self.scopes
-            .iter()
-            .any(|s| s.limits.tpm.is_some() || s.limits.budget.is_some())
-    }
 }
 
 #[cfg(test)]
@@ -305,7 +298,6 @@ mod tests {
             plan.scopes[1].scope.shared_key(),
             "modelgate.v1.limits.user.u@example.com"
         );
-        assert!(plan.meters_tokens());
     }
 
     #[test]
