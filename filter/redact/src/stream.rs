@@ -3,7 +3,9 @@
 //! `StreamRedactor` is fed text deltas (SSE `content` pieces or raw chunks) and returns the
 //! text that is safe to emit: everything except the tail that could still be part of a value
 //! (the last word, a run of capitalised words or digit groups before it, an unterminated PEM
-//! block, a partial placeholder). Already-emitted text is kept as left context (at most
+//! block, a partial placeholder). Words are split at whitespace, but a run may also begin inside
+//! a token, after punctuation or non-ASCII text ("the,Ludwig", "こんにちはBlue"), since the
+//! detectors' word boundaries fall there too. Already-emitted text is kept as left context (at most
 //! `CONTEXT_KEEP` bytes) so cue words and context words before a value still count. The
 //! concatenated output equals `Redactor::redact` of the whole text, whatever the split points,
 //! as long as no single value is longer than `MAX_HOLD`.
@@ -102,7 +104,9 @@ impl StreamRedactor {
         let cut = cut.max(ctx);
         let fresh: Vec<Candidate> = spans
             .into_iter()
-            .filter(|c| c.end > ctx && c.start < cut)
+            // Only spans with some part in the emitted range `ctx..cut`: a value that began in
+            // the context is not masked again (or counted again) for an empty range.
+            .filter(|c| c.end.min(cut) > c.start.max(ctx))
             .collect();
         let mut out = String::with_capacity(cut - ctx);
         redactor.apply(
@@ -147,6 +151,12 @@ fn hold_from(redactor: &Redactor, text: &str, floor: usize) -> usize {
             break;
         }
         if !first && !redactor.chainable(&text[i..end]) {
+            // The detectors' words also end at punctuation and non-ASCII text ("the,Ludwig",
+            // "こんにちはBlue"), so a value can start inside this whitespace-delimited token:
+            // hold its longest chainable tail and end the chain there.
+            if let Some(k) = chainable_tail(redactor, text, i, end) {
+                hold = k;
+            }
             break;
         }
         first = false;
@@ -163,6 +173,22 @@ fn hold_from(redactor: &Redactor, text: &str, floor: usize) -> usize {
         }
     }
     hold.max(floor)
+}
+
+/// The start of the longest tail of `text[from..end]` that begins after a character the
+/// detectors do not count as part of an ASCII word (punctuation, CJK, other non-ASCII) and is
+/// itself chainable. Over-approximates the detectors' word starts, so it may hold a little more
+/// than needed but never less.
+fn chainable_tail(redactor: &Redactor, text: &str, from: usize, end: usize) -> Option<usize> {
+    let mut prev_breaks = false;
+    for (off, c) in text[from..end].char_indices() {
+        let k = from + off;
+        if prev_breaks && redactor.chainable(&text[k..end]) {
+            return Some(k);
+        }
+        prev_breaks = !c.is_ascii_alphanumeric();
+    }
+    None
 }
 
 /// Restores placeholders in a streamed answer, holding back a partial `<PERSON_` until it is

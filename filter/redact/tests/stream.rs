@@ -88,8 +88,16 @@ fn char_boundaries(text: &str) -> Vec<usize> {
         .collect()
 }
 
+/// 96 by default; `PROPTEST_CASES` overrides it (`with_cases` alone would ignore it).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(96)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn every_split_point_matches_whole(text in text_strategy()) {
@@ -188,4 +196,46 @@ fn split_placeholder_is_restored() {
     out.push_str(&s.push("ON_1>, welcome", &map));
     out.push_str(&s.finish(&map));
     assert_eq!(out, "Hello Priya Raman, welcome");
+}
+
+/// Values glued to punctuation or CJK text ("the,Ludwig", "こんにちはBlue"): the detectors'
+/// words end there, so the stream must hold the tail of such a token back. Found by proptest.
+#[test]
+fn value_after_punctuation_or_cjk_matches_whole() {
+    for text in [
+        "the,Ludwig van Beethoven ",
+        "my name is john smith,Will Smith ",
+        "こんにちはBlue Falcon ",
+        "the.Priya Raman ",
+        "report(Blue Falcon) ",
+        "ünïcödé 🙂Will Smith ",
+    ] {
+        let whole = redactor().redact(text, Phase::Request, &mut PlaceholderMap::new());
+        let bounds = char_boundaries(text);
+        // One character at a time.
+        let chars: Vec<&str> = bounds.windows(2).map(|w| &text[w[0]..w[1]]).collect();
+        let (out, _, entities) = stream_redact(&chars);
+        assert_eq!(out, whole.text, "{text:?} by characters");
+        assert_eq!(entities, whole.entities, "{text:?} by characters");
+        for &i in &bounds {
+            let (out, _, entities) = stream_redact(&[&text[..i], &text[i..]]);
+            assert_eq!(out, whole.text, "{text:?} split at {i}");
+            assert_eq!(entities, whole.entities, "{text:?} split at {i}");
+        }
+    }
+}
+
+#[test]
+fn deny_term_after_cjk_never_leaks() {
+    let r = redactor();
+    let mut map = PlaceholderMap::new();
+    let mut s = StreamRedactor::new(Phase::Request);
+    let mut out = String::new();
+    for c in ["こんにちはBlue", " ", "Fal", "con", " "] {
+        let piece = s.push(r, c, &mut map);
+        assert!(!piece.contains("Blue"), "{piece:?}");
+        out.push_str(&piece);
+    }
+    out.push_str(&s.finish(r, &mut map));
+    assert_eq!(out, "こんにちは<CODENAME> ");
 }
