@@ -68,6 +68,10 @@ fn ssn() {
     assert_found("SSN 123-45-6789", "US_SSN", "123-45-6789");
     assert_found("ssn: 536 22 8726", "US_SSN", "536 22 8726");
     assert_found("social security number 536228726", "US_SSN", "536228726");
+    // A value right after a time or before one is still found: only the glued group is dropped.
+    assert_found("at 10:30:00 123-45-6789", "US_SSN", "123-45-6789");
+    assert_found("123-45-6789 10:30 today", "US_SSN", "123-45-6789");
+    assert_found("call 10:30:00 415-555-2671", "PHONE_NUMBER", "415-555-2671");
     for neg in [
         "000-12-3456",
         "666-12-3456",

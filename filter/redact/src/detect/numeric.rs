@@ -72,13 +72,50 @@ pub(crate) fn scan(text: &str, cfg: NumericConfig, out: &mut Vec<Candidate>) {
                     && b[end + 1].is_ascii_digit()));
         let prev_glued =
             start > 0 && matches!(b[start - 1], b'.' | b':' | b'/' | b'-' | b'$' | b'#' | b',');
+        // A glued group belongs to the chain beside it, but a value may follow or precede it
+        // after a space ("10:30:00 123-45-6789"): only the space-separated part next to the
+        // chain is dropped, never the rest of the run.
+        let (lo, hi) = unglued_span(b, start, end, prev_glued, glued);
         // Every value has at least four digits (an IPv4 address); most runs are years and counts.
-        let digits = b[start..end].iter().filter(|c| c.is_ascii_digit()).count();
-        if !glued && !prev_glued && digits >= 4 {
-            classify(text, start, end, cfg, out);
+        let digits = b[lo..hi].iter().filter(|c| c.is_ascii_digit()).count();
+        if digits >= 4 {
+            classify(text, lo, hi, cfg, out);
         }
         i = end.max(i + 1);
     }
+}
+
+/// The part of the run `start..end` left once the space-separated piece glued to a chain
+/// before it (`prev_glued`) or after it (`glued`) is cut off; empty when nothing is left.
+fn unglued_span(
+    b: &[u8],
+    start: usize,
+    end: usize,
+    prev_glued: bool,
+    glued: bool,
+) -> (usize, usize) {
+    let mut lo = start;
+    let mut hi = end;
+    if prev_glued {
+        lo = match b[start..end].iter().position(|&c| c == b' ') {
+            Some(k) => start + k + 1,
+            None => end,
+        };
+    }
+    if glued && lo < hi {
+        hi = match b[lo..hi].iter().rposition(|&c| c == b' ') {
+            Some(k) => lo + k,
+            None => lo,
+        };
+    }
+    // Separators left at either edge are not part of a value.
+    while lo < hi && !b[lo].is_ascii_digit() && !matches!(b[lo], b'+' | b'(') {
+        lo += 1;
+    }
+    while hi > lo && !b[hi - 1].is_ascii_digit() {
+        hi -= 1;
+    }
+    (lo, hi.max(lo))
 }
 
 /// End of the run that starts at digit `i`: digits joined by at most two separators.
