@@ -351,3 +351,85 @@ async fn time_to_first_token_with_reversible_mode() {
         "reversible mode holds the first token back: {measured:?}"
     );
 }
+
+#[tokio::test]
+async fn a_large_prompt_is_checked_whole_and_one_past_the_limit_is_refused() {
+    let stack = ScriptedStack::start().await;
+    let key = stack
+        .key("large-team", policy(r#"{"default_action": "mask"}"#))
+        .await;
+    // Many body chunks through Envoy; a value near the end must still be found.
+    let filler = "All quiet on the western front. ".repeat(20_000);
+    let prompt = format!("{filler} Mail me at late.value@example.com please.");
+    stack
+        .upstream
+        .script(Script::json(200, &chat_answer("ok", Some((1, 1)))));
+    let answer = post(&stack, &key, &chat(&prompt, false)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let received = stack.upstream.last_json();
+    let content = received["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("All quiet") && content.ends_with("Mail me at <EMAIL_ADDRESS> please.")
+    );
+    assert_eq!(
+        content.len(),
+        filler.len() + " Mail me at <EMAIL_ADDRESS> please.".len()
+    );
+
+    let before = stack.upstream.requests().len();
+    let too_large = format!("{} x@example.com", "word ".repeat(200_001));
+    let answer = post(&stack, &key, &chat(&too_large, false)).await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    let error: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(error["error"]["code"], "request_too_large", "{error}");
+    assert_eq!(
+        stack.upstream.requests().len(),
+        before,
+        "nothing went upstream"
+    );
+    let record = stack.record(&answer.request_id).await;
+    assert_eq!(record["reason"], "redaction_body_too_large", "{record}");
+}
+
+/// Latency added by redaction for a 4 KB prompt: p50/p99 over the same scripted answer with
+/// a masking team and a team without a policy, requests interleaved.
+#[tokio::test]
+async fn latency_added_by_redaction_for_a_4kb_prompt() {
+    let stack = ScriptedStack::start().await;
+    let plain = stack.key("latency-plain", TeamSettings::default()).await;
+    let masked = stack
+        .key("latency-masked", policy(r#"{"default_action": "mask"}"#))
+        .await;
+    let sentence = "Dear Priya Raman, the shipment to 221B Baker Street left on Monday; call +1 415 555 0132 or mail ops@example.com. ";
+    let prompt: String = sentence.repeat(4096 / sentence.len() + 1)[..4096].to_string();
+    let body = chat(&prompt, false);
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..120 {
+        for (i, key) in [&plain, &masked].into_iter().enumerate() {
+            stack
+                .upstream
+                .script(Script::json(200, &chat_answer("ok", Some((900, 1)))));
+            let started = Instant::now();
+            let answer = post(&stack, key, &body).await;
+            assert_eq!(answer.status, 200);
+            if round >= 20 {
+                times[i].push(started.elapsed());
+            }
+        }
+    }
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 * p).ceil() as usize).saturating_sub(1)]
+    };
+    let [mut off, mut on] = times;
+    let (off50, off99, on50, on99) = (
+        pct(&mut off, 0.5),
+        pct(&mut off, 0.99),
+        pct(&mut on, 0.5),
+        pct(&mut on, 0.99),
+    );
+    println!(
+        "4 KB prompt through Envoy, redaction off: p50 {off50:?} p99 {off99:?}; mask: p50 {on50:?} p99 {on99:?}; added p50 {:?}",
+        on50.saturating_sub(off50)
+    );
+}

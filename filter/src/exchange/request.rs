@@ -92,7 +92,7 @@ pub(super) fn redact_prompt(
 }
 
 /// The most prompt text an audit record keeps; records stay compact.
-pub(super) const RECORD_PROMPT_BYTES: usize = 8 * 1024;
+const RECORD_PROMPT_BYTES: usize = 8 * 1024;
 
 /// The prompt for the audit record: the content fields of the body as sent upstream (already
 /// redacted by the team's policy, if any), each masked again with every built-in type so no

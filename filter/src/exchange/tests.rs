@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use modelgate_proto::v1::{PolicySnapshot, RequestStatus, TeamPolicy, UsageRecord};
+use modelgate_redact::Redactor;
 use prost::Message;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -920,4 +921,88 @@ fn comments_between_split_events_do_not_release_held_text() {
     let got = String::from_utf8(got).unwrap();
     assert!(!got.contains("leak"), "{got}");
     assert!(got.contains(": keep-alive"));
+}
+
+// ---- recorded streams (llama-server), split at every byte ----
+
+const RECORDED: &[u8] =
+    include_bytes!("../../tests/fixtures/streams/llama-chat-a-stream-usage.sse");
+
+/// What a team with a response policy and a reversible request value puts on a stream.
+struct Rewriting {
+    redactor: Rc<Redactor>,
+    map: PlaceholderMap,
+}
+
+impl Rewriting {
+    fn new() -> Self {
+        let redactor =
+            Redactor::from_json(r#"{"direction": "response", "entities": {"PERSON": "off"}}"#)
+                .unwrap();
+        let mut map = PlaceholderMap::new();
+        // A value the request had: the answer is watched for its placeholder all along.
+        let requester = Redactor::from_json(r#"{"entities": {"PERSON": "reversible"}}"#).unwrap();
+        requester.redact("Dear Priya Raman", Phase::Request, &mut map);
+        assert!(!map.is_empty());
+        Self {
+            redactor: Rc::new(redactor),
+            map,
+        }
+    }
+
+    /// A client's view of `RECORDED`, fed in two pieces cut at `cut`.
+    fn client_view(&self, cut: usize, redact: bool) -> (Vec<u8>, TokenUsage) {
+        let redactor = redact.then(|| Rc::clone(&self.redactor));
+        let rewrite = TextRewrite::new(redactor, self.map.clone());
+        let mut stream =
+            ResponseStream::new(StreamFormat::Sse, true, rewrite, DEFAULT_MAX_RECORD_BYTES);
+        let (a, b) = RECORDED.split_at(cut);
+        let mut out = stream.push(a);
+        out.extend(stream.push(b));
+        out.extend(stream.finish());
+        (out, stream.usage().usage(1))
+    }
+}
+
+#[test]
+fn a_recorded_stream_split_anywhere_gives_the_same_answer_and_counts() {
+    let rewriting = Rewriting::new();
+    let (whole, usage) = rewriting.client_view(0, false);
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.estimated
+        ),
+        (35, 22, false)
+    );
+    let (events, text) = client_events(&whole);
+    let (_, upstream_text) = client_events(RECORDED);
+    assert_eq!(
+        text, upstream_text,
+        "nothing to restore: the text is the model's"
+    );
+    assert!(
+        !events.iter().any(|e| e.contains("\"usage\"")),
+        "hidden usage chunk"
+    );
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    for cut in 1..RECORDED.len() {
+        let (out, split_usage) = rewriting.client_view(cut, false);
+        assert_eq!(out, whole, "cut at {cut}");
+        assert_eq!(split_usage, usage, "cut at {cut}");
+    }
+    let (redacted_whole, _) = rewriting.client_view(0, true);
+    assert_eq!(
+        client_events(&redacted_whole).1,
+        upstream_text,
+        "no PII in this answer"
+    );
+    for cut in (1..RECORDED.len()).step_by(97) {
+        assert_eq!(
+            rewriting.client_view(cut, true).0,
+            redacted_whole,
+            "cut at {cut}"
+        );
+    }
 }
