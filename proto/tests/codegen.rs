@@ -24,7 +24,11 @@ fn generate(out: &Path) {
         .out_dir(&messages)
         .compile_fds(fds.clone())
         .expect("messages generate");
-    std::fs::rename(messages.join("modelgate.v1.rs"), out.join("modelgate.v1.rs")).unwrap();
+    std::fs::rename(
+        messages.join("modelgate.v1.rs"),
+        out.join("modelgate.v1.rs"),
+    )
+    .unwrap();
 
     // Services only: the messages are "extern" so they are not generated twice.
     let services = out.join("services");
