@@ -72,6 +72,8 @@ fn ssn() {
     assert_found("at 10:30:00 123-45-6789", "US_SSN", "123-45-6789");
     assert_found("123-45-6789 10:30 today", "US_SSN", "123-45-6789");
     assert_found("call 10:30:00 415-555-2671", "PHONE_NUMBER", "415-555-2671");
+    // A dotted chain with a space inside is not an address, and never a panic.
+    assert_none("version 1.2.3 .4111 1111 1111 1112 ", "IP_ADDRESS");
     assert_found(
         "at 10:30:00 (415) 555-2671 +44 20 7946 0958",
         "PHONE_NUMBER",

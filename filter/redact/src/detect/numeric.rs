@@ -328,6 +328,7 @@ fn ipv4_valid(run: &[u8]) -> bool {
     run.split(|&c| c == b'.').all(|octet| {
         !octet.is_empty()
             && octet.len() <= 3
+            && octet.iter().all(u8::is_ascii_digit)
             && !(octet.len() > 1 && octet[0] == b'0')
             && octet
                 .iter()
