@@ -1,20 +1,29 @@
-//! Modelgate control plane: the source of truth for teams and keys, the policy snapshots
-//! filters poll, the usage they report, the admin gRPC API and the `modelgate` CLI.
+//! Modelgate control plane: the source of truth for teams, keys, users, model routes and
+//! budgets, the policy snapshots filters poll, the usage they report, the admin APIs (gRPC and
+//! LiteLLM-compatible REST) and the `modelgate` CLI.
 //!
 //! Lint policy: the workspace's (`[workspace.lints]`): no `unsafe`, no unwrap/expect/panic
 //! outside tests.
 //!
 //! Where things live:
-//! - [`domain`]: teams, keys, usage and the rules for valid input; [`keys`] mints and hashes
-//!   virtual keys and parses expiry; [`clock`] has timestamps and `30d`-style durations.
-//! - [`store`]: one trait per concern (`TeamStore`, `KeyStore`, `UsageStore`, `PolicyStore`),
-//!   SQL written once in `store/sql.rs` and run by SQLite and PostgreSQL, migrations per
-//!   backend in `store/migrations/`. A new policy table or column: add migration `000N_…` for
-//!   both backends, extend a trait and the shared SQL, bump the version in the same
-//!   transaction, then add a case to `tests/store.rs` (it runs against both backends).
+//! - [`domain`]: teams, keys, users, model routes, usage, the rules for valid input and for
+//!   applying changes; [`limits`] (rate limits, budgets, a key only narrowing its team),
+//!   [`budget`] (rolling and calendar windows), [`allowlist`] (segment-safe wildcards);
+//!   [`keys`] mints and hashes virtual keys and parses expiry; [`clock`] has timestamps and
+//!   `30d`-style durations.
+//! - [`store`]: one trait per concern (`TeamStore`, `KeyStore`, `UserStore`, `ModelStore`,
+//!   `SpendStore`, `UsageStore`, `PolicyStore`), SQL written once in `store/sql.rs` and run by
+//!   SQLite and PostgreSQL, migrations per backend in `store/migrations/`. A new policy table
+//!   or column: add migration `000N_…` for both backends, extend a trait and the shared SQL,
+//!   bump the version in the same transaction, then add a case to `tests/store.rs` (it runs
+//!   against both backends).
+//! - [`spend`]: each budget's spend in its current window, followed from the usage records;
+//!   resets windows on time and bumps the policy version when a budget's state changes.
 //! - [`snapshot`]: the `PolicySnapshot` filters poll, built once per policy version.
+//! - [`admin`]: the admin operations behind both [`grpc`]'s `AdminService` and [`rest`].
 //! - [`grpc`]: `AdminService` (master key) and `PolicyService` (data plane), reflection.
-//! - [`server`] (`modelgate serve`), [`http`] (`/ready`, `/healthz`), [`cli`] (admin commands).
+//! - [`server`] (`modelgate serve`), [`http`] (`/ready`, `/healthz`, the REST API), [`cli`]
+//!   (admin commands).
 
 pub mod admin;
 pub mod allowlist;

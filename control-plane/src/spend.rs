@@ -25,8 +25,8 @@ use tokio::sync::watch;
 
 use crate::budget::{Budget, Window};
 use crate::clock::Timestamp;
-use crate::domain::{PolicyState, ScopeKind};
-use crate::store::{Store, StoreResult};
+use crate::domain::ScopeKind;
+use crate::store::{BudgetState, Store, StoreResult};
 
 /// Records read per query while catching up.
 const PAGE: u32 = 5_000;
@@ -145,25 +145,6 @@ impl SpendReader<'_> {
     }
 }
 
-/// Every budget in the policy, by scope.
-fn budgets_of(state: &PolicyState) -> Vec<(ScopeKind, &str, Budget)> {
-    let teams = state
-        .teams
-        .iter()
-        .filter_map(|t| Some((ScopeKind::Team, t.id.as_str(), t.limits.budget?)));
-    // Revoked keys never spend again.
-    let keys = state
-        .keys
-        .iter()
-        .filter(|k| k.status == crate::domain::KeyStatus::Active)
-        .filter_map(|k| Some((ScopeKind::Key, k.public_id.as_str(), k.limits.budget?)));
-    let users = state
-        .users
-        .iter()
-        .filter_map(|u| Some((ScopeKind::User, u.id.as_str(), u.limits.budget?)));
-    teams.chain(keys).chain(users).collect()
-}
-
 /// Keeps a [`SpendTracker`] current; see the module docs.
 pub struct SpendSync<S> {
     store: S,
@@ -177,7 +158,7 @@ pub struct SpendSync<S> {
 impl<S: Store> SpendSync<S> {
     /// Loads every budget and its spend so far.
     pub async fn start(store: S, tracker: Arc<SpendTracker>, now: Timestamp) -> StoreResult<Self> {
-        let state = store.load_policy().await?;
+        let state = store.load_budgets().await?;
         let totals = store.budget_spend(now, None).await?;
         let spent: HashMap<(ScopeKind, &str), f64> = totals
             .spend
@@ -187,8 +168,9 @@ impl<S: Store> SpendSync<S> {
         {
             let mut budgets = tracker.write();
             *budgets = Budgets::default();
-            for (kind, id, budget) in budgets_of(&state) {
-                let spend = spent.get(&(kind, id)).copied().unwrap_or(0.0);
+            for (kind, id, budget) in &state.budgets {
+                let (kind, budget) = (*kind, *budget);
+                let spend = spent.get(&(kind, id.as_str())).copied().unwrap_or(0.0);
                 let mut t = Tracked {
                     budget,
                     window: budget.window_at(now),
@@ -196,11 +178,11 @@ impl<S: Store> SpendSync<S> {
                     published: None,
                 };
                 t.published = Some(t.published_state());
-                budgets.of_mut(kind).insert(id.to_owned(), t);
+                budgets.of_mut(kind).insert(id.clone(), t);
             }
         }
         tracing::info!(
-            budgets = budgets_of(&state).len(),
+            budgets = state.budgets.len(),
             upto_seq = totals.upto_seq,
             "spend tracking started"
         );
@@ -216,7 +198,7 @@ impl<S: Store> SpendSync<S> {
     pub async fn tick(&mut self, now: Timestamp) -> StoreResult<bool> {
         let version = self.store.policy_version().await?;
         if version != self.version {
-            let state = self.store.load_policy().await?;
+            let state = self.store.load_budgets().await?;
             self.follow(&state, now).await?;
             self.version = state.version;
         }
@@ -256,19 +238,19 @@ impl<S: Store> SpendSync<S> {
     /// Adopts the budgets of a new policy version. Budgets whose period and anchor are
     /// unchanged keep their window and spend (a new amount applies at once); the others get
     /// their current window's spend from the records counted so far.
-    async fn follow(&mut self, state: &PolicyState, now: Timestamp) -> StoreResult<()> {
-        let wanted = budgets_of(state);
+    async fn follow(&mut self, state: &BudgetState, now: Timestamp) -> StoreResult<()> {
         let mut next = Budgets::default();
         let mut unread = Vec::new();
         {
             let current = self.tracker.reader();
-            for (kind, id, budget) in wanted {
+            for (kind, id, budget) in &state.budgets {
+                let (kind, budget) = (*kind, *budget);
                 match current.0.of(kind).get(id) {
                     Some(t) if t.follows(&budget) => {
                         next.of_mut(kind)
-                            .insert(id.to_owned(), Tracked { budget, ..*t });
+                            .insert(id.clone(), Tracked { budget, ..*t });
                     }
-                    _ => unread.push((kind, id.to_owned(), budget)),
+                    _ => unread.push((kind, id.clone(), budget)),
                 }
             }
         }

@@ -133,6 +133,7 @@ suite!(
     users_are_created_updated_and_listed,
     model_routes_are_created_updated_and_deleted,
     usage_is_read_in_chain_order,
+    budgets_are_loaded_at_their_version_without_revoked_keys,
     budget_windows_sum_the_same_in_sql_and_rust,
     spend_history_groups_by_utc_day,
     spend_tracking_marks_exhaustion_and_resets_on_time,
@@ -1577,4 +1578,45 @@ async fn spend_tracking_follows_budget_changes_and_many_new_budgets<B: Backend>(
         .spend;
         assert_eq!(spent, if i < 5 { 0.25 } else { 0.0 }, "key {i}");
     }
+}
+
+async fn budgets_are_loaded_at_their_version_without_revoked_keys<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let now = Timestamp::now();
+    let mut ml = team("ml", &["*"]);
+    ml.limits = limits(budget(10.0, None, Some("calendar-day")), now);
+    store.create_team(&ml).await.unwrap();
+    store.create_team(&team("free", &["*"])).await.unwrap();
+    let kept = key_with(&store, "ml", |k| {
+        k.limits = limits(budget(1.0, Some("1h"), None), now);
+    })
+    .await;
+    let gone = key_with(&store, "ml", |k| {
+        k.limits = limits(budget(1.0, None, None), now);
+    })
+    .await;
+    key_with(&store, "free", |_| {}).await;
+    let ana = User {
+        id: "ana@example.com".into(),
+        limits: limits(budget(2.0, Some("7d"), None), now),
+        created_at: now,
+    };
+    store.create_user(&ana).await.unwrap();
+    store.revoke_key(&gone.public_id, now).await.unwrap();
+
+    let state = store.load_budgets().await.unwrap();
+    assert_eq!(state.version, store.policy_version().await.unwrap());
+    let mut budgets = state.budgets;
+    budgets.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut expected = vec![
+        (ScopeKind::Team, ml.id.clone(), ml.limits.budget.unwrap()),
+        (
+            ScopeKind::Key,
+            kept.public_id.clone(),
+            kept.limits.budget.unwrap(),
+        ),
+        (ScopeKind::User, ana.id.clone(), ana.limits.budget.unwrap()),
+    ];
+    expected.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(budgets, expected);
 }

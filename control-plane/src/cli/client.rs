@@ -16,6 +16,7 @@ use crate::master_key::{MasterKey, MasterKeyError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_RESPONSE_BYTES: usize = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -111,7 +112,9 @@ impl AdminClient {
         header.set_sensitive(true);
         let auth = BearerAuth(header);
         Ok(Self {
-            inner: AdminServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            // Listing 100k keys is tens of MB; tonic's default cap is 4 MiB.
+            inner: AdminServiceClient::with_interceptor(channel.clone(), auth.clone())
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
             audit: AuditServiceClient::with_interceptor(channel, auth),
         })
     }

@@ -9,6 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 
+use crate::budget::Budget;
 use crate::clock::Timestamp;
 use crate::domain::{
     ApiKey, DailySpend, KeyFilter, KeyPatch, ListedKey, ModelPatch, ModelRoute, NewKey,
@@ -198,8 +199,20 @@ pub struct BudgetSpend {
     pub spend: Vec<(ScopeKind, String, f64)>,
 }
 
-/// Spend read from the usage records (`usage_records`, in audit-chain order `seq`).
+/// Every budget in force, read at one policy version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BudgetState {
+    pub version: u64,
+    /// Teams, active keys and users that have a budget.
+    pub budgets: Vec<(ScopeKind, String, Budget)>,
+}
+
+/// Budgets, and spend read from the usage records (`usage_records`, in audit-chain order
+/// `seq`).
 pub trait SpendStore: Send + Sync {
+    /// The budgets of the current policy version (only the budget columns: cheaper than
+    /// loading the whole policy).
+    fn load_budgets(&self) -> impl Future<Output = StoreResult<BudgetState>> + Send;
     /// Up to `limit` records after chain position `after_seq`, in chain order. Positions are
     /// gapless and become visible in order (appends take turns on the chain head).
     fn usage_after(
