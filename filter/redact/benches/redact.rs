@@ -1,10 +1,11 @@
 //! Throughput of `Redactor::redact` on mixed prompts (prose, code, names and PII values) of
-//! 1 KB, 16 KB and 1 MB, single-threaded.
+//! 1 KB, 16 KB and 1 MB, single-threaded; and of `StreamRedactor` on a 16 KB answer fed in
+//! small chunks, as the filter redacts a streamed response.
 
 #![cfg(test)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use modelgate_redact::{Phase, PlaceholderMap, Redactor};
+use modelgate_redact::{Phase, PlaceholderMap, Redactor, StreamRedactor};
 
 const PARAGRAPHS: &[&str] = &[
     "Can you summarise the attached incident report? The outage started on Monday at 10:30 UTC when the load balancer in us-east-1 stopped passing health checks, version 2.14.3 of the ingress was rolled back after forty minutes. ",
@@ -45,5 +46,44 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Bytes per pushed delta: a few tokens, like one SSE `content` piece.
+const STREAM_CHUNK: usize = 64;
+
+fn bench_stream(c: &mut Criterion) {
+    // Streams are redacted in the response phase, so the policy must cover it.
+    let redactor =
+        Redactor::from_json(r#"{"direction": "both", "entities": {"PERSON": "reversible"}}"#)
+            .unwrap();
+    let text = prompt(16 * 1024);
+    let mut chunks = Vec::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let mut cut = STREAM_CHUNK.min(rest.len());
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let (chunk, tail) = rest.split_at(cut);
+        chunks.push(chunk);
+        rest = tail;
+    }
+    let mut group = c.benchmark_group("redact_stream");
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.bench_function(
+        BenchmarkId::new("16KB", format!("{STREAM_CHUNK}B_chunks")),
+        |b| {
+            b.iter(|| {
+                let mut map = PlaceholderMap::new();
+                let mut stream = StreamRedactor::new(Phase::Response);
+                let mut sent = 0;
+                for chunk in &chunks {
+                    sent += stream.push(&redactor, chunk, &mut map).len();
+                }
+                sent + stream.finish(&redactor, &mut map).len()
+            })
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_stream);
 criterion_main!(benches);
