@@ -16,9 +16,11 @@ pub(crate) const MAX_PLACEHOLDER_LEN: usize = 48;
 
 #[derive(Debug, Default, Clone)]
 pub struct PlaceholderMap {
-    by_value: HashMap<(EntityType, String), String>,
+    /// Per entity type (a handful per policy, so a list), each value's placeholder; a type's
+    /// next number is its count plus one. Looked up by `&str`, so a value seen again costs no
+    /// allocation.
+    by_value: Vec<(EntityType, HashMap<String, String>)>,
     by_placeholder: HashMap<String, String>,
-    counters: HashMap<EntityType, u32>,
     bytes: usize,
 }
 
@@ -37,21 +39,26 @@ impl PlaceholderMap {
 
     /// The placeholder for `value`, numbering a new one if needed; `None` once the map is full.
     pub(crate) fn placeholder(&mut self, entity: &EntityType, value: &str) -> Option<&str> {
-        let key = (entity.clone(), value.to_owned());
-        if !self.by_value.contains_key(&key) {
-            if self.by_placeholder.len() >= MAX_PLACEHOLDERS
-                || self.bytes + value.len() > MAX_PLACEHOLDER_BYTES
-            {
+        let full = self.by_placeholder.len() >= MAX_PLACEHOLDERS
+            || self.bytes + value.len() > MAX_PLACEHOLDER_BYTES;
+        let i = match self.by_value.iter().position(|(t, _)| t == entity) {
+            Some(i) => i,
+            None => {
+                self.by_value.push((entity.clone(), HashMap::new()));
+                self.by_value.len() - 1
+            }
+        };
+        let values = &mut self.by_value.get_mut(i)?.1;
+        if !values.contains_key(value) {
+            if full {
                 return None;
             }
-            let n = self.counters.entry(entity.clone()).or_insert(0);
-            *n += 1;
-            let ph = format!("<{}_{}>", entity.as_str(), n);
+            let ph = format!("<{}_{}>", entity.as_str(), values.len() + 1);
             self.bytes += value.len();
             self.by_placeholder.insert(ph.clone(), value.to_owned());
-            self.by_value.insert(key.clone(), ph);
+            values.insert(value.to_owned(), ph);
         }
-        self.by_value.get(&key).map(String::as_str)
+        values.get(value).map(String::as_str)
     }
 
     /// The original value behind a placeholder.
