@@ -73,12 +73,25 @@ impl Envoy {
         control_plane: SocketAddr,
         config: EnvoyConfig,
     ) -> Envoy {
+        let values = local_config_values(upstream, control_plane, &config);
+        let template = artifacts::repo_root().join("envoy/local.yaml.tmpl");
+        Self::start_from_template(&template, &values, config.concurrency).await
+    }
+
+    /// Starts Envoy from another template (e.g. the benchmark's router-only config), rendered
+    /// with `values`, which should set `LISTEN_PORT` and `ADMIN_PORT` to 0. Returns once the
+    /// admin interface says LIVE.
+    pub async fn start_from_template(
+        template: &Path,
+        values: &[(&str, String)],
+        concurrency: u32,
+    ) -> Envoy {
         let dir = tempfile::Builder::new()
             .prefix("modelgate-envoy-")
             .tempdir()
             .expect("temp dir");
         let config_path = dir.path().join("envoy.yaml");
-        render_local_config(&config_path, upstream, control_plane, &config);
+        render_template(template, values, &config_path);
         let admin_path = dir.path().join("admin.address");
         let log = new_log(dir.path(), "envoy.log");
 
@@ -86,7 +99,7 @@ impl Envoy {
         cmd.arg("-c")
             .arg(&config_path)
             .arg("--concurrency")
-            .arg(config.concurrency.to_string())
+            .arg(concurrency.to_string())
             // Envoys of parallel tests would otherwise fight over the hot-restart shared
             // memory of base id 0; a dynamic id is unique by construction.
             .arg("--use-dynamic-base-id")
@@ -167,21 +180,24 @@ impl Envoy {
         workers.into_iter().map(|(_, value)| value).collect()
     }
 
+    /// The Envoy process id (for reading its CPU time and memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Envoy's log so far (the filter logs through it).
     pub fn log(&self) -> String {
         self.process.log()
     }
 }
 
-/// Renders `envoy/local.yaml.tmpl` for this test's ports and artifacts.
-fn render_local_config(
-    out: &Path,
+/// The values `envoy/local.yaml.tmpl` needs for this test's ports and artifacts.
+fn local_config_values(
     upstream: SocketAddr,
     control_plane: SocketAddr,
     config: &EnvoyConfig,
-) {
-    let root = artifacts::repo_root();
-    let values = [
+) -> Vec<(&'static str, String)> {
+    vec![
         ("LISTEN_PORT", "0".to_string()),
         ("ADMIN_PORT", "0".to_string()),
         ("WASM_PATH", artifacts::wasm().display().to_string()),
@@ -195,8 +211,7 @@ fn render_local_config(
         ("CONTROL_PLANE_PORT", control_plane.port().to_string()),
         ("TICK_MS", config.tick_ms.to_string()),
         ("MAX_STALENESS_S", config.max_staleness_s.to_string()),
-    ];
-    render_template(&root.join("envoy/local.yaml.tmpl"), &values, out);
+    ]
 }
 
 /// Runs `scripts/render-envoy-config TEMPLATE NAME=value...` into `out`.

@@ -125,6 +125,11 @@ impl Process {
         .await;
     }
 
+    /// The operating system's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Fails the test, with the log, when the process is no longer running.
     pub fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {
