@@ -174,7 +174,11 @@ impl PersonDetector {
             match seq.last() {
                 Some(last) => {
                     let end = last.end;
-                    self.decide(text, &seq, out);
+                    // Only a run of name-like tokens can be a name; most capitalised words
+                    // ("The", "Monday", "API") are not, and need no look at their cues.
+                    if seq.iter().any(|t| could_name(t.kind)) {
+                        self.decide(text, &seq, out);
+                    }
                     i = end.max(i + 1);
                 }
                 None => i = skip_word(text, i),
@@ -414,6 +418,12 @@ fn nameish(k: Kind) -> bool {
             | Kind::Initial
             | Kind::Particle
     )
+}
+
+/// Whether `decide` may report a name for this token: the name-like kinds except a particle,
+/// which never starts a run (`decide` passes over it like a stop word).
+fn could_name(k: Kind) -> bool {
+    nameish(k) && k != Kind::Particle
 }
 
 /// The span of a run of name-like tokens that is a name, if any.
