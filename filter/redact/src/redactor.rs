@@ -282,13 +282,20 @@ impl Redactor {
         spans: &[Candidate],
     ) -> Vec<Entity> {
         let mut out = Vec::with_capacity(spans.len());
+        if spans.is_empty() {
+            return out;
+        }
+        // In ASCII text byte offsets are character offsets: one fast check over the text
+        // instead of counting the characters before every span.
+        let ascii = text.as_bytes().get(from..).is_some_and(<[u8]>::is_ascii);
+        let count = |s: &str| if ascii { s.len() } else { s.chars().count() };
         let mut byte = from;
         let mut chars = base_chars;
         for c in spans.iter().filter(|c| c.end > from) {
             let start = c.start.max(from);
-            chars += text[byte..start].chars().count();
+            chars += count(&text[byte..start]);
             let start_chars = chars;
-            chars += text[start..c.end].chars().count();
+            chars += count(&text[start..c.end]);
             byte = c.end;
             out.push(Entity {
                 entity_type: self.entity(c.slot).clone(),
