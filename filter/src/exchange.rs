@@ -35,9 +35,7 @@ use crate::audit::{BodyEnd, RecordDraft};
 use crate::endpoint::Endpoint;
 use crate::errors::Rejection;
 use crate::sse::DEFAULT_MAX_RECORD_BYTES;
-use crate::usage::{
-    estimate_prompt_tokens, request_stream_usage, IncludeUsage, StreamFormat, TokenUsage,
-};
+use crate::usage::{request_stream_usage, IncludeUsage, StreamFormat, TokenUsage};
 
 /// Whether the filter reads the request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +185,7 @@ impl Exchange {
                 return Err(Rejection::PiiBlocked(types));
             }
             if redaction.changed {
-                body.mark_changed();
+                body.mark_content_changed();
             }
         }
         let Some(value) = body.value_mut() else {
@@ -198,10 +196,11 @@ impl Exchange {
             self.hide_usage_chunk = true;
             body.mark_changed();
         }
+        // `stream_options` is no prompt text: only redaction changes the estimate.
+        self.prompt_estimate = body.prompt_tokens();
         let Some(value) = body.value_mut() else {
             return Ok(());
         };
-        self.prompt_estimate = estimate_prompt_tokens(value);
         if let Some(masker) = self.team.record_masker() {
             self.prompt_redacted = request::record_prompt(masker, value);
         }

@@ -264,12 +264,15 @@ impl RequestFlow {
     /// to the upstream's name).
     pub fn on_request_body(&mut self, host: &impl Host, body: &[u8]) -> BodyVerdict {
         let now_ms = host.now_ms();
-        let (model, aliased) = match self.admit_body(host, now_ms, body) {
+        let Admitted {
+            model,
+            aliased,
+            mut request,
+        } = match self.admit_body(host, now_ms, body) {
             Ok(admitted) => admitted,
             Err(rejection) => return BodyVerdict::Reject(self.refusal_reply(rejection)),
         };
         let outgoing = aliased.as_deref().unwrap_or(body);
-        let mut request = RequestBody::parse(outgoing);
         let mut edits = self.route(Some(&model));
         let sent = self
             .exchange
@@ -290,14 +293,13 @@ impl RequestFlow {
         }
     }
 
-    /// The body names a model this key may use, and the request fits its limits: returns the
-    /// model's public name and, for an alias, the body with only `model` rewritten.
+    /// The body names a model this key may use, and the request fits its limits.
     fn admit_body(
         &mut self,
         host: &impl Host,
         now_ms: i64,
         body: &[u8],
-    ) -> Result<(String, Option<Vec<u8>>), Rejection> {
+    ) -> Result<Admitted, Rejection> {
         let request = ModelRequest::parse(body).map_err(Rejection::BadRequestBody)?;
         self.draft.model_requested.clone_from(&request.model);
         let policy = self
@@ -312,7 +314,13 @@ impl RequestFlow {
             .admit(host, now_ms, Some((&request, route, endpoint)))?;
         let upstream = crate::models::upstream_name(route);
         let aliased = (upstream != request.model).then(|| request.with_model(body, upstream));
-        Ok((request.model, aliased))
+        let model = request.model.clone();
+        let prompt_tokens = request.prompt_tokens;
+        Ok(Admitted {
+            model,
+            aliased,
+            request: RequestBody::parsed(request.into_value(upstream), prompt_tokens),
+        })
     }
 
     /// Headers to set on the response: the request id, and for an admitted request the
@@ -435,6 +443,16 @@ impl HeaderEdits {
         self.set.extend(other.set);
         self.reroute |= other.reroute;
     }
+}
+
+/// A request body admission accepted.
+struct Admitted {
+    /// The model's public name.
+    model: String,
+    /// For an alias, the body with only `model` rewritten.
+    aliased: Option<Vec<u8>>,
+    /// The body as parsed (and estimated) by admission, `model` as sent upstream.
+    request: RequestBody,
 }
 
 /// Fills the record's identity and maps a refusal to its client answer.

@@ -4,21 +4,34 @@
 use modelgate_redact::{for_each_request_text, EntityType, Phase, PlaceholderMap, Redactor};
 use serde_json::Value;
 
+use crate::usage::estimate_prompt_tokens;
+
 /// A request body on its way upstream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestBody {
     /// The body, when it is a JSON object (anything else is forwarded as it came).
     value: Option<Value>,
     changed: bool,
+    /// The prompt estimate of `value`, while known (admission computed it, and no content
+    /// field changed since).
+    prompt_tokens: Option<u64>,
 }
 
 impl RequestBody {
     pub fn parse(raw: &[u8]) -> Self {
+        Self::new(serde_json::from_slice::<Value>(raw).ok(), None)
+    }
+
+    /// A body admission already parsed and estimated, so neither is done again.
+    pub fn parsed(value: Value, prompt_tokens: u64) -> Self {
+        Self::new(Some(value), Some(prompt_tokens))
+    }
+
+    fn new(value: Option<Value>, prompt_tokens: Option<u64>) -> Self {
         Self {
-            value: serde_json::from_slice::<Value>(raw)
-                .ok()
-                .filter(Value::is_object),
+            value: value.filter(Value::is_object),
             changed: false,
+            prompt_tokens,
         }
     }
 
@@ -30,6 +43,7 @@ impl RequestBody {
     /// serialized again.
     pub fn json_mut(&mut self) -> Option<&mut Value> {
         self.changed |= self.value.is_some();
+        self.prompt_tokens = None;
         self.value.as_mut()
     }
 
@@ -54,6 +68,21 @@ impl RequestBody {
 
     pub(super) fn mark_changed(&mut self) {
         self.changed = true;
+    }
+
+    /// A content field changed (redaction): the prompt is estimated again.
+    pub(super) fn mark_content_changed(&mut self) {
+        self.changed = true;
+        self.prompt_tokens = None;
+    }
+
+    /// Estimated prompt tokens of the body as it stands (0 when it is not a JSON object).
+    pub(super) fn prompt_tokens(&self) -> u64 {
+        match (self.prompt_tokens, &self.value) {
+            (Some(known), _) => known,
+            (None, Some(value)) => estimate_prompt_tokens(value),
+            (None, None) => 0,
+        }
     }
 }
 

@@ -40,7 +40,8 @@ impl BodyError {
     }
 }
 
-/// A parsed generation/embedding request, as far as admission cares.
+/// A parsed generation/embedding request, as far as admission cares, holding the parsed body
+/// so the exchange edits the same value instead of parsing the bytes again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRequest {
     pub model: String,
@@ -50,6 +51,8 @@ pub struct ModelRequest {
     /// bound (Ollama's negative "unlimited" values are no bound).
     pub max_tokens: Option<u64>,
     pub prompt_tokens: u64,
+    /// The whole body (a JSON object).
+    value: Value,
 }
 
 impl ModelRequest {
@@ -73,12 +76,25 @@ impl ModelRequest {
         let max_tokens = bound(object.get("max_tokens"))
             .or_else(|| bound(object.get("max_completion_tokens")))
             .or_else(|| bound(value.pointer("/options/num_predict")));
+        let prompt_tokens = estimate_prompt_tokens(&value);
         Ok(Self {
             model,
             model_span,
             max_tokens,
-            prompt_tokens: estimate_prompt_tokens(&value),
+            prompt_tokens,
+            value,
         })
+    }
+
+    /// The parsed body as sent upstream under `model`: the value that parsing
+    /// [`ModelRequest::with_model`]'s bytes would give.
+    pub fn into_value(mut self, model: &str) -> Value {
+        if model != self.model {
+            if let Some(slot) = self.value.get_mut("model") {
+                *slot = Value::String(model.to_owned());
+            }
+        }
+        self.value
     }
 
     /// `body` with only the `model` value replaced by `name`.
@@ -291,6 +307,25 @@ mod tests {
         let expected = String::from_utf8_lossy(body)
             .replace(r#""model" :"llama3.1-8b""#, r#""model" :"llama3.1:8b""#);
         assert_eq!(String::from_utf8(rewritten).unwrap(), expected);
+    }
+
+    /// The exchange edits the value admission parsed; it must be what the upstream would
+    /// parse from the rewritten bytes (escaped keys, nested `model`s and odd numbers included).
+    #[test]
+    fn the_value_matches_the_rewritten_bytes() {
+        let bodies: [&[u8]; 3] = [
+            br#"{ "stream" : true, "x": {"model": "inner"}, "model" :"a" , "n": 1.0e+2, "messages": [] }"#,
+            br#"{"mod\u0065l": "a", "z": [1, {"model": 2}]}"#,
+            br#"{"model": "a", "messages": [{"role": "user", "content": "hi"}]}"#,
+        ];
+        for body in bodies {
+            for name in ["a", "we\"ird:name"] {
+                let request = ModelRequest::parse(body).unwrap();
+                let rewritten = request.with_model(body, name);
+                let expected: Value = serde_json::from_slice(&rewritten).unwrap();
+                assert_eq!(request.into_value(name), expected, "{name} in {body:?}");
+            }
+        }
     }
 
     #[test]
