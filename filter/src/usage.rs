@@ -9,6 +9,7 @@
 mod estimate;
 #[cfg(test)]
 mod estimator_eval;
+mod reported;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -119,14 +120,27 @@ pub fn reported_usage(response: &Value) -> Option<ReportedUsage> {
 /// (`prompt_estimate` from `estimate_prompt_tokens` on the request; the completion from the
 /// generated text in the body).
 pub fn usage_from_response(body: &[u8], prompt_estimate: u64) -> Result<TokenUsage, UsageError> {
+    if let reported::Scanned::Object(Some(reported)) = reported::scan(body)? {
+        let completion_known = reported.completion_tokens.is_some()
+            || (reported.total_tokens.is_some() && reported.prompt_tokens.is_some());
+        if completion_known {
+            // The generated text would only feed an estimate `resolve` does not use.
+            return Ok(resolve(Some(reported), prompt_estimate, 0));
+        }
+    }
     let response: Value = serde_json::from_slice(body)?;
+    Ok(usage_of_value(&response, prompt_estimate))
+}
+
+/// [`usage_from_response`] on a parsed body, estimating from the generated text.
+fn usage_of_value(response: &Value, prompt_estimate: u64) -> TokenUsage {
     let mut generated = estimate::TextTally::default();
-    for_each_generated_text(&response, &mut |text| generated.push(text));
-    Ok(resolve(
-        reported_usage(&response),
+    for_each_generated_text(response, &mut |text| generated.push(text));
+    resolve(
+        reported_usage(response),
         prompt_estimate,
         generated.estimate(),
-    ))
+    )
 }
 
 /// Fills in what the upstream did not report. A missing count is derived from the total when
