@@ -2,7 +2,7 @@
 //! gRPC calls and counters. `wasm/` implements it with proxy-wasm hostcalls; tests use
 //! [`fake::FakeHost`]. Logging goes through the `log` crate, which `wasm/` routes to Envoy.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
@@ -39,6 +39,11 @@ pub struct GrpcCall<'a> {
 pub trait Host {
     /// Wall-clock time in milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+    /// Wall-clock time in microseconds since the Unix epoch, for timing work inside one
+    /// callback (e.g. a snapshot decode). Hosts with a finer clock than `now_ms` override it.
+    fn now_micros(&self) -> i64 {
+        self.now_ms().saturating_mul(1000)
+    }
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError>;
     fn get_shared_data(&self, key: &str) -> Result<SharedValue, HostError>;
     /// Writes `value`; with `cas`, only if the key still carries that token.
@@ -57,9 +62,18 @@ pub trait ServiceHost: Host {
 
 /// Milliseconds since the Unix epoch, saturating instead of wrapping for absurd clocks.
 pub fn unix_ms(time: SystemTime) -> i64 {
+    since_epoch(time, Duration::as_millis)
+}
+
+/// Microseconds since the Unix epoch, saturating like [`unix_ms`].
+pub fn unix_micros(time: SystemTime) -> i64 {
+    since_epoch(time, Duration::as_micros)
+}
+
+fn since_epoch(time: SystemTime, unit: fn(&Duration) -> u128) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
-        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+        Ok(since) => i64::try_from(unit(&since)).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(unit(&before.duration())).map_or(i64::MIN, |n| -n),
     }
 }
 
@@ -97,7 +111,6 @@ pub fn os_random(buf: &mut [u8]) -> Result<(), HostError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn unix_ms_converts_and_saturates() {
@@ -111,6 +124,11 @@ mod tests {
             unix_ms(UNIX_EPOCH + Duration::from_secs(u64::MAX / 2)),
             i64::MAX
         );
+        assert_eq!(
+            unix_micros(UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456)),
+            1_700_000_000_123_456
+        );
+        assert_eq!(unix_micros(UNIX_EPOCH - Duration::from_micros(7)), -7);
     }
 
     /// Proves which target the suite runs on: under the Node runner, wasm32's 32-bit usize.

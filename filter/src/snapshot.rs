@@ -124,16 +124,23 @@ fn load(host: &impl Host, head_version: u64) -> Loaded {
         Err(err) => Err(err.to_string()),
         Ok(value) => match value.bytes {
             None => Err("head present but snapshot missing".to_owned()),
-            Some(bytes) => PolicyIndex::decode(&bytes)
-                .map(|index| {
-                    log::info!(
-                        "policy snapshot v{} loaded ({} keys)",
-                        index.version(),
-                        index.key_count()
-                    );
-                    Rc::new(index)
-                })
-                .map_err(|err| err.to_string()),
+            Some(bytes) => {
+                let started = host.now_micros();
+                PolicyIndex::decode(&bytes)
+                    .map(|index| {
+                        let micros = host.now_micros().saturating_sub(started).max(0);
+                        // One line per adopted version, in the form `make bench`'s scale run
+                        // reads from Envoy's log.
+                        log::info!(
+                            "snapshot decoded version={} keys={} micros={}",
+                            index.version(),
+                            index.key_count(),
+                            micros.unsigned_abs()
+                        );
+                        Rc::new(index)
+                    })
+                    .map_err(|err| err.to_string())
+            }
         },
     };
     if let Err(reason) = &index {

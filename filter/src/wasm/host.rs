@@ -9,7 +9,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
 use crate::host::{
-    envoy_grpc_target, os_random, unix_ms, GrpcCall, Host, HostError, ServiceHost, SharedValue,
+    envoy_grpc_target, os_random, unix_micros, unix_ms, GrpcCall, Host, HostError, ServiceHost,
+    SharedValue,
 };
 
 /// Envoy, as seen from one VM. Caches the ids of queues and counters it has resolved.
@@ -17,6 +18,11 @@ use crate::host::{
 pub(super) struct EnvoyHost {
     queues: RefCell<HashMap<String, u32>>,
     counters: RefCell<HashMap<&'static str, u32>>,
+}
+
+/// Envoy's clock (nanosecond resolution).
+fn host_time() -> SystemTime {
+    hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())
 }
 
 fn failed(call: &'static str) -> impl Fn(Status) -> HostError {
@@ -58,7 +64,11 @@ impl EnvoyHost {
 
 impl Host for EnvoyHost {
     fn now_ms(&self) -> i64 {
-        unix_ms(hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now()))
+        unix_ms(host_time())
+    }
+
+    fn now_micros(&self) -> i64 {
+        unix_micros(host_time())
     }
 
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), HostError> {
