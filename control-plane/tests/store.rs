@@ -116,6 +116,7 @@ suite!(
     keys_are_created_for_a_team_by_id_or_alias,
     key_for_an_unknown_team_is_refused,
     a_taken_key_id_is_reported,
+    keys_are_created_in_bulk_all_or_none,
     keys_are_listed_by_team_and_status,
     revoking_keeps_the_key_as_revoked,
     revoking_an_unknown_key_is_not_found,
@@ -321,6 +322,43 @@ async fn a_taken_key_id_is_reported<B: Backend>() {
     clash.public_id = first.public_id.clone();
     let err = store.create_key(&clash).await.unwrap_err();
     assert!(matches!(err, StoreError::KeyIdTaken), "{err:?}");
+}
+
+async fn keys_are_created_in_bulk_all_or_none<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let ml = team("ml", &["llama3"]);
+    store.create_team(&ml).await.unwrap();
+    let v0 = store.policy_version().await.unwrap();
+
+    let keys: Vec<NewKey> = (0..50).map(|_| new_key("ml").0).collect();
+    assert_eq!(store.create_keys(&keys).await.unwrap(), v0 + 1);
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 1);
+    for key in &keys {
+        let found = store
+            .find_key_by_hash(&key.key_sha256)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.public_id, key.public_id);
+        assert_eq!(found.team_id, ml.id);
+    }
+
+    // One bad key (outside the team's models) refuses the whole batch.
+    let (mut outside, _) = new_key("ml");
+    outside.models = vec!["gpt-4o".into()];
+    let (fine, _) = new_key("ml");
+    let err = store
+        .create_keys(&[fine.clone(), outside])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(
+        store.find_key_by_hash(&fine.key_sha256).await.unwrap(),
+        None
+    );
+    assert_eq!(store.policy_version().await.unwrap(), v0 + 1);
+    let listed = store.list_keys(&KeyFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), keys.len());
 }
 
 async fn keys_are_listed_by_team_and_status<B: Backend>() {

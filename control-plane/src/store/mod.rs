@@ -129,6 +129,10 @@ pub trait KeyStore: Send + Sync {
     /// models and limits in the same transaction: [`StoreError::TeamNotFound`],
     /// [`StoreError::KeyIdTaken`], [`StoreError::Invalid`].
     fn create_key(&self, key: &NewKey) -> impl Future<Output = StoreResult<ApiKey>> + Send;
+    /// Inserts many keys in one transaction with one version bump, each checked as by
+    /// [`KeyStore::create_key`]; the first failure leaves none of them. Returns the new
+    /// version. For bulk imports, where a transaction per key pays a commit per key.
+    fn create_keys(&self, keys: &[NewKey]) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Keys ordered by creation, with their last use; [`StoreError::TeamNotFound`] for an
     /// unknown team filter.
     fn list_keys(

@@ -510,6 +510,54 @@ macro_rules! impl_sql_store {
                 .transpose()
         }
 
+        /// Inserts one key on `conn` (inside the caller's transaction, which bumps the version);
+        /// the checks are [`KeyStore::create_key`]'s.
+        async fn insert_key_on(conn: &mut DbConnection, key: &NewKey) -> StoreResult<ApiKey> {
+            let limits = LimitColumns::of(&key.limits)?;
+            let team = find_team_on(&mut *conn, &key.team)
+                .await?
+                .ok_or_else(|| StoreError::TeamNotFound(key.team.clone()))?;
+            check_key_within_team(&key.models, &key.limits, &team)?;
+            let id_taken = sqlx::query(sql::SELECT_KEY_ID_TAKEN)
+                .bind(&key.public_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .is_some();
+            if id_taken {
+                return Err(StoreError::KeyIdTaken);
+            }
+            let insert = sqlx::query(sql::INSERT_KEY)
+                .bind(&key.public_id)
+                .bind(hex::encode(key.key_sha256))
+                .bind(&key.last4)
+                .bind(&team.id)
+                .bind(&key.user_id)
+                .bind(&key.alias)
+                .bind(sql::encode_models(&key.models)?)
+                .bind(key.created_at.as_millis())
+                .bind(key.expires_at.map(Timestamp::as_millis))
+                .bind(key.metadata.to_json())
+                .bind(key.blocked);
+            bind_limits!(insert, limits).execute(&mut *conn).await?;
+            write_key_tags(&mut *conn, &key.public_id, &key.metadata).await?;
+            Ok(ApiKey {
+                public_id: key.public_id.clone(),
+                key_sha256: key.key_sha256,
+                last4: key.last4.clone(),
+                team_id: team.id,
+                user_id: key.user_id.clone(),
+                alias: key.alias.clone(),
+                models: key.models.clone(),
+                limits: key.limits,
+                metadata: key.metadata.clone(),
+                blocked: key.blocked,
+                status: KeyStatus::Active,
+                created_at: key.created_at,
+                expires_at: key.expires_at,
+                revoked_at: None,
+            })
+        }
+
         async fn write_key_tags(
             conn: &mut DbConnection,
             public_id: &str,
@@ -629,52 +677,21 @@ macro_rules! impl_sql_store {
 
         impl KeyStore for $store {
             async fn create_key(&self, key: &NewKey) -> StoreResult<ApiKey> {
-                let limits = LimitColumns::of(&key.limits)?;
                 let mut tx = self.begin_write().await?;
                 bump_version(&mut tx).await?;
-                let team = find_team_on(&mut tx, &key.team)
-                    .await?
-                    .ok_or_else(|| StoreError::TeamNotFound(key.team.clone()))?;
-                check_key_within_team(&key.models, &key.limits, &team)?;
-                let id_taken = sqlx::query(sql::SELECT_KEY_ID_TAKEN)
-                    .bind(&key.public_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                if id_taken {
-                    return Err(StoreError::KeyIdTaken);
-                }
-                let insert = sqlx::query(sql::INSERT_KEY)
-                    .bind(&key.public_id)
-                    .bind(hex::encode(key.key_sha256))
-                    .bind(&key.last4)
-                    .bind(&team.id)
-                    .bind(&key.user_id)
-                    .bind(&key.alias)
-                    .bind(sql::encode_models(&key.models)?)
-                    .bind(key.created_at.as_millis())
-                    .bind(key.expires_at.map(Timestamp::as_millis))
-                    .bind(key.metadata.to_json())
-                    .bind(key.blocked);
-                bind_limits!(insert, limits).execute(&mut *tx).await?;
-                write_key_tags(&mut tx, &key.public_id, &key.metadata).await?;
+                let created = insert_key_on(&mut tx, key).await?;
                 tx.commit().await?;
-                Ok(ApiKey {
-                    public_id: key.public_id.clone(),
-                    key_sha256: key.key_sha256,
-                    last4: key.last4.clone(),
-                    team_id: team.id,
-                    user_id: key.user_id.clone(),
-                    alias: key.alias.clone(),
-                    models: key.models.clone(),
-                    limits: key.limits,
-                    metadata: key.metadata.clone(),
-                    blocked: key.blocked,
-                    status: KeyStatus::Active,
-                    created_at: key.created_at,
-                    expires_at: key.expires_at,
-                    revoked_at: None,
-                })
+                Ok(created)
+            }
+
+            async fn create_keys(&self, keys: &[NewKey]) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let version = bump_version(&mut tx).await?;
+                for key in keys {
+                    insert_key_on(&mut tx, key).await?;
+                }
+                tx.commit().await?;
+                Ok(version)
             }
 
             async fn list_keys(&self, filter: &KeyFilter) -> StoreResult<Vec<ListedKey>> {
