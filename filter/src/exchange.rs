@@ -289,16 +289,17 @@ impl Exchange {
     }
 
     /// A response body chunk (or, for held bodies, the whole body at its end); returns the
-    /// bytes to send in its place, `None` to send it unchanged.
+    /// bytes to send in its place, `None` to send it unchanged. `now_ms` is asked only for
+    /// the first bytes (a host call per stream chunk would cross the VM boundary for nothing).
     pub fn on_response_body(
         &mut self,
         chunk: &[u8],
         end_of_stream: bool,
-        now_ms: i64,
+        now_ms: impl FnOnce() -> i64,
     ) -> Option<Vec<u8>> {
         let response = &mut self.response;
         if !chunk.is_empty() && response.first_body_ms.is_none() {
-            response.first_body_ms = Some(now_ms);
+            response.first_body_ms = Some(now_ms());
         }
         if let Some(hasher) = &mut response.hasher {
             hasher.update(chunk);

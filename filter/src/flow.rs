@@ -357,7 +357,9 @@ impl RequestFlow {
             tokens: draft.tokens.map_or(0, |tokens| tokens.total_tokens()),
             cost_nano: usd_to_nano(draft.spend),
         };
-        self.access.finish(host, host.now_ms(), used);
+        // One clock read for the limits and the record's latency.
+        let now_ms = host.now_ms();
+        self.access.finish(host, now_ms, used);
         let outcome = match &self.refusal {
             Some(refusal) => Outcome::Refused {
                 status: refusal.status(),
@@ -369,7 +371,7 @@ impl RequestFlow {
                 body,
             },
         };
-        let record = draft.finish(outcome, host.now_ms());
+        let record = draft.finish(outcome, now_ms);
         if let Err(err) = host.enqueue(USAGE_QUEUE, &record.encode_to_vec()) {
             host.increment_counter(RECORDS_DROPPED_COUNTER, 1);
             log::warn!(

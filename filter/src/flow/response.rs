@@ -36,7 +36,7 @@ impl RequestFlow {
         end_of_stream: bool,
     ) -> Option<Vec<u8>> {
         self.exchange
-            .on_response_body(chunk, end_of_stream, host.now_ms())
+            .on_response_body(chunk, end_of_stream, || host.now_ms())
     }
 
     /// Envoy's `response.flags`, read just before [`RequestFlow::on_log`].
