@@ -86,7 +86,6 @@ impl StreamRedactor {
         let mut text = String::with_capacity(ctx + self.pending.len());
         text.push_str(&self.context);
         text.push_str(&self.pending);
-        let spans = redactor.spans(&text, self.phase);
         let mut cut = if end {
             text.len()
         } else {
@@ -95,6 +94,14 @@ impl StreamRedactor {
         if text.len() - cut > MAX_HOLD {
             cut = text.len();
         }
+        if cut <= ctx {
+            // Everything received is held (a word still growing, a PEM block without its END
+            // line): nothing would be emitted, so the detectors need not scan the held text
+            // again on every delta. The context is unchanged, as it is at most CONTEXT_KEEP.
+            self.pending = text.split_off(ctx);
+            return String::new();
+        }
+        let spans = redactor.spans(&text, self.phase);
         // Never cut through a value.
         for c in &spans {
             if c.start < cut && cut < c.end {
