@@ -46,8 +46,9 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// Bytes per pushed delta: a few tokens, like one SSE `content` piece.
-const STREAM_CHUNK: usize = 64;
+/// Bytes per pushed delta: about one token (as llama.cpp and OpenAI stream), and a few
+/// tokens (one TCP read of SSE events).
+const STREAM_CHUNKS: [usize; 2] = [4, 64];
 
 fn bench_stream(c: &mut Criterion) {
     // Streams are redacted in the response phase, so the policy must cover it.
@@ -55,10 +56,35 @@ fn bench_stream(c: &mut Criterion) {
         Redactor::from_json(r#"{"direction": "both", "entities": {"PERSON": "reversible"}}"#)
             .unwrap();
     let text = prompt(16 * 1024);
+    let mut group = c.benchmark_group("redact_stream");
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    for size in STREAM_CHUNKS {
+        let chunks = split(&text, size);
+        group.bench_with_input(
+            BenchmarkId::new("16KB", format!("{size}B_chunks")),
+            &chunks,
+            |b, chunks| {
+                b.iter(|| {
+                    let mut map = PlaceholderMap::new();
+                    let mut stream = StreamRedactor::new(Phase::Response);
+                    let mut sent = 0;
+                    for chunk in chunks {
+                        sent += stream.push(&redactor, chunk, &mut map).len();
+                    }
+                    sent + stream.finish(&redactor, &mut map).len()
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+/// `text` in pieces of `size` bytes (longer where a character would be cut).
+fn split(text: &str, size: usize) -> Vec<&str> {
     let mut chunks = Vec::new();
-    let mut rest = text.as_str();
+    let mut rest = text;
     while !rest.is_empty() {
-        let mut cut = STREAM_CHUNK.min(rest.len());
+        let mut cut = size.min(rest.len());
         while !rest.is_char_boundary(cut) {
             cut += 1;
         }
@@ -66,23 +92,7 @@ fn bench_stream(c: &mut Criterion) {
         chunks.push(chunk);
         rest = tail;
     }
-    let mut group = c.benchmark_group("redact_stream");
-    group.throughput(Throughput::Bytes(text.len() as u64));
-    group.bench_function(
-        BenchmarkId::new("16KB", format!("{STREAM_CHUNK}B_chunks")),
-        |b| {
-            b.iter(|| {
-                let mut map = PlaceholderMap::new();
-                let mut stream = StreamRedactor::new(Phase::Response);
-                let mut sent = 0;
-                for chunk in &chunks {
-                    sent += stream.push(&redactor, chunk, &mut map).len();
-                }
-                sent + stream.finish(&redactor, &mut map).len()
-            })
-        },
-    );
-    group.finish();
+    chunks
 }
 
 criterion_group!(benches, bench, bench_stream);
