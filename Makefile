@@ -31,11 +31,23 @@ HTTP_PORT ?= 8081
 MODEL ?= smollm2-135m
 export UPSTREAM_URL LISTEN_PORT ADMIN_PORT GRPC_PORT HTTP_PORT MODEL
 
-.PHONY: help setup test-deps build run test lint fmt
+# `make bench`: results and the report go to target/bench/ in the checkout (gitignored), not
+# under CARGO_TARGET_DIR, so they are found next to the code that produced them.
+BENCH_DIR := $(CURDIR)/target/bench
+# The bench programs build without fat LTO (see the bench-tools profile in Cargo.toml).
+BENCH_RUN := cargo run --quiet --profile bench-tools -p modelgate-bench --bin
+# Configuration (e) of the whole-path run: LiteLLM in its own venv, optional.
+LITELLM_VERSION := 1.80.17
+LITELLM_VENV := $(HOME)/.cache/modelgate/litellm-venv
+LITELLM_STAMP := $(LITELLM_VENV)/.installed-litellm-$(LITELLM_VERSION)
+export LITELLM_VENV
+
+.PHONY: help setup test-deps build run test lint fmt bench bench-smoke litellm-venv
 
 help:
 	@echo "make run    start the control plane and Envoy with the filter on 127.0.0.1:$(LISTEN_PORT)"
 	@echo "make test   unit tests (native and wasm32) and end-to-end tests"
+	@echo "make bench  micro benchmarks, whole path through Envoy (and LiteLLM), scale; report in target/bench/"
 	@echo "make lint   rustfmt check and clippy (native and wasm32)"
 	@echo "make fmt    format the workspace"
 
@@ -51,14 +63,15 @@ $(VENV_STAMP):
 	touch $@
 
 # Tools the tests need beyond the build: PostgreSQL for the store suite, Node for the filter's
-# wasm32 tests, openssl for the TLS example configs, curl for scripts/run-local. Installed
-# only when missing.
+# wasm32 tests, openssl for the TLS example configs, curl for scripts/run-local, nginx as the
+# benchmarks' fixed-answer upstream. Installed only when missing.
 test-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -81,6 +94,33 @@ test: build test-deps
 		cargo test -p modelgate-filter --target wasm32-wasip1
 	cargo test -p modelgate-e2e -- --show-output --skip make_run_on_a_fresh_clone
 	cargo test -p modelgate-e2e --test make_run -- --show-output
+	$(MAKE) --no-print-directory bench-smoke
+
+# Everything in one sitting on loopback, so the ratios compare like with like: Criterion micro
+# benches, the whole path through Envoy (a-d, and e = LiteLLM when it installed), the scale
+# runs, then target/bench/report.md and latency.svg.
+bench: build test-deps litellm-venv
+	cargo bench -p modelgate-filter -p modelgate-redact
+	$(BENCH_RUN) whole-path -- --out $(BENCH_DIR)/whole-path.json
+	$(BENCH_RUN) report
+
+# The same programs, quickly (CI, from `make test`): each Criterion bench runs once, the
+# whole path one second per point without LiteLLM; it fails if any path answered an error.
+bench-smoke: build test-deps
+	cargo test --benches -p modelgate-filter -p modelgate-redact
+	$(BENCH_RUN) whole-path -- --smoke --out $(BENCH_DIR)/whole-path.json
+	$(BENCH_RUN) report
+
+# LiteLLM is big and only a point of comparison: a failed install leaves (e) out of the
+# report (which says so) instead of failing `make bench`.
+litellm-venv:
+	@$(MAKE) --no-print-directory $(LITELLM_STAMP) || echo "LiteLLM $(LITELLM_VERSION) did not install: (e) is left out"
+
+$(LITELLM_STAMP):
+	rm -rf $(LITELLM_VENV)
+	python3 -m venv $(LITELLM_VENV)
+	PIP_DISABLE_PIP_VERSION_CHECK=1 $(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
 
 lint: setup
 	cargo fmt --all -- --check

@@ -5,6 +5,7 @@
 pub mod litellm;
 pub mod load;
 pub mod procfs;
+pub mod report;
 pub mod results;
 pub mod upstream;
 pub mod whole_path;

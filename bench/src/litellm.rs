@@ -1,5 +1,5 @@
 //! Configuration (e): the LiteLLM proxy in front of the same nginx, for comparison. It lives
-//! in its own venv (`make litellm-venv`), since it is large and optional: when it is not
+//! in its own venv (`make litellm-venv`, which pins the version), since it is large and optional: when it is not
 //! installed or does not start, the whole-path run says so and goes on without it.
 
 use std::net::SocketAddr;
@@ -10,8 +10,6 @@ use std::time::Duration;
 use modelgate_e2e::process::{free_port, new_log, Process};
 use tempfile::TempDir;
 
-/// The version `make litellm-venv` installs.
-pub const VERSION: &str = "1.80.17";
 /// LiteLLM recommends one worker per CPU core; this machine class has two.
 pub const WORKERS: u32 = 2;
 /// Loading LiteLLM's modules takes a while, more so with two workers on two busy cores.
@@ -73,6 +71,10 @@ litellm_settings:
             .arg(addr.port().to_string())
             .arg("--num_workers")
             .arg(WORKERS.to_string())
+            // Under gunicorn: uvicorn's own multi-worker mode kills workers that take over
+            // 5 s to answer its health ping, which importing LiteLLM does on a busy 2-core
+            // machine, and then restarts them forever.
+            .arg("--run_gunicorn")
             // No database: keys are the master key only.
             .env_remove("DATABASE_URL")
             .env("LITELLM_LOG", "ERROR");
@@ -112,6 +114,18 @@ litellm_settings:
 
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+
+    /// The installed version, as the venv's package metadata says.
+    pub fn version(&self) -> String {
+        Command::new(venv().join("bin/python"))
+            .args([
+                "-c",
+                "import importlib.metadata as m; print(m.version('litellm'))",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Settings {
     /// Run (e) when LiteLLM is installed.
     pub litellm: bool,
     pub smoke: bool,
+    /// Only these configurations ("a".."e"); empty = all.
+    pub only: Vec<String>,
 }
 
 impl Settings {
@@ -72,6 +74,7 @@ impl Settings {
             ],
             litellm: true,
             smoke: false,
+            only: Vec::new(),
         }
     }
 
@@ -91,6 +94,12 @@ impl Settings {
             smoke: true,
             ..Settings::full()
         }
+    }
+}
+
+impl Settings {
+    fn wants(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == id)
     }
 }
 
@@ -167,6 +176,7 @@ pub async fn run(settings: &Settings) -> Result<WholePath, WholePathError> {
     ];
     let mut notes = Vec::new();
     let mut points = Vec::new();
+    configurations.retain(|c| settings.wants(&c.id));
     for configuration in &configurations {
         let gateway = match configuration.id.as_str() {
             "a" => router_only(nginx.json_addr(), settings, &keys.plain, &plain).await?,
@@ -197,7 +207,7 @@ pub async fn run(settings: &Settings) -> Result<WholePath, WholePathError> {
         points.extend(measure(&configuration.id, &gateway, settings, &mut notes).await?);
     }
 
-    if settings.litellm {
+    if settings.litellm && settings.wants("e") {
         match LiteLlm::start(nginx.json_addr(), MODEL).await {
             Ok(litellm) => {
                 let template = RequestTemplate::json_post(
@@ -207,21 +217,21 @@ pub async fn run(settings: &Settings) -> Result<WholePath, WholePathError> {
                     plain.clone(),
                 )?;
                 wait_until_ok("e", &template).await?;
-                let gateway = Gateway {
-                    template,
-                    pid: litellm.pid(),
-                    _process: Box::new(litellm),
-                };
                 configurations.push(Configuration {
                     id: "e".into(),
                     description: format!(
                         "LiteLLM proxy {} ({} workers, master key only, no database)",
-                        crate::litellm::VERSION,
+                        litellm.version(),
                         crate::litellm::WORKERS
                     ),
                     request_bytes: plain.len(),
                     streamed: false,
                 });
+                let gateway = Gateway {
+                    template,
+                    pid: litellm.pid(),
+                    _process: Box::new(litellm),
+                };
                 points.extend(measure("e", &gateway, settings, &mut notes).await?);
             }
             Err(e) => notes.push(format!("(e) LiteLLM not measured: {e}")),

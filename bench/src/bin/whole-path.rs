@@ -1,5 +1,5 @@
 //! `whole-path [--smoke] [--out PATH] [--duration S] [--warmup S] [--concurrency N]
-//! [--no-litellm]`: the whole-path load benchmark (see `modelgate_bench::whole_path`), written
+//! [--no-litellm] [--configs a,b,..]`: the whole-path load benchmark (see `modelgate_bench::whole_path`), written
 //! as JSON to `target/bench/whole-path.json` unless `--out` says otherwise. Fails when any
 //! configuration had errors or answered nothing: the path is then broken, not slow.
 
@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
             "--warmup" => settings.warmup = seconds(&value()?)?,
             "--concurrency" => settings.envoy_concurrency = value()?.parse()?,
             "--no-litellm" => settings.litellm = false,
+            "--configs" => settings.only = value()?.split(',').map(str::to_string).collect(),
             other => bail!(
                 "unknown argument {other} (see the doc comment of bench/src/bin/whole-path.rs)"
             ),
