@@ -18,15 +18,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use modelgate_proto::v1 as pb;
-use tokio::sync::{Mutex, RwLock};
+use tokio::sync::{Mutex, OwnedMutexGuard, RwLock};
 
 use crate::clock::Timestamp;
 use crate::domain::{ApiKey, KeyStatus, ModelRoute, PolicyState, ScopeKind, Team, User};
 use crate::limits::Limits;
 use crate::spend::{SpendReader, SpendState, SpendTracker};
-use crate::store::{PolicyStore, StoreResult};
+use crate::store::{PolicyStore, StoreError, StoreResult};
 
 /// What a filter holding `known_version` needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,18 +40,19 @@ pub enum SnapshotAnswer {
 pub struct SnapshotCache<S> {
     store: S,
     spend: Arc<SpendTracker>,
-    current: RwLock<Option<Arc<pb::PolicySnapshot>>>,
-    /// Held while building, so a new version is built once even when many filters ask at once.
-    build: Mutex<()>,
+    current: Arc<RwLock<Option<Arc<pb::PolicySnapshot>>>>,
+    /// Held by the task building a version, so a version is built once even when many
+    /// filters ask at once.
+    build: Arc<Mutex<()>>,
 }
 
-impl<S: PolicyStore> SnapshotCache<S> {
+impl<S: PolicyStore + Clone + 'static> SnapshotCache<S> {
     pub fn new(store: S, spend: Arc<SpendTracker>) -> Self {
         Self {
             store,
             spend,
-            current: RwLock::new(None),
-            build: Mutex::new(()),
+            current: Arc::new(RwLock::new(None)),
+            build: Arc::new(Mutex::new(())),
         }
     }
 
@@ -63,17 +65,20 @@ impl<S: PolicyStore> SnapshotCache<S> {
         if let Some(s) = self.cached_at_least(version).await {
             return Ok(SnapshotAnswer::Changed(s));
         }
-        let _building = self.build.lock().await;
+        let building = Arc::clone(&self.build).lock_owned().await;
         if let Some(s) = self.cached_at_least(version).await {
             return Ok(SnapshotAnswer::Changed(s));
         }
-        let state = self.store.load_policy().await?;
-        let snapshot = Arc::new(build_snapshot(
-            &state,
-            Timestamp::now(),
-            &self.spend.reader(),
+        // The build runs in its own task, holding the build lock: at 100k keys it can outlast
+        // a filter's gRPC timeout, which drops this future, and it must still finish and be
+        // cached for that filter's next poll instead of starting over every time.
+        let build = tokio::spawn(build_and_cache(
+            self.store.clone(),
+            Arc::clone(&self.spend),
+            Arc::clone(&self.current),
+            building,
         ));
-        *self.current.write().await = Some(Arc::clone(&snapshot));
+        let snapshot = build.await.map_err(StoreError::TaskFailed)??;
         Ok(SnapshotAnswer::Changed(snapshot))
     }
 
@@ -87,6 +92,29 @@ impl<S: PolicyStore> SnapshotCache<S> {
             .filter(|s| s.version >= version)
             .map(Arc::clone)
     }
+}
+
+async fn build_and_cache<S: PolicyStore>(
+    store: S,
+    spend: Arc<SpendTracker>,
+    current: Arc<RwLock<Option<Arc<pb::PolicySnapshot>>>>,
+    _building: OwnedMutexGuard<()>,
+) -> StoreResult<Arc<pb::PolicySnapshot>> {
+    let started = Instant::now();
+    let state = store.load_policy().await?;
+    let read = started.elapsed();
+    let snapshot = Arc::new(build_snapshot(&state, Timestamp::now(), &spend.reader()));
+    // At 100k keys a build takes seconds; this says whether the store read or the build is
+    // where they go.
+    tracing::info!(
+        version = snapshot.version,
+        keys = snapshot.keys.len(),
+        read_ms = read.as_millis(),
+        build_ms = (started.elapsed() - read).as_millis(),
+        "policy snapshot built"
+    );
+    *current.write().await = Some(Arc::clone(&snapshot));
+    Ok(snapshot)
 }
 
 pub fn build_snapshot(

@@ -59,6 +59,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL (expected sqlite:… or postgres://…)")]
     UnsupportedUrl,
+    /// A task reading the store ended without an answer (it panicked, or the runtime is
+    /// shutting down).
+    #[error("a background read of the store did not finish: {0}")]
+    TaskFailed(#[source] tokio::task::JoinError),
 }
 
 impl StoreError {
