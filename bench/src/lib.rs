@@ -7,5 +7,6 @@ pub mod load;
 pub mod procfs;
 pub mod report;
 pub mod results;
+pub mod scale;
 pub mod upstream;
 pub mod whole_path;
