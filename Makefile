@@ -102,6 +102,7 @@ test: build test-deps
 bench: build test-deps litellm-venv
 	cargo bench -p modelgate-filter -p modelgate-redact
 	$(BENCH_RUN) whole-path -- --out $(BENCH_DIR)/whole-path.json
+	$(BENCH_RUN) scale -- --out $(BENCH_DIR)/scale.json
 	$(BENCH_RUN) report
 
 # The same programs, quickly (CI, from `make test`): each Criterion bench runs once, the
@@ -109,6 +110,7 @@ bench: build test-deps litellm-venv
 bench-smoke: build test-deps
 	cargo test --benches -p modelgate-filter -p modelgate-redact
 	$(BENCH_RUN) whole-path -- --smoke --out $(BENCH_DIR)/whole-path.json
+	$(BENCH_RUN) scale -- --smoke --out $(BENCH_DIR)/scale.json
 	$(BENCH_RUN) report
 
 # LiteLLM is big and only a point of comparison: a failed install leaves (e) out of the
