@@ -89,7 +89,7 @@ fn limit_check(c: &mut Criterion) {
             let principal = index.authorize(&digest, now).expect("active key");
             let plan = Plan::new(
                 index.version(),
-                principal.key,
+                &principal.key,
                 principal.team,
                 index.user(&principal.key.user_id),
             );
@@ -194,7 +194,7 @@ fn snapshot_decode(c: &mut Criterion) {
         group.throughput(Throughput::Elements(size as u64));
         group.bench_with_input(BenchmarkId::from_parameter(label), &bytes, |b, bytes| {
             b.iter(|| {
-                let index = PolicyIndex::decode(bytes).expect("decodes");
+                let index = PolicyIndex::decode(bytes.clone()).expect("decodes");
                 black_box(index.key_count())
             })
         });

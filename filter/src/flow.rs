@@ -466,7 +466,7 @@ fn identify<'p>(
 ) -> Result<Principal<'p>, Rejection> {
     let (key, refusal) = match policy.authorize(digest, now_ms) {
         Ok(principal) => {
-            fill_identity(draft, principal.key);
+            fill_identity(draft, &principal.key);
             return Ok(principal);
         }
         Err(Denial::UnknownKey) => {
@@ -494,7 +494,7 @@ fn identify<'p>(
             (key, Rejection::KeyUnusable("team_not_in_snapshot"))
         }
     };
-    fill_identity(draft, key);
+    fill_identity(draft, &key);
     Err(refusal)
 }
 

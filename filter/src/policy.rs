@@ -1,92 +1,179 @@
-//! The policy snapshot, decoded once per version into lookups by key hash, team and model.
+//! The policy snapshot, indexed once per version for per-request lookups by key hash, team
+//! and model. Keys stay encoded: the index maps each key hash to where its message lies in
+//! the snapshot bytes, and a request decodes only the key it presents (a 100k-key snapshot
+//! indexes in a fraction of the time and memory that decoding every key took).
+
+pub mod wire;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-use modelgate_proto::v1::{
-    KeyPolicy, KeyStatus, ModelRoute, PolicySnapshot, TeamPolicy, UserPolicy,
-};
+use modelgate_proto::v1::{KeyPolicy, KeyStatus, ModelRoute, TeamPolicy, UserPolicy};
 use prost::Message;
 
 use crate::credential::KeyDigest;
+use wire::{Fields, Value, WireError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("policy snapshot does not decode: {0}")]
     Decode(#[from] prost::DecodeError),
+    #[error("policy snapshot is malformed: {0}")]
+    Wire(#[from] WireError),
+    #[error("policy snapshot of {0} bytes is over the 4 GiB an index can address")]
+    TooLarge(usize),
 }
 
 /// A decoded snapshot, indexed for per-request lookups.
 #[derive(Debug, Default)]
 pub struct PolicyIndex {
     version: u64,
-    keys: HashMap<[u8; 32], KeyPolicy>,
+    /// The encoded snapshot the key spans point into.
+    bytes: Vec<u8>,
+    keys: HashMap<KeyHash, KeySpan, BuildHasherDefault<KeyHasher>>,
     teams: HashMap<String, TeamPolicy>,
     users: HashMap<String, UserPolicy>,
     routes: HashMap<String, ModelRoute>,
 }
 
-/// A key that may call, with its team.
+/// A key's SHA-256 as the index's key. The digest is already uniformly distributed, so its
+/// first 8 bytes are the hash: no SipHash over 32 bytes per insert and lookup. Lookups of
+/// unknown digests cannot degrade the table: its layout depends only on the inserted keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyHash([u8; 32]);
+
+impl Hash for KeyHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(prefix));
+    }
+}
+
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+
+    // Only `KeyHash` is hashed with this hasher, and it writes one u64; anything else still
+    // gets a valid (if weak) hash rather than a panic.
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+}
+
+/// Where a key's message lies in the snapshot bytes (u32: the index refuses bigger snapshots).
 #[derive(Debug, Clone, Copy)]
+struct KeySpan {
+    start: u32,
+    end: u32,
+}
+
+/// A key that may call, with its team.
+#[derive(Debug, Clone)]
 pub struct Principal<'a> {
-    pub key: &'a KeyPolicy,
+    pub key: KeyPolicy,
     pub team: &'a TeamPolicy,
 }
 
 /// Why a known or unknown key may not call. Known keys come along for the audit record.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Denial<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Denial {
     UnknownKey,
-    Revoked(&'a KeyPolicy),
-    Blocked(&'a KeyPolicy),
-    Expired(&'a KeyPolicy),
+    Revoked(Box<KeyPolicy>),
+    Blocked(Box<KeyPolicy>),
+    Expired(Box<KeyPolicy>),
     /// A status this filter does not know (a newer control plane, or a bug): refused.
-    UnrecognisedStatus(&'a KeyPolicy),
-    TeamBlocked(&'a KeyPolicy),
+    UnrecognisedStatus(Box<KeyPolicy>),
+    TeamBlocked(Box<KeyPolicy>),
     /// The key names a team the snapshot lacks: an inconsistent snapshot, refused.
-    TeamMissing(&'a KeyPolicy),
+    TeamMissing(Box<KeyPolicy>),
 }
 
 impl PolicyIndex {
-    pub fn decode(bytes: &[u8]) -> Result<Self, PolicyError> {
-        Ok(Self::from_snapshot(PolicySnapshot::decode(bytes)?))
-    }
-
-    pub fn from_snapshot(snapshot: PolicySnapshot) -> Self {
-        let mut keys = HashMap::with_capacity(snapshot.keys.len());
-        for key in snapshot.keys {
-            match <[u8; 32]>::try_from(key.key_sha256.as_slice()) {
-                Ok(hash) => {
-                    keys.insert(hash, key);
+    /// Indexes an encoded `PolicySnapshot`. The framing of every key is checked here; a key
+    /// whose fields do not decode is refused when presented.
+    pub fn decode(bytes: Vec<u8>) -> Result<Self, PolicyError> {
+        if u32::try_from(bytes.len()).is_err() {
+            return Err(PolicyError::TooLarge(bytes.len()));
+        }
+        let mut index = Self::default();
+        let mut spans = Vec::new();
+        for field in Fields::new(&bytes) {
+            match field? {
+                (1, Value::Varint(version)) => index.version = version,
+                (3, Value::Len(range)) => spans.push(range),
+                (4, Value::Len(range)) => {
+                    let team = TeamPolicy::decode(&bytes[range])?;
+                    index.teams.insert(team.team_id.clone(), team);
                 }
-                Err(_) => log::warn!(
+                (5, Value::Len(range)) => {
+                    let user = UserPolicy::decode(&bytes[range])?;
+                    index.users.insert(user.user_id.clone(), user);
+                }
+                (6, Value::Len(range)) => {
+                    let route = ModelRoute::decode(&bytes[range])?;
+                    index.routes.insert(route.name.clone(), route);
+                }
+                _ => {}
+            }
+        }
+        index.keys.reserve(spans.len());
+        for span in spans {
+            let message = &bytes[span.clone()];
+            let hash = wire::last_len(message, 1)?.and_then(|hash| message.get(hash));
+            match hash.and_then(|hash| <[u8; 32]>::try_from(hash).ok()) {
+                Some(hash) => {
+                    // Lengths were checked against a buffer under 4 GiB above.
+                    let span = KeySpan {
+                        start: span.start as u32,
+                        end: span.end as u32,
+                    };
+                    index.keys.insert(KeyHash(hash), span);
+                }
+                None => log::warn!(
                     "snapshot v{}: key {} has a {}-byte hash, not a SHA-256; ignored",
-                    snapshot.version,
-                    key.public_id,
-                    key.key_sha256.len()
+                    index.version,
+                    KeyPolicy::decode(message)
+                        .map(|key| key.public_id)
+                        .unwrap_or_default(),
+                    hash.map_or(0, <[u8]>::len)
                 ),
             }
         }
-        let teams = snapshot
-            .teams
-            .into_iter()
-            .map(|team| (team.team_id.clone(), team))
-            .collect();
-        let users = snapshot
-            .users
-            .into_iter()
-            .map(|user| (user.user_id.clone(), user))
-            .collect();
-        let routes = snapshot
-            .models
-            .into_iter()
-            .map(|route| (route.name.clone(), route))
-            .collect();
-        Self {
-            version: snapshot.version,
-            keys,
-            teams,
-            users,
-            routes,
+        index.bytes = bytes;
+        Ok(index)
+    }
+
+    /// Test and bench fixtures: the index of a snapshot built in code.
+    #[cfg(any(test, feature = "test-util"))]
+    #[allow(clippy::expect_used)]
+    pub fn from_snapshot(snapshot: modelgate_proto::v1::PolicySnapshot) -> Self {
+        Self::decode(snapshot.encode_to_vec()).expect("an encoded snapshot indexes")
+    }
+
+    fn key(&self, span: KeySpan) -> Option<KeyPolicy> {
+        let message = self.bytes.get(span.start as usize..span.end as usize)?;
+        match KeyPolicy::decode(message) {
+            Ok(key) => Some(key),
+            Err(err) => {
+                log::warn!(
+                    "snapshot v{}: a key at bytes {}..{} does not decode ({err}); refused",
+                    self.version,
+                    span.start,
+                    span.end
+                );
+                None
+            }
         }
     }
 
@@ -99,23 +186,28 @@ impl PolicyIndex {
     }
 
     /// Decides whether the key with this hash may call at `now_ms`.
-    pub fn authorize(&self, digest: &KeyDigest, now_ms: i64) -> Result<Principal<'_>, Denial<'_>> {
-        let key = self.keys.get(digest.as_bytes()).ok_or(Denial::UnknownKey)?;
+    pub fn authorize(&self, digest: &KeyDigest, now_ms: i64) -> Result<Principal<'_>, Denial> {
+        let key = self
+            .keys
+            .get(&KeyHash(*digest.as_bytes()))
+            .and_then(|&span| self.key(span))
+            .ok_or(Denial::UnknownKey)?;
         match KeyStatus::try_from(key.status) {
             Ok(KeyStatus::Active) => {}
-            Ok(KeyStatus::Revoked) => return Err(Denial::Revoked(key)),
-            Ok(KeyStatus::Blocked) => return Err(Denial::Blocked(key)),
-            Ok(KeyStatus::Unspecified) | Err(_) => return Err(Denial::UnrecognisedStatus(key)),
+            Ok(KeyStatus::Revoked) => return Err(Denial::Revoked(Box::new(key))),
+            Ok(KeyStatus::Blocked) => return Err(Denial::Blocked(Box::new(key))),
+            Ok(KeyStatus::Unspecified) | Err(_) => {
+                return Err(Denial::UnrecognisedStatus(Box::new(key)))
+            }
         }
         if key.expires_at_ms != 0 && now_ms >= key.expires_at_ms {
-            return Err(Denial::Expired(key));
+            return Err(Denial::Expired(Box::new(key)));
         }
-        let team = self
-            .teams
-            .get(&key.team_id)
-            .ok_or(Denial::TeamMissing(key))?;
+        let Some(team) = self.teams.get(&key.team_id) else {
+            return Err(Denial::TeamMissing(Box::new(key)));
+        };
         if team.blocked {
-            return Err(Denial::TeamBlocked(key));
+            return Err(Denial::TeamBlocked(Box::new(key)));
         }
         Ok(Principal { key, team })
     }
@@ -143,6 +235,7 @@ impl PolicyIndex {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use modelgate_proto::v1::PolicySnapshot;
 
     pub(crate) const ALICE_KEY: &str =
         "sk-mg-alice0000001-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -224,7 +317,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn public_id(denial: Denial<'_>) -> Option<&str> {
+    fn public_id(denial: &Denial) -> Option<&str> {
         match denial {
             Denial::UnknownKey => None,
             Denial::Revoked(k)
@@ -238,7 +331,7 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_and_authorizes_an_active_key() {
-        let index = PolicyIndex::decode(&snapshot(7).encode_to_vec()).unwrap();
+        let index = PolicyIndex::decode(snapshot(7).encode_to_vec()).unwrap();
         assert_eq!(index.version(), 7);
         assert_eq!(index.key_count(), 8, "the 16-byte hash is skipped");
         let principal = index.authorize(&KeyDigest::of(ALICE_KEY), 5_000).unwrap();
@@ -264,7 +357,7 @@ pub(crate) mod tests {
         assert!(matches!(check("expired-key"), Denial::Expired(_)));
         assert!(matches!(check("orphan-key"), Denial::TeamMissing(_)));
         assert!(matches!(check("blocked-team-key"), Denial::TeamBlocked(_)));
-        assert_eq!(public_id(check("revoked-key")), Some("revoked00001"));
+        assert_eq!(public_id(&check("revoked-key")), Some("revoked00001"));
         assert_eq!(check("short-hash-key"), Denial::UnknownKey);
     }
 
@@ -288,7 +381,7 @@ pub(crate) mod tests {
 
     #[test]
     fn garbage_does_not_decode() {
-        assert!(PolicyIndex::decode(&[0xff, 0xff, 0xff]).is_err());
+        assert!(PolicyIndex::decode(vec![0xff, 0xff, 0xff]).is_err());
     }
 
     // On wasm32 this is the 32-bit address space and the wasm allocator: a snapshot of a big
@@ -314,7 +407,7 @@ pub(crate) mod tests {
         };
         let bytes = big.encode_to_vec();
         assert!(bytes.len() > 4_000_000, "{} bytes", bytes.len());
-        let index = PolicyIndex::decode(&bytes).unwrap();
+        let index = PolicyIndex::decode(bytes).unwrap();
         assert_eq!(index.version(), u64::from(u32::MAX) + 5);
         assert_eq!(index.key_count(), 50_000);
         let found = index

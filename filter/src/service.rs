@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use modelgate_proto::paths::{GET_SNAPSHOT, POLICY_SERVICE, REPORT_USAGE};
 use modelgate_proto::v1::{
-    GetSnapshotRequest, GetSnapshotResponse, ReportUsageRequest, ReportUsageResponse, UsageRecord,
+    GetSnapshotRequest, ReportUsageRequest, ReportUsageResponse, UsageRecord,
 };
 use prost::Message;
 
@@ -15,6 +15,7 @@ use crate::audit::USAGE_QUEUE;
 use crate::config::ServiceConfig;
 use crate::flow::RECORDS_DROPPED_COUNTER;
 use crate::host::{GrpcCall, ServiceHost};
+use crate::policy::wire::SnapshotReply;
 use crate::snapshot::{publish_head, publish_snapshot, SnapshotHead};
 
 /// The answer to a dispatched gRPC call.
@@ -124,8 +125,9 @@ impl Service {
 
     fn on_snapshot_reply(&mut self, host: &impl ServiceHost, reply: GrpcReply<'_>) {
         let response = match reply {
-            GrpcReply::Ok(body) => GetSnapshotResponse::decode(body)
-                .map_err(|err| format!("undecodable response: {err}")),
+            GrpcReply::Ok(body) => {
+                SnapshotReply::parse(body).map_err(|err| format!("undecodable response: {err}"))
+            }
             GrpcReply::Failed { status, message } => {
                 Err(format!("gRPC status {status}: {message}"))
             }
@@ -149,16 +151,15 @@ impl Service {
             last_contact_ms: host.now_ms(),
         };
         let published = match response.snapshot {
-            Some(snapshot) => {
-                let encoded = snapshot.encode_to_vec();
-                let published = publish_snapshot(host, &encoded, head);
+            // Published as received: each worker indexes these bytes itself (and refuses a
+            // malformed snapshot), so decoding and re-encoding it here would only add a full
+            // pass over every key to each new version's way to enforcement.
+            Some(encoded) => {
+                let published = publish_snapshot(host, encoded, head);
                 if published.is_ok() {
                     log::info!(
-                        "policy snapshot v{} published ({} keys, {} teams, {} models, {} bytes)",
+                        "policy snapshot v{} published ({} bytes)",
                         head.version,
-                        snapshot.keys.len(),
-                        snapshot.teams.len(),
-                        snapshot.models.len(),
                         encoded.len()
                     );
                     self.known_version = head.version;

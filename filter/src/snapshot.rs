@@ -126,7 +126,7 @@ fn load(host: &impl Host, head_version: u64) -> Loaded {
             None => Err("head present but snapshot missing".to_owned()),
             Some(bytes) => {
                 let started = host.now_micros();
-                PolicyIndex::decode(&bytes)
+                PolicyIndex::decode(bytes)
                     .map(|index| {
                         let micros = host.now_micros().saturating_sub(started).max(0);
                         // One line per adopted version, in the form `make bench`'s scale run

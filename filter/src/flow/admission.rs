@@ -23,8 +23,8 @@ impl Access {
     pub(super) fn new(policy: &PolicyIndex, principal: Principal<'_>) -> Self {
         let user = policy.user(&principal.key.user_id);
         Self {
-            allowlist: Allowlist::of(principal.key, principal.team),
-            plan: Plan::new(policy.version(), principal.key, principal.team, user),
+            allowlist: Allowlist::of(&principal.key, principal.team),
+            plan: Plan::new(policy.version(), &principal.key, principal.team, user),
             held: None,
         }
     }

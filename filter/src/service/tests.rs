@@ -1,4 +1,4 @@
-use modelgate_proto::v1::{PolicySnapshot, RequestStatus};
+use modelgate_proto::v1::{GetSnapshotResponse, PolicySnapshot, RequestStatus};
 
 use super::*;
 use crate::config::PluginConfig;
