@@ -108,7 +108,8 @@ bench: build test-deps litellm-venv
 # The same programs, quickly (CI, from `make test`): each Criterion bench runs once, the
 # whole path one second per point without LiteLLM; it fails if any path answered an error.
 bench-smoke: build test-deps
-	cargo test --benches -p modelgate-filter -p modelgate-redact
+	cargo test -p modelgate-filter --bench filter
+	cargo test -p modelgate-redact --bench redact
 	$(BENCH_RUN) whole-path -- --smoke --out $(BENCH_DIR)/whole-path.json
 	$(BENCH_RUN) scale -- --smoke --out $(BENCH_DIR)/scale.json
 	$(BENCH_RUN) report
