@@ -74,9 +74,7 @@ impl Sealer {
         if unsigned == 0 {
             return false;
         }
-        // The newest checkpoint promised its own policy: honour the stricter of the two, so
-        // a verifier's "fewer than every_records unsigned" holds across restarts and replicas.
-        let every = self.policy.every_records.min(last.every_records.max(1));
+        let every = self.every_after(Some(last));
         let age_ms = now.as_millis().saturating_sub(last.created_at.as_millis());
         force
             || unsigned >= every
@@ -90,7 +88,18 @@ impl Sealer {
         now: Timestamp,
     ) -> Checkpoint {
         let number = last.map_or(1, |c| c.number + 1);
-        Checkpoint::sign(&self.key, number, head, now, self.policy.every_records)
+        Checkpoint::sign(&self.key, number, head, now, self.every_after(last))
+    }
+
+    /// The record count a checkpoint after `last` is due at, and promises: the stricter of
+    /// this replica's policy and the one the newest checkpoint promised. Signing the stricter
+    /// one too keeps the promise from loosening when a replica (or a restart) with a looser
+    /// policy writes the next checkpoint, so "fewer than every_records unsigned" holds for
+    /// every verifier across restarts and replicas.
+    fn every_after(&self, last: Option<&Checkpoint>) -> u64 {
+        last.map_or(self.policy.every_records, |last| {
+            self.policy.every_records.min(last.every_records.max(1))
+        })
     }
 }
 
@@ -209,7 +218,13 @@ mod tests {
         // A stricter policy in the newest checkpoint wins over a looser local one.
         let loose = sealer(1_000);
         assert!(loose.due(at(15), Some(&last), t0, false));
-        assert_eq!(loose.sign(Some(&last), at(15), t0).number, 2);
+        let next = loose.sign(Some(&last), at(15), t0);
+        assert_eq!(next.number, 2);
+        // ...and the looser replica's checkpoint promises the stricter count too, so the next
+        // checkpoint (whoever writes it) is still due after 10 records, not 1,000.
+        assert_eq!(next.every_records, 10);
+        assert!(loose.due(at(25), Some(&next), t0, false));
+        assert!(!loose.due(at(24), Some(&next), t0, false));
     }
 
     #[test]
