@@ -696,12 +696,30 @@ impl ModelPatch {
     }
 }
 
+/// A key as a policy snapshot sees it: the [`ApiKey`] fields a filter enforces. The
+/// admin-only ones (metadata, last4, creation and revocation times) are left out because a
+/// snapshot reads every key: at 100k keys decoding them was most of a rebuild.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyKey {
+    pub public_id: String,
+    pub key_sha256: [u8; 32],
+    pub team_id: String,
+    pub user_id: Option<String>,
+    pub alias: Option<String>,
+    /// As [`ApiKey::models`]: empty = the team's.
+    pub models: Vec<String>,
+    pub limits: Limits,
+    pub blocked: bool,
+    pub status: KeyStatus,
+    pub expires_at: Option<Timestamp>,
+}
+
 /// Everything a policy snapshot is built from, read at one consistent point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyState {
     pub version: u64,
     pub teams: Vec<Team>,
-    pub keys: Vec<ApiKey>,
+    pub keys: Vec<PolicyKey>,
     pub users: Vec<User>,
     pub models: Vec<ModelRoute>,
 }

@@ -14,7 +14,7 @@ use modelgate_control_plane::budget::{Budget, DAY_MS};
 use modelgate_control_plane::clock::Timestamp;
 use modelgate_control_plane::domain::{
     new_team_id, ApiKey, Change, KeyFilter, KeyPatch, KeyStatus, ListedKey, Metadata, ModelPatch,
-    ModelRoute, NewKey, ScopeKind, Team, TeamAlias, TeamPatch, UsageBatch, UsageEntry,
+    ModelRoute, NewKey, PolicyKey, ScopeKind, Team, TeamAlias, TeamPatch, UsageBatch, UsageEntry,
     UsageReceipt, User, UserPatch, ValidationError,
 };
 use modelgate_control_plane::keys::MintedKey;
@@ -469,7 +469,20 @@ async fn policy_state_matches_its_version<B: Backend>() {
     let (store, _guard) = B::fresh().await;
     let ml = team("ml", &["llama3"]);
     store.create_team(&ml).await.unwrap();
-    let active = create_key(&store, "ml").await;
+    // Every column a snapshot key is decoded from set, so a misplaced column shows.
+    let mut own = new_key("ml").0;
+    own.models = vec!["llama3".into()];
+    own.blocked = true;
+    own.limits = limits(
+        LimitsInput {
+            rpm: Some(5),
+            tpm: Some(50),
+            max_parallel: Some(2),
+            ..budget(3.0, Some("7d"), None)
+        },
+        own.created_at,
+    );
+    let own = store.create_key(&own).await.unwrap();
     let gone = create_key(&store, "ml").await;
     let gone = store
         .revoke_key(&gone.public_id, Timestamp::now())
@@ -480,11 +493,27 @@ async fn policy_state_matches_its_version<B: Backend>() {
     assert_eq!(state.version, store.policy_version().await.unwrap());
     assert_eq!(state.teams, vec![ml]);
     assert_eq!(state.keys.len(), 2);
-    assert!(state.keys.contains(&active));
+    assert!(state.keys.contains(&policy_key(own)));
     assert!(
-        state.keys.contains(&gone),
+        state.keys.contains(&policy_key(gone)),
         "revoked keys stay in the snapshot"
     );
+}
+
+/// What a snapshot reads of a stored key.
+fn policy_key(key: ApiKey) -> PolicyKey {
+    PolicyKey {
+        public_id: key.public_id,
+        key_sha256: key.key_sha256,
+        team_id: key.team_id,
+        user_id: key.user_id,
+        alias: key.alias,
+        models: key.models,
+        limits: key.limits,
+        blocked: key.blocked,
+        status: key.status,
+        expires_at: key.expires_at,
+    }
 }
 
 async fn snapshots_are_cached_by_version<B: Backend>() {

@@ -1,6 +1,5 @@
 use super::*;
 use crate::budget::{Budget, BudgetPeriod, CalendarPeriod};
-use crate::domain::Metadata;
 
 const DAY: i64 = 86_400_000;
 
@@ -26,11 +25,10 @@ fn team() -> Team {
     t
 }
 
-fn key(status: KeyStatus, blocked: bool) -> ApiKey {
-    ApiKey {
+fn key(status: KeyStatus, blocked: bool) -> PolicyKey {
+    PolicyKey {
         public_id: "abcdefghijkl".into(),
         key_sha256: [7; 32],
-        last4: "wxyz".into(),
         team_id: "team_aaaaaaaaaaaa".into(),
         user_id: None,
         alias: Some("ci".into()),
@@ -44,16 +42,13 @@ fn key(status: KeyStatus, blocked: bool) -> ApiKey {
             }),
             ..Limits::default()
         },
-        metadata: Metadata::default(),
         blocked,
         status,
-        created_at: Timestamp::from_millis(2),
         expires_at: Some(Timestamp::from_millis(99)),
-        revoked_at: None,
     }
 }
 
-fn state(keys: Vec<ApiKey>) -> PolicyState {
+fn state(keys: Vec<PolicyKey>) -> PolicyState {
     PolicyState {
         version: 7,
         teams: vec![team()],
@@ -85,9 +80,9 @@ fn state(keys: Vec<ApiKey>) -> PolicyState {
     }
 }
 
-fn build(keys: Vec<ApiKey>, now: Timestamp) -> pb::PolicySnapshot {
+fn build(keys: Vec<PolicyKey>, now: Timestamp) -> pb::PolicySnapshot {
     let tracker = SpendTracker::new();
-    let snapshot = build_snapshot(&state(keys), now, &tracker.reader());
+    let snapshot = build_snapshot(state(keys), now, &tracker.reader());
     snapshot
 }
 

@@ -100,8 +100,15 @@ pub(super) const SELECT_KEYS: &str = concat!(
      AND t.tag_name = $6 AND t.tag_value = $7)) \
      ORDER BY created_at_ms, public_id"
 );
-/// For snapshots, whose key order means nothing: sorting 100k rows costs more than reading them.
-pub(super) const SELECT_ALL_KEYS: &str = concat!("SELECT ", key_columns!(), " FROM api_keys");
+/// For snapshots: only a `PolicyKey`'s columns, decoded by position (`policy_key_from_row`),
+/// with the limit columns last as everywhere. Unsorted: a snapshot's key order means nothing and
+/// sorting 100k rows costs more than reading them.
+pub(super) const SELECT_POLICY_KEYS: &str = concat!(
+    "SELECT public_id, key_sha256, team_id, user_id, key_alias, models, status, expires_at_ms, \
+     blocked, ",
+    limit_columns!(),
+    " FROM api_keys"
+);
 pub(super) const SELECT_KEY_BY_ID: &str = concat!(
     "SELECT ",
     key_columns!(),
@@ -321,6 +328,10 @@ pub(super) fn encode_models(models: &[String]) -> StoreResult<String> {
 }
 
 pub(super) fn decode_models(json: &str) -> StoreResult<Vec<String>> {
+    // Most keys use their team's allowlist; a snapshot decodes every key's.
+    if json == "[]" {
+        return Ok(Vec::new());
+    }
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("model list: {e}")))
 }
 
@@ -329,10 +340,10 @@ pub(super) fn decode_metadata(json: &str) -> StoreResult<crate::domain::Metadata
 }
 
 pub(super) fn decode_sha256(hex_digest: &str) -> StoreResult<[u8; 32]> {
-    hex::decode(hex_digest)
-        .ok()
-        .and_then(|v| <[u8; 32]>::try_from(v).ok())
-        .ok_or_else(|| StoreError::Corrupt("key hash is not 32 bytes of hex".into()))
+    let mut digest = [0; 32];
+    hex::decode_to_slice(hex_digest, &mut digest)
+        .map_err(|_| StoreError::Corrupt("key hash is not 32 bytes of hex".into()))?;
+    Ok(digest)
 }
 
 pub(super) fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
@@ -343,12 +354,13 @@ pub(super) fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
 /// database is `$db`.
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
-        use sqlx::Row as _;
+        use sqlx::{Column as _, Row as _};
         use $crate::budget::{Budget, BudgetPeriod, CalendarStarts, DAY_MS};
         use $crate::clock::Timestamp;
         use $crate::domain::{
             ApiKey, DailySpend, KeyFilter, KeyPatch, KeyStatus, ListedKey, Metadata, ModelPatch,
-            ModelRoute, NewKey, PolicyState, ScopeKind, Team, TeamPatch, UsageRow, User, UserPatch,
+            ModelRoute, NewKey, PolicyKey, PolicyState, ScopeKind, Team, TeamPatch, UsageRow, User,
+            UserPatch,
         };
         use $crate::limits::{check_key_within_team, Limits};
         use $crate::store::sql::{self, bind_limits, LimitColumns};
@@ -360,17 +372,18 @@ macro_rules! impl_sql_store {
         type DbRow = <$db as sqlx::Database>::Row;
         type DbConnection = <$db as sqlx::Database>::Connection;
 
-        fn budget_from_row(row: &DbRow) -> StoreResult<Option<Budget>> {
-            let Some(max_budget) = row.try_get::<Option<f64>, _>("max_budget")? else {
+        /// The budget from the `budget_columns!` starting at column `first`.
+        fn budget_at(row: &DbRow, first: usize) -> StoreResult<Option<Budget>> {
+            let Some(max_budget) = row.try_get::<Option<f64>, _>(first)? else {
                 return Ok(None);
             };
             let period = BudgetPeriod::from_columns(
-                row.try_get("budget_duration_ms")?,
-                row.try_get::<Option<&str>, _>("budget_calendar")?,
+                row.try_get(first + 1)?,
+                row.try_get::<Option<&str>, _>(first + 2)?,
             )
             .ok_or_else(|| StoreError::Corrupt("budget period".into()))?;
             let anchor = row
-                .try_get::<Option<i64>, _>("budget_anchor_ms")?
+                .try_get::<Option<i64>, _>(first + 3)?
                 .ok_or_else(|| StoreError::Corrupt("budget without anchor".into()))?;
             Ok(Some(Budget {
                 max_budget,
@@ -379,17 +392,23 @@ macro_rules! impl_sql_store {
             }))
         }
 
+        /// Limits from the `limit_columns!`, found by name once per row.
         fn limits_from_row(row: &DbRow) -> StoreResult<Limits> {
-            let count = |column: &str| -> StoreResult<Option<u64>> {
-                row.try_get::<Option<i64>, _>(column)?
+            limits_at(row, row.try_column("rpm_limit")?.ordinal())
+        }
+
+        /// Limits from the `limit_columns!` starting at column `first`.
+        fn limits_at(row: &DbRow, first: usize) -> StoreResult<Limits> {
+            let count = |offset: usize, column: &str| -> StoreResult<Option<u64>> {
+                row.try_get::<Option<i64>, _>(first + offset)?
                     .map(|v| sql::to_u64(v, column))
                     .transpose()
             };
-            let budget = budget_from_row(row)?;
+            let budget = budget_at(row, first + 3)?;
             Ok(Limits {
-                rpm: count("rpm_limit")?,
-                tpm: count("tpm_limit")?,
-                max_parallel: count("max_parallel_requests")?
+                rpm: count(0, "rpm_limit")?,
+                tpm: count(1, "tpm_limit")?,
+                max_parallel: count(2, "max_parallel_requests")?
                     .map(u32::try_from)
                     .transpose()
                     .map_err(|_| StoreError::Corrupt("max_parallel_requests".into()))?,
@@ -434,6 +453,26 @@ macro_rules! impl_sql_store {
                 revoked_at: row
                     .try_get::<Option<i64>, _>("revoked_at_ms")?
                     .map(Timestamp::from_millis),
+            })
+        }
+
+        /// Decodes a `SELECT_POLICY_KEYS` row by position: a snapshot decodes every key.
+        fn policy_key_from_row(row: &DbRow) -> StoreResult<PolicyKey> {
+            let status: &str = row.try_get(6)?;
+            Ok(PolicyKey {
+                public_id: row.try_get(0)?,
+                key_sha256: sql::decode_sha256(row.try_get(1)?)?,
+                team_id: row.try_get(2)?,
+                user_id: row.try_get(3)?,
+                alias: row.try_get(4)?,
+                models: sql::decode_models(row.try_get(5)?)?,
+                status: KeyStatus::parse(status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("key status {status:?}")))?,
+                expires_at: row
+                    .try_get::<Option<i64>, _>(7)?
+                    .map(Timestamp::from_millis),
+                blocked: row.try_get(8)?,
+                limits: limits_at(row, 9)?,
             })
         }
 
@@ -954,7 +993,8 @@ macro_rules! impl_sql_store {
                 let mut budgets = Vec::new();
                 for (kind, query) in sql::SELECT_BUDGETS {
                     for row in sqlx::query(query).fetch_all(&mut *tx).await? {
-                        if let Some(budget) = budget_from_row(&row)? {
+                        // Columns: scope_id, then the budget_columns!.
+                        if let Some(budget) = budget_at(&row, 1)? {
                             budgets.push((kind, row.try_get("scope_id")?, budget));
                         }
                     }
@@ -1075,11 +1115,11 @@ macro_rules! impl_sql_store {
                     .iter()
                     .map(team_from_row)
                     .collect::<StoreResult<Vec<_>>>()?;
-                let keys = sqlx::query(sql::SELECT_ALL_KEYS)
+                let keys = sqlx::query(sql::SELECT_POLICY_KEYS)
                     .fetch_all(&mut *tx)
                     .await?
                     .iter()
-                    .map(key_from_row)
+                    .map(policy_key_from_row)
                     .collect::<StoreResult<Vec<_>>>()?;
                 let users = sqlx::query(sql::SELECT_USERS)
                     .fetch_all(&mut *tx)
