@@ -330,6 +330,7 @@ async fn snapshot_timings(
                 .get_snapshot(GetSnapshotRequest {
                     known_version: 0,
                     node_id: "scale-bench".to_owned(),
+                    ..GetSnapshotRequest::default()
                 })
                 .await?
                 .into_inner();

@@ -155,6 +155,7 @@ pub fn build_snapshot(
             .map(|u| user_policy(u, spend, now))
             .collect(),
         models: state.models.iter().map(model_route).collect(),
+        identity_providers: Vec::new(),
     }
 }
 
@@ -229,6 +230,7 @@ fn team_policy(team: &Team, spend: &SpendReader<'_>, now: Timestamp) -> pb::Team
         redaction_policy_json: team.redaction_policy.clone().unwrap_or_default(),
         high_trust: team.high_trust,
         keep_redacted_prompt: team.keep_redacted_prompt,
+        idp_groups: Vec::new(),
     }
 }
 

@@ -410,6 +410,7 @@ async fn filters_get_snapshots_with_hashes_and_revocations() {
     let get = |known_version| pb::GetSnapshotRequest {
         known_version,
         node_id: "envoy-test".into(),
+        ..Default::default()
     };
 
     let first = policy.get_snapshot(get(0)).await.unwrap().into_inner();

@@ -116,6 +116,7 @@ async fn snapshot(cp: &ControlPlane, known_version: u64) -> pb::GetSnapshotRespo
         .get_snapshot(pb::GetSnapshotRequest {
             known_version,
             node_id: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

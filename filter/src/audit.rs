@@ -104,6 +104,9 @@ impl RecordDraft {
             redaction_bypassed: self.redaction_bypassed,
             path: self.path,
             stream: self.stream,
+            // Virtual keys are the only credential the filter accepts so far.
+            auth_method: "key".to_owned(),
+            issuer: String::new(),
         }
     }
 }

@@ -314,6 +314,7 @@ pub(crate) mod tests {
                 route("qwen2.5-7b", "pool-qwen"),
                 route("qwen2.5x", "pool-qwen"),
             ],
+            ..PolicySnapshot::default()
         }
     }
 

@@ -110,6 +110,7 @@ impl Service {
         let request = GetSnapshotRequest {
             known_version: self.known_version,
             node_id: self.config.node_id.clone(),
+            ..GetSnapshotRequest::default()
         }
         .encode_to_vec();
         self.snapshot_call = match self.dispatch(host, GET_SNAPSHOT, &request) {

@@ -96,6 +96,7 @@ pub fn snapshot(keys: usize, redaction_policy_json: &str) -> PolicySnapshot {
             ..UserPolicy::default()
         }],
         models,
+        ..PolicySnapshot::default()
     }
 }
 
