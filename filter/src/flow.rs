@@ -122,6 +122,8 @@ pub struct RequestFlow {
     exchange: Exchange,
     redactors: Rc<RedactorCache>,
     access: Access,
+    /// The client announced its body's length (`content-length`) rather than chunking it.
+    length_announced: bool,
 }
 
 impl RequestFlow {
@@ -135,6 +137,7 @@ impl RequestFlow {
             exchange: Exchange::new(),
             redactors: Rc::default(),
             access: Access::default(),
+            length_announced: false,
         }
     }
 
@@ -220,6 +223,7 @@ impl RequestFlow {
         let content_length = headers
             .get("content-length")
             .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        self.length_announced = content_length.is_some();
         let body_plan = match self.exchange.begin(
             &self.config,
             &path,
@@ -281,8 +285,8 @@ impl RequestFlow {
         match sent {
             Ok(rewritten) => {
                 let body = rewritten.or(aliased);
-                if body.is_some() {
-                    edits.remove.push("content-length".to_owned());
+                if let Some(new) = &body {
+                    edits.merge(self.length_edits(new.len()));
                 }
                 BodyVerdict::Forward { edits, body }
             }
@@ -291,6 +295,21 @@ impl RequestFlow {
                 BodyVerdict::Reject(self.refusal_reply(rejection))
             }
         }
+    }
+
+    /// The header edits a replaced body of `length` bytes needs. Upstreams that refuse
+    /// chunked bodies (many Python servers answer 411 or 500) get the new length when the
+    /// client sent one; a chunked request stays chunked (its stale length is dropped).
+    fn length_edits(&self, length: usize) -> HeaderEdits {
+        let mut edits = HeaderEdits::default();
+        if self.length_announced {
+            edits
+                .set
+                .push(("content-length".to_owned(), length.to_string()));
+        } else {
+            edits.remove.push("content-length".to_owned());
+        }
+        edits
     }
 
     /// The body names a model this key may use, and the request fits its limits.

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::audit::USAGE_QUEUE;
 use crate::config::{FilterConfig, PluginConfig};
-use crate::flow::{BodyVerdict, RequestFlow, RequestHeaders, Verdict};
+use crate::flow::{BodyVerdict, HeaderEdits, RequestFlow, RequestHeaders, Verdict};
 use crate::host::fake::FakeHost;
 use crate::host::Host;
 use crate::policy::tests::{snapshot, ALICE_KEY};
@@ -34,7 +34,23 @@ struct Call {
     flow: RequestFlow,
     /// The body as it went upstream.
     upstream_body: Vec<u8>,
-    removed_headers: Vec<String>,
+    /// The request header edits sent with it.
+    edits: HeaderEdits,
+}
+
+impl Call {
+    /// The `content-length` the request goes upstream with, when the edits set one.
+    fn content_length_set(&self) -> Option<&str> {
+        self.edits
+            .set
+            .iter()
+            .find(|(name, _)| name == "content-length")
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn removes(&self, header: &str) -> bool {
+        self.edits.remove.iter().any(|name| name == header)
+    }
 }
 
 impl Gateway {
@@ -123,7 +139,7 @@ impl Gateway {
             BodyVerdict::Forward { edits, body: new } => Ok(Call {
                 flow,
                 upstream_body: new.unwrap_or_else(|| body.to_vec()),
-                removed_headers: edits.remove,
+                edits,
             }),
             BodyVerdict::Reject(reply) => {
                 flow.on_log(&self.host, Some(reply.status), None);
@@ -295,7 +311,12 @@ fn masked_request_reaches_the_upstream_without_the_values() {
         "{content}"
     );
     assert_eq!(sent["max_tokens"], 50, "other fields untouched");
-    assert!(call.removed_headers.contains(&"content-length".to_owned()));
+    assert_eq!(
+        call.content_length_set(),
+        Some(call.upstream_body.len().to_string().as_str()),
+        "the rewritten body goes out with its own length, not chunked"
+    );
+    assert!(!call.removes("content-length"));
     let expected_hash = sha256_hex(&call.upstream_body);
     let record = gw.log(call, 200);
     assert_eq!(record.prompt_sha256, expected_hash);
@@ -312,7 +333,12 @@ fn unchanged_bodies_go_upstream_byte_for_byte() {
     let raw = br#"{ "model" : "llama3.1-8b", "messages": [{"role":"user","content":"Dear Priya Raman"}] }"#;
     let call = gw.try_send("/v1/chat/completions", raw).unwrap();
     assert_eq!(call.upstream_body, raw);
-    assert!(!call.removed_headers.contains(&"content-length".to_owned()));
+    assert!(!call.removes("content-length"));
+    assert_eq!(
+        call.content_length_set(),
+        None,
+        "the client's length stands"
+    );
     let record = gw.log(call, 200);
     assert_eq!(record.prompt_sha256, sha256_hex(raw));
     assert!(!record.redaction_bypassed);
@@ -650,6 +676,11 @@ fn the_usage_chunk_the_gateway_asked_for_is_hidden_and_counted() {
     let mut call = gw.send("/v1/chat/completions", &chat_stream("hi", None));
     let sent: Value = serde_json::from_slice(&call.upstream_body).unwrap();
     assert_eq!(sent["stream_options"]["include_usage"], true);
+    assert_eq!(
+        call.content_length_set(),
+        Some(call.upstream_body.len().to_string().as_str()),
+        "the asked-for usage lengthens the body; the upstream gets the new length"
+    );
     let upstream = sse_chat(&["Hello", " there"], Some((12, 2)));
     let got = gw.answer(&mut call, 200, "text/event-stream", &[&upstream]);
     assert_eq!(
@@ -665,6 +696,34 @@ fn the_usage_chunk_the_gateway_asked_for_is_hidden_and_counted() {
     assert!(record.stream);
     assert_eq!(record.ttft_ms, 5);
     assert_eq!(record.response_sha256, sha256_hex(&upstream));
+}
+
+#[test]
+fn a_chunked_request_stays_chunked_when_its_body_is_rewritten() {
+    let mut gw = Gateway::new(|_| {});
+    let mut flow = RequestFlow::new(Rc::clone(&gw.config)).with_redactors(Rc::clone(&gw.redactors));
+    let auth = format!("Bearer {ALICE_KEY}");
+    let headers: RequestHeaders = [
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("authorization", auth.as_str()),
+        ("transfer-encoding", "chunked"),
+    ]
+    .into_iter()
+    .collect();
+    let verdict = flow.on_request_headers(&gw.host, &mut gw.snapshots, &headers, None, false);
+    assert!(matches!(verdict, Verdict::AwaitBody(_)), "{verdict:?}");
+    let body = chat_stream("hi", None).to_string();
+    let BodyVerdict::Forward { edits, body: new } = flow.on_request_body(&gw.host, body.as_bytes())
+    else {
+        panic!("refused");
+    };
+    assert!(new.is_some(), "usage asked for");
+    assert!(
+        !edits.set.iter().any(|(name, _)| name == "content-length"),
+        "no length the client did not announce: {edits:?}"
+    );
+    assert!(edits.remove.iter().any(|name| name == "content-length"));
 }
 
 #[test]
