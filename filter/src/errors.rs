@@ -1,6 +1,8 @@
 //! Client-facing refusals and their OpenAI-style JSON bodies:
 //! `{"error":{"message":…,"type":…,"param":null,"code":…}}`.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::credential::{CredentialError, Malformed};
@@ -173,7 +175,7 @@ impl Rejection {
             message: String,
             #[serde(rename = "type")]
             kind: &'a str,
-            param: Option<&'a str>,
+            param: Option<Cow<'a, str>>,
             code: &'a str,
             /// Which scope's limit (`key`, `team`, `user`) and which limit (`rpm`, …).
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,11 +184,10 @@ impl Rejection {
             limit: Option<&'a str>,
         }
         let (param, scope, limit) = match self {
-            Self::ModelNotFound(_)
-            | Self::ModelNotAllowed(_)
-            | Self::BadRequestBody(
-                BodyError::MissingModel | BodyError::InvalidModel | BodyError::DuplicateModel,
-            ) => (Some("model"), None, None),
+            Self::ModelNotFound(_) | Self::ModelNotAllowed(_) => {
+                (Some(Cow::Borrowed("model")), None, None)
+            }
+            Self::BadRequestBody(why) => (why.param(), None, None),
             Self::Limited(hit) => (
                 None,
                 Some(hit.scope.kind.as_str()),
@@ -391,6 +392,12 @@ mod tests {
                 400,
                 "missing_model",
                 json!("model"),
+            ),
+            (
+                Rejection::BadRequestBody(BodyError::ContentInvalid(2)),
+                400,
+                "invalid_type",
+                json!("messages[2].content"),
             ),
             (
                 Rejection::ModelNotFound("mystery".to_owned()),

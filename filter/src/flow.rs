@@ -321,14 +321,17 @@ impl RequestFlow {
     ) -> Result<Admitted, Rejection> {
         let request = ModelRequest::parse(body).map_err(Rejection::BadRequestBody)?;
         self.draft.model_requested.clone_from(&request.model);
+        // Known at the headers already (else 404); never admitted unchecked.
+        let endpoint =
+            Endpoint::of(&self.draft.path, &self.config).ok_or(Rejection::PathNotFound)?;
+        request
+            .check_shape(endpoint)
+            .map_err(Rejection::BadRequestBody)?;
         let policy = self
             .policy
             .clone()
             .ok_or(Rejection::PolicyUnavailable(Unavailable::NeverLoaded))?;
         let route = self.access.resolve(&policy, &request.model)?;
-        // Known at the headers already (else 404); never admitted unchecked.
-        let endpoint =
-            Endpoint::of(&self.draft.path, &self.config).ok_or(Rejection::PathNotFound)?;
         self.access
             .admit(host, now_ms, Some((&request, route, endpoint)))?;
         let upstream = crate::models::upstream_name(route);

@@ -2,13 +2,18 @@
 //! limit the client set, an estimate of the prompt's tokens, and where the `model` value sits
 //! so an alias can be replaced without re-serializing (and so reformatting) the rest.
 
+mod shape;
+
+use std::borrow::Cow;
 use std::ops::Range;
 
 use serde_json::Value;
 
 use crate::usage::estimate_prompt_tokens;
 
-/// Why a body cannot be admitted; each maps to a 400 with its own code.
+/// Why a body cannot be admitted; each maps to a 400. Shape errors follow OpenAI's codes:
+/// `invalid_type` when a field has the wrong JSON type, `invalid_value` when its type is right
+/// but its value is not allowed (an empty list, a negative count); `param` names the field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
     #[error("the request has no body; it must be a JSON object with a \"model\"")]
@@ -25,6 +30,26 @@ pub enum BodyError {
     /// the upstream looking at the same name.
     #[error("the request body names \"model\" more than once")]
     DuplicateModel,
+    #[error("\"stream\" must be a boolean")]
+    StreamNotBoolean,
+    #[error("\"messages\" must be a list of messages")]
+    MessagesNotList,
+    #[error("\"messages\" must not be empty")]
+    MessagesEmpty,
+    /// The index of the message.
+    #[error("\"messages[{0}]\" must be an object with a \"role\"")]
+    MessageNotObject(usize),
+    /// The index of the message.
+    #[error("\"messages[{0}].content\" must be a string or a list of content parts (null only for an assistant message)")]
+    ContentInvalid(usize),
+    /// The field (`max_tokens` or `max_completion_tokens`).
+    #[error("\"{0}\" must be an integer")]
+    LimitNotInteger(&'static str),
+    /// The field (`max_tokens` or `max_completion_tokens`).
+    #[error("\"{0}\" must not be negative")]
+    LimitNegative(&'static str),
+    #[error("\"input\" must be a string, a list of strings, a list of integers or a list of lists of integers")]
+    InputInvalid,
 }
 
 impl BodyError {
@@ -36,7 +61,31 @@ impl BodyError {
             Self::MissingModel => "missing_model",
             Self::InvalidModel => "invalid_model",
             Self::DuplicateModel => "duplicate_model",
+            Self::StreamNotBoolean
+            | Self::MessagesNotList
+            | Self::MessageNotObject(_)
+            | Self::ContentInvalid(_)
+            | Self::LimitNotInteger(_)
+            | Self::InputInvalid => "invalid_type",
+            Self::MessagesEmpty | Self::LimitNegative(_) => "invalid_value",
         }
+    }
+
+    /// The request field at fault (the error's `param`), when there is one.
+    pub fn param(self) -> Option<Cow<'static, str>> {
+        let field = match self {
+            Self::Missing | Self::NotJson | Self::NotObject => return None,
+            Self::MissingModel | Self::InvalidModel | Self::DuplicateModel => "model",
+            Self::StreamNotBoolean => "stream",
+            Self::MessagesNotList | Self::MessagesEmpty => "messages",
+            Self::MessageNotObject(index) => return Some(format!("messages[{index}]").into()),
+            Self::ContentInvalid(index) => {
+                return Some(format!("messages[{index}].content").into())
+            }
+            Self::LimitNotInteger(field) | Self::LimitNegative(field) => field,
+            Self::InputInvalid => "input",
+        };
+        Some(Cow::Borrowed(field))
     }
 }
 
