@@ -64,6 +64,7 @@ fn local_template_validates() {
             let template = artifacts::repo_root().join("envoy").join(name);
             render_template(&template, &sample_values(&template), &rendered);
             assert_filter_may_wait_for_the_body(name, &read(&rendered));
+            assert_local_replies_are_json(name, &read(&rendered));
             validate(&rendered);
         }
     }
@@ -76,6 +77,7 @@ fn example_configs_validate() {
         if let Check::Example = check {
             let text = read(&artifacts::repo_root().join("envoy").join(name));
             assert_filter_may_wait_for_the_body(name, &text);
+            assert_local_replies_are_json(name, &text);
             validate(&etc.write_rewritten(name, &text));
         }
     }
@@ -234,6 +236,21 @@ fn assert_filter_may_wait_for_the_body(name: &str, text: &str) {
     assert_eq!(
         filters, flags,
         "{name}: wasm HTTP filters without allow_on_headers_stop_iteration"
+    );
+}
+
+/// Every connection manager that runs the filter maps Envoy's own replies to the JSON error
+/// shape, and none wraps every reply (which would re-wrap the filter's own JSON answers).
+fn assert_local_replies_are_json(name: &str, text: &str) {
+    let filters = text.matches("filters.http.wasm.v3.Wasm").count();
+    let mapped = text.matches("local_reply_config:").count();
+    assert_eq!(
+        filters, mapped,
+        "{name}: wasm HTTP filters without local_reply_config"
+    );
+    assert!(
+        !text.contains("\n            body_format:"),
+        "{name}: a top-level body_format would re-wrap the filter's replies"
     );
 }
 
