@@ -35,6 +35,9 @@ pub struct Behaviour {
     pub fail_status: Option<u16>,
     /// Send this many stream events, then drop the connection mid-response.
     pub cut_stream_after: Option<usize>,
+    /// Answer 411 to a body sent chunked or without `Content-Length`, as servers that need
+    /// the length up front do.
+    pub require_content_length: bool,
 }
 
 /// One request as the upstream saw it.
@@ -174,6 +177,17 @@ async fn answer(
     let behaviour = state.behaviour.lock().expect("lock").clone();
 
     tokio::time::sleep(behaviour.delay).await;
+    let chunked = recorded
+        .headers
+        .contains_key(http::header::TRANSFER_ENCODING)
+        || !recorded.headers.contains_key(http::header::CONTENT_LENGTH);
+    if behaviour.require_content_length && !recorded.body.is_empty() && chunked {
+        return Ok(json_response(
+            411,
+            &json!({"error": {"message": "a Content-Length is required; chunked bodies are refused",
+                              "type": "invalid_request_error", "code": "length_required"}}),
+        ));
+    }
     if let Some(status) = behaviour.fail_status {
         return Ok(json_response(
             status,

@@ -196,3 +196,40 @@ async fn can_fail_be_slow_and_cut_streams() {
         "a cut stream is an error for the client"
     );
 }
+
+#[tokio::test]
+async fn can_refuse_bodies_without_a_length() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let upstream = Upstream::start();
+    upstream.set_behaviour(Behaviour {
+        require_content_length: true,
+        ..Behaviour::default()
+    });
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+    client(&upstream)
+        .post_json("/v1/chat/completions", None, &chat)
+        .await
+        .assert_success();
+
+    let body = chat.to_string();
+    let mut connection = tokio::net::TcpStream::connect(upstream.addr())
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: upstream\r\nconnection: close\r\n\
+         transfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    connection
+        .write_all(request.as_bytes())
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    connection.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+    assert!(answer.contains("length_required"), "{answer}");
+    let last = upstream.requests().pop().expect("recorded");
+    assert_eq!(last.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(last.body, body.as_bytes(), "still recorded whole");
+}
