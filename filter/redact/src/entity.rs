@@ -17,13 +17,15 @@ pub enum EntityType {
     IpAddress,
     Secret,
     Person,
+    /// A US Individual Taxpayer Identification Number (SSN-shaped, area 9xx).
+    UsItin,
     /// A team's own pattern or deny-list, named by the policy (e.g. `PROJECT_CODENAME`).
     Custom(Arc<str>),
 }
 
 impl EntityType {
     /// Every built-in type, in the order reports list them.
-    pub const BUILTIN: [EntityType; 9] = [
+    pub const BUILTIN: [EntityType; 10] = [
         EntityType::EmailAddress,
         EntityType::UsSsn,
         EntityType::CreditCard,
@@ -33,6 +35,7 @@ impl EntityType {
         EntityType::IpAddress,
         EntityType::Secret,
         EntityType::Person,
+        EntityType::UsItin,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -46,6 +49,7 @@ impl EntityType {
             EntityType::IpAddress => "IP_ADDRESS",
             EntityType::Secret => "SECRET",
             EntityType::Person => "PERSON",
+            EntityType::UsItin => "US_ITIN",
             EntityType::Custom(name) => name,
         }
     }

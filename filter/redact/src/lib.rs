@@ -35,7 +35,8 @@
 //!   name their own. In responses `block` and `reversible` act as `mask`.
 //! - `entities`: built-in type name -> action, or `{"action", "direction"}`. Types:
 //!   `EMAIL_ADDRESS`, `US_SSN`, `CREDIT_CARD`, `PHONE_NUMBER`, `IBAN_CODE`, `US_BANK_NUMBER`,
-//!   `IP_ADDRESS`, `SECRET`, `PERSON`.
+//!   `IP_ADDRESS`, `SECRET`, `PERSON`, `US_ITIN` (SSN-shaped numbers with area 900-999 and
+//!   an ITIN group; a policy that lists `US_SSN` but not `US_ITIN` applies the SSN rule).
 //! - `custom_patterns`: `regex` crate syntax (linear time); `name` is the entity type reported
 //!   (`[A-Z][A-Z0-9_]{0,31}`), `action`/`direction` as above.
 //! - `deny_terms`: literal terms matched on word boundaries, case-insensitive unless

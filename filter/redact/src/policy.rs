@@ -178,8 +178,15 @@ impl RedactionPolicy {
     }
 
     /// The rule for a built-in type, with the policy defaults filled in.
+    /// An ITIN is SSN-shaped and as personal: a policy that names `US_SSN` but not `US_ITIN`
+    /// treats both alike.
     pub(crate) fn builtin_rule(&self, entity: &EntityType) -> (Action, Direction) {
-        match self.entities.get(entity.as_str()) {
+        let rule = self.entities.get(entity.as_str()).or_else(|| {
+            (*entity == EntityType::UsItin)
+                .then(|| self.entities.get(EntityType::UsSsn.as_str()))
+                .flatten()
+        });
+        match rule {
             None => (self.default_action, self.direction),
             Some(EntityRule::Action(a)) => (*a, self.direction),
             Some(EntityRule::Detailed { action, direction }) => {

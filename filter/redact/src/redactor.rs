@@ -120,8 +120,8 @@ impl Redactor {
             }
         }
         let enabled = |phase: Phase| {
-            let mut on = [false; 9];
-            for (slot, rule) in rules.iter().take(9).enumerate() {
+            let mut on = [false; EntityType::BUILTIN.len()];
+            for (slot, rule) in rules.iter().take(EntityType::BUILTIN.len()).enumerate() {
                 on[slot] = rule.action != Action::Off && rule.direction.covers(phase);
             }
             Enabled(on)
@@ -129,7 +129,7 @@ impl Redactor {
         let customs = |phase: Phase| {
             rules
                 .iter()
-                .skip(9)
+                .skip(EntityType::BUILTIN.len())
                 .any(|r| r.action != Action::Off && r.direction.covers(phase))
         };
         Ok(Redactor {

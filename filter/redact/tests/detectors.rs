@@ -82,13 +82,65 @@ fn ssn() {
     for neg in [
         "000-12-3456",
         "666-12-3456",
-        "912-34-5678",
         "123-00-4567",
         "123-45-0000",
         "ticket 536228726",
+        "order 123-45-6789",
     ] {
         assert_none(neg, "US_SSN");
     }
+}
+
+/// Area 900-999 is no issued SSN, but ITINs and benchmark test numbers look like that: an
+/// ITIN group makes it a `US_ITIN`, any other group is still reported as an SSN.
+#[test]
+fn ssn_shaped_numbers_in_the_900_area() {
+    for (text, value) in [
+        ("ITIN 912-70-1234 on file", "912-70-1234"),
+        ("taxpayer 900-50-0001", "900-50-0001"),
+        ("my id is 999 99 9999.", "999 99 9999"),
+        ("itin: 955881234", "955881234"),
+    ] {
+        assert_found(text, "US_ITIN", value);
+        assert_none(text, "US_SSN");
+    }
+    for (text, value) in [
+        ("SSN 912-34-5678", "912-34-5678"),
+        ("it was 900-12-3456 on the form", "900-12-3456"),
+        ("ssn 987-93-0001", "987-93-0001"),
+    ] {
+        assert_found(text, "US_SSN", value);
+        assert_none(text, "US_ITIN");
+    }
+    for neg in [
+        "order 900-12-3456",
+        "Order no. 912-70-1234 shipped",
+        "invoice #955-88-1234",
+        "tracking number: 901-23-4567",
+        "part no. 999-99-9999",
+        "900-00-1234",
+        "900-70-0000",
+    ] {
+        assert_none(neg, "US_SSN");
+        assert_none(neg, "US_ITIN");
+    }
+}
+
+#[test]
+fn a_policy_naming_us_ssn_covers_itins_unless_it_names_them() {
+    let text = "SSN 123-45-6789, ITIN 912-70-1234";
+    let mut map = PlaceholderMap::new();
+    let blocked =
+        Redactor::from_json(r#"{"default_action": "off", "entities": {"US_SSN": "mask"}}"#)
+            .unwrap()
+            .redact(text, Phase::Request, &mut map);
+    assert_eq!(blocked.text, "SSN <US_SSN>, ITIN <US_ITIN>");
+    let own = Redactor::from_json(
+        r#"{"default_action": "off", "entities": {"US_SSN": "mask", "US_ITIN": "off"}}"#,
+    )
+    .unwrap()
+    .redact(text, Phase::Request, &mut map);
+    assert_eq!(own.text, "SSN <US_SSN>, ITIN 912-70-1234");
 }
 
 #[test]

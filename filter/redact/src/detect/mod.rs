@@ -29,6 +29,7 @@ pub(crate) enum Found {
     Ip,
     Secret,
     Person,
+    Itin,
     Custom(u16),
 }
 
@@ -47,6 +48,7 @@ impl Found {
             Found::Ip => 6,
             Found::Secret => 7,
             Found::Person => 8,
+            Found::Itin => 9,
             Found::Custom(i) => EntityType::BUILTIN.len() + usize::from(i),
         }
     }
@@ -60,7 +62,7 @@ fn priority(slot: Slot) -> u8 {
         0 => 80,
         2 => 75,
         4 => 70,
-        1 => 65,
+        1 | 9 => 65,
         3 => 60,
         5 => 55,
         6 => 50,
@@ -117,7 +119,7 @@ pub(crate) fn context_has(text: &str, start: usize, words: &[&str]) -> bool {
 
 /// Which built-in detectors run.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Enabled(pub [bool; 9]);
+pub(crate) struct Enabled(pub [bool; EntityType::BUILTIN.len()]);
 
 impl Enabled {
     fn has(&self, f: Found) -> bool {
@@ -210,13 +212,14 @@ impl Detectors {
         }
         let cfg = numeric::NumericConfig {
             ssn: on.has(Found::Ssn),
+            itin: on.has(Found::Itin),
             card: on.has(Found::Card),
             phone: on.has(Found::Phone),
             bank: on.has(Found::Bank),
             ipv4: on.has(Found::Ip),
             iban: on.has(Found::Iban),
         };
-        if cfg.ssn || cfg.card || cfg.phone || cfg.bank || cfg.ipv4 || cfg.iban {
+        if cfg.ssn || cfg.itin || cfg.card || cfg.phone || cfg.bank || cfg.ipv4 || cfg.iban {
             numeric::scan(text, cfg, out);
         }
         if on.has(Found::Ip) {

