@@ -18,12 +18,13 @@ use modelgate_control_plane::store::{
     KeyStore, PolicyStore, SqliteStore, Store, StoreError, TeamStore,
 };
 use modelgate_e2e::api::MODEL;
-use modelgate_e2e::{artifacts, ControlPlane, Envoy, EnvoyConfig, Upstream};
+use modelgate_e2e::{artifacts, ControlPlane, ControlPlaneAccess, Envoy, EnvoyConfig, Upstream};
 use modelgate_proto::v1::policy_service_client::PolicyServiceClient;
 use modelgate_proto::v1::{GetSnapshotRequest, RevokeKeyRequest};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
+use tonic::metadata::{Ascii, MetadataValue};
 
 use crate::procfs::{self, ProcError};
 
@@ -114,6 +115,8 @@ pub enum ScaleError {
     },
     #[error("GetSnapshot answered without a snapshot")]
     NoSnapshot,
+    #[error("the data-plane token is not a valid gRPC header value")]
+    TokenHeader,
     #[error("not true after {PROPAGATION_LIMIT:?}: {0}")]
     Timeout(String),
 }
@@ -170,7 +173,9 @@ pub async fn run(settings: &Settings) -> Result<ScaleResults, ScaleError> {
     let mut control_plane = ControlPlane::start().await;
     control_plane.create_model(MODEL).await;
     let seeded = seed(&control_plane, settings, &mut results).await?;
-    snapshot_timings(&control_plane, settings, &mut results).await?;
+    // Minted while the control plane runs; every client and Envoy of this run presents it.
+    let access = control_plane.data_plane_access("bench-scale");
+    snapshot_timings(&control_plane, &access, settings, &mut results).await?;
 
     let mut rss = Vec::new();
     let mut decodes = Vec::new();
@@ -180,7 +185,7 @@ pub async fn run(settings: &Settings) -> Result<ScaleResults, ScaleError> {
         control_plane.kill();
         let envoy = Envoy::start(
             upstream.addr(),
-            control_plane.grpc_addr(),
+            &access,
             EnvoyConfig::default().concurrency(workers),
         )
         .await;
@@ -214,7 +219,7 @@ pub async fn run(settings: &Settings) -> Result<ScaleResults, ScaleError> {
 
     let envoy = Envoy::start(
         upstream.addr(),
-        control_plane.grpc_addr(),
+        &access,
         EnvoyConfig::default().concurrency(REVOCATION_WORKERS),
     )
     .await;
@@ -313,6 +318,7 @@ async fn open_store(data_dir: &Path) -> Result<SqliteStore, ScaleError> {
 /// (the control plane reads the store and builds the snapshot) and again (from its cache).
 async fn snapshot_timings(
     control_plane: &ControlPlane,
+    access: &ControlPlaneAccess,
     settings: &Settings,
     results: &mut ScaleResults,
 ) -> Result<(), ScaleError> {
@@ -320,20 +326,24 @@ async fn snapshot_timings(
     let mut client = PolicyServiceClient::connect(control_plane.grpc_url())
         .await?
         .max_decoding_message_size(MAX_SNAPSHOT_BYTES);
+    let authorization: MetadataValue<Ascii> = format!("Bearer {}", access.token)
+        .parse()
+        .map_err(|_| ScaleError::TokenHeader)?;
     let (mut built, mut cached) = (Vec::new(), Vec::new());
     let mut size = 0;
     for _ in 0..settings.snapshot_runs {
         store.bump_policy_version().await?;
         for times in [&mut built, &mut cached] {
             let started = Instant::now();
-            let response = client
-                .get_snapshot(GetSnapshotRequest {
-                    known_version: 0,
-                    node_id: "scale-bench".to_owned(),
-                    ..GetSnapshotRequest::default()
-                })
-                .await?
-                .into_inner();
+            let mut request = tonic::Request::new(GetSnapshotRequest {
+                known_version: 0,
+                node_id: "scale-bench".to_owned(),
+                ..GetSnapshotRequest::default()
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+            let response = client.get_snapshot(request).await?.into_inner();
             times.push(started.elapsed());
             size = response
                 .snapshot

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use modelgate_e2e::artifacts;
-use modelgate_e2e::{ControlPlane, Envoy, EnvoyConfig};
+use modelgate_e2e::{ControlPlane, ControlPlaneAccess, Envoy, EnvoyConfig};
 use modelgate_proto::v1::{CreateKeyRequest, CreateModelRequest, CreateTeamRequest, LimitSettings};
 use serde_json::{json, Value};
 
@@ -177,26 +177,17 @@ pub async fn run(settings: &Settings) -> Result<WholePath, WholePathError> {
     let mut notes = Vec::new();
     let mut points = Vec::new();
     configurations.retain(|c| settings.wants(&c.id));
+    // One data-plane token for every filtered Envoy of the run (they run one at a time).
+    let access = control_plane.data_plane_access("bench-whole-path");
     for configuration in &configurations {
         let gateway = match configuration.id.as_str() {
             "a" => router_only(nginx.json_addr(), settings, &keys.plain, &plain).await?,
-            "b" => {
-                with_filter(
-                    nginx.json_addr(),
-                    &control_plane,
-                    settings,
-                    &keys.plain,
-                    &plain,
-                )
-                .await?
-            }
-            "c" => {
-                with_filter(nginx.json_addr(), &control_plane, settings, &keys.pii, &pii).await?
-            }
+            "b" => with_filter(nginx.json_addr(), &access, settings, &keys.plain, &plain).await?,
+            "c" => with_filter(nginx.json_addr(), &access, settings, &keys.pii, &pii).await?,
             _ => {
                 with_filter(
                     nginx.sse_addr(),
-                    &control_plane,
+                    &access,
                     settings,
                     &keys.pii,
                     &pii_streamed,
@@ -320,14 +311,14 @@ async fn router_only(
 
 async fn with_filter(
     upstream: SocketAddr,
-    control_plane: &ControlPlane,
+    control_plane: &ControlPlaneAccess,
     settings: &Settings,
     key: &str,
     body: &[u8],
 ) -> Result<Gateway, WholePathError> {
     let envoy = Envoy::start(
         upstream,
-        control_plane.grpc_addr(),
+        control_plane,
         EnvoyConfig::default().concurrency(settings.envoy_concurrency),
     )
     .await;

@@ -788,6 +788,8 @@ pub struct UsageEntry {
 pub struct UsageBatch {
     pub batch_id: String,
     pub node_id: String,
+    /// The name of the authenticated data plane that delivered the batch.
+    pub data_plane: String,
     pub received_at: Timestamp,
     pub entries: Vec<UsageEntry>,
 }

@@ -28,6 +28,11 @@ pub struct RandomnessError(getrandom::Error);
 pub struct KeySecret(String);
 
 impl KeySecret {
+    /// Wraps a whole secret string just drawn (e.g. a data-plane token).
+    pub(crate) fn new(whole: String) -> Self {
+        Self(whole)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -114,7 +119,13 @@ pub fn is_public_id(s: &str) -> bool {
 /// Splits a presented token into its public id when it has the shape of a virtual key.
 /// The shape says nothing about validity: only the hash lookup does.
 pub fn public_id_of(token: &str) -> Option<&str> {
-    let rest = token.strip_prefix(KEY_PREFIX)?;
+    public_id_after(KEY_PREFIX, token)
+}
+
+/// The public id of a `<prefix><public id>-<secret>` token (virtual keys, data-plane tokens),
+/// when it has that shape.
+pub fn public_id_after<'t>(prefix: &str, token: &'t str) -> Option<&'t str> {
+    let rest = token.strip_prefix(prefix)?;
     let (id, secret) = rest.split_once('-')?;
     (is_public_id(id) && secret.len() == SECRET_LEN && secret.bytes().all(|b| BASE62.contains(&b)))
         .then_some(id)

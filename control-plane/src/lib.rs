@@ -21,6 +21,7 @@
 //!   resets windows on time and bumps the policy version when a budget's state changes.
 //! - [`snapshot`]: the `PolicySnapshot` filters poll, built once per policy version.
 //! - [`admin`]: the admin operations behind both [`grpc`]'s `AdminService` and [`rest`].
+//! - [`dataplane`]: the tokens Envoys present to `PolicyService`, minted and revoked by admins.
 //! - [`grpc`]: `AdminService` (master key) and `PolicyService` (data plane), reflection.
 //! - [`server`] (`modelgate serve`), [`http`] (`/ready`, `/healthz`, the REST API), [`cli`]
 //!   (admin commands).
@@ -31,6 +32,7 @@ pub mod audit;
 pub mod budget;
 pub mod cli;
 pub mod clock;
+pub mod dataplane;
 pub mod domain;
 pub mod grpc;
 pub mod http;
@@ -71,6 +73,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Spend(args) => cli::run_spend(&cli.global, args).await?,
         Command::Redact(args) => cli::redact::run(args)?,
         Command::Audit(command) => cli::run_audit(&cli.global, command).await?,
+        Command::Dataplane(command) => cli::run_dataplane(&cli.global, command).await?,
     }
     Ok(())
 }

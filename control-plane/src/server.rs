@@ -20,6 +20,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::admin::Admin;
 use crate::audit::{self, AuditError, AuditLog, CheckpointPolicy};
 use crate::clock::Timestamp;
+use crate::dataplane::DataPlanes;
 use crate::grpc::{self, AdminApi, AuditApi, PolicyApi};
 use crate::http;
 use crate::master_key::{self, MasterKey, MasterKeyError, MasterKeySource};
@@ -180,7 +181,7 @@ async fn serve_store<S: Store>(
     let spend_sync = SpendSync::start(store.clone(), Arc::clone(&spend), Timestamp::now()).await?;
     let snapshots = Arc::new(SnapshotCache::new(store.clone(), Arc::clone(&spend)));
     let admin = Arc::new(Admin::new(store.clone(), spend, master_key));
-    let admin_api = AdminApi::new(Arc::clone(&admin));
+    let admin_api = AdminApi::new(Arc::clone(&admin), DataPlanes::new(store.clone()));
     let grpc_router = tonic::transport::Server::builder()
         .add_service(AdminServiceServer::new(admin_api.clone()))
         .add_service(AuditServiceServer::new(AuditApi::new(
@@ -190,6 +191,7 @@ async fn serve_store<S: Store>(
         .add_service(PolicyServiceServer::new(PolicyApi::new(
             Arc::clone(&audit_log),
             snapshots,
+            DataPlanes::new(store.clone()),
         )))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -13,7 +13,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use modelgate_proto::v1 as pb;
-use modelgate_proto::v1::policy_service_client::PolicyServiceClient;
 use sqlx::Connection;
 use support::control_plane::{command, CliOutput, ControlPlane};
 
@@ -76,7 +75,7 @@ async fn report(
     batch_id: &str,
     records: Vec<pb::UsageRecord>,
 ) -> pb::ReportUsageResponse {
-    let mut client = PolicyServiceClient::connect(cp.grpc_url()).await.unwrap();
+    let mut client = cp.policy_client().await;
     client
         .report_usage(pb::ReportUsageRequest {
             batch_id: batch_id.into(),

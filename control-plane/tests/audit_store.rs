@@ -204,6 +204,7 @@ fn batch(id: &str, from: u64, n: u64) -> UsageBatch {
     UsageBatch {
         batch_id: id.to_owned(),
         node_id: "envoy-a".into(),
+        data_plane: "edge-a".into(),
         received_at: Timestamp::now(),
         entries: (from..from + n)
             .map(|i| {

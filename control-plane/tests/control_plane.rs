@@ -13,7 +13,6 @@ use std::path::Path;
 
 use modelgate_proto::v1 as pb;
 use modelgate_proto::v1::admin_service_client::AdminServiceClient;
-use modelgate_proto::v1::policy_service_client::PolicyServiceClient;
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
 use support::control_plane::ControlPlane;
@@ -406,7 +405,7 @@ async fn mistakes_get_one_clear_line() {
 async fn filters_get_snapshots_with_hashes_and_revocations() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(dir.path(), &[], &[]);
-    let mut policy = PolicyServiceClient::connect(cp.grpc_url()).await.unwrap();
+    let mut policy = cp.policy_client().await;
     let get = |known_version| pb::GetSnapshotRequest {
         known_version,
         node_id: "envoy-test".into(),
@@ -529,7 +528,7 @@ async fn serve_refuses_bad_configuration_in_one_line() {
 async fn usage_batches_are_deduplicated() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(dir.path(), &[], &[]);
-    let mut policy = PolicyServiceClient::connect(cp.grpc_url()).await.unwrap();
+    let mut policy = cp.policy_client().await;
     let record = |i: u64| pb::UsageRecord {
         request_id: format!("req-{i}"),
         timestamp_ms: 1_700_000_000_000,
@@ -726,7 +725,7 @@ async fn serves_from_postgresql() {
         .unwrap();
     assert_eq!(stored, hex::encode(Sha256::digest(key.as_bytes())));
 
-    let mut policy = PolicyServiceClient::connect(cp.grpc_url()).await.unwrap();
+    let mut policy = cp.policy_client().await;
     let snap = policy
         .get_snapshot(pb::GetSnapshotRequest::default())
         .await

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use modelgate_proto::v1 as pb;
 use modelgate_proto::v1::admin_service_client::AdminServiceClient;
-use modelgate_proto::v1::policy_service_client::PolicyServiceClient;
 use serde_json::{json, Value};
 use support::control_plane::ControlPlane;
 use support::postgres::TestDatabase;
@@ -111,7 +110,7 @@ fn error(status: u16, expected: u16, body: &Value) -> String {
 }
 
 async fn snapshot(cp: &ControlPlane, known_version: u64) -> pb::GetSnapshotResponse {
-    let mut policy = PolicyServiceClient::connect(cp.grpc_url()).await.unwrap();
+    let mut policy = cp.policy_client().await;
     policy
         .get_snapshot(pb::GetSnapshotRequest {
             known_version,
@@ -735,7 +734,7 @@ async fn spend_exhausts_and_bumps(cp: &ControlPlane) {
         status: pb::RequestStatus::Success.into(),
         ..Default::default()
     };
-    let mut policy = PolicyServiceClient::connect(cp.grpc_url()).await.unwrap();
+    let mut policy = cp.policy_client().await;
     policy
         .report_usage(pb::ReportUsageRequest {
             batch_id: "b1".into(),

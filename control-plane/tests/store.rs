@@ -4,6 +4,7 @@
 // Marks the whole crate as test code, so clippy's allow-*-in-tests covers the helpers too.
 #![cfg(test)]
 
+mod dataplane;
 mod support;
 
 use std::path::PathBuf;
@@ -25,6 +26,11 @@ use modelgate_control_plane::store::{PostgresStore, SqliteStore, Store, StoreErr
 use modelgate_proto::v1 as pb;
 use sqlx::Connection;
 use support::postgres::TestDatabase;
+
+use dataplane::{
+    a_batch_id_belongs_to_the_data_plane_that_sent_it,
+    data_plane_tokens_are_created_listed_and_revoked,
+};
 
 /// Keeps a backend's database alive for the test and reads it behind the store's back.
 enum Guard {
@@ -139,6 +145,8 @@ suite!(
     spend_history_groups_by_utc_day,
     spend_tracking_marks_exhaustion_and_resets_on_time,
     spend_tracking_follows_budget_changes_and_many_new_budgets,
+    data_plane_tokens_are_created_listed_and_revoked,
+    a_batch_id_belongs_to_the_data_plane_that_sent_it,
 );
 
 fn team(alias: &str, models: &[&str]) -> Team {
@@ -177,6 +185,7 @@ fn usage(batch_id: &str, n: usize) -> UsageBatch {
     UsageBatch {
         batch_id: batch_id.to_owned(),
         node_id: "envoy-a".into(),
+        data_plane: "edge-a".into(),
         received_at: Timestamp::now(),
         entries: (0..n)
             .map(|i| UsageEntry {
@@ -707,6 +716,7 @@ async fn report<S: Store>(store: &S, batch_id: &str, records: &[pb::UsageRecord]
     let batch = UsageBatch {
         batch_id: batch_id.to_owned(),
         node_id: "envoy-a".into(),
+        data_plane: "edge-a".into(),
         received_at: Timestamp::now(),
         entries: records.iter().map(entry_from_record).collect(),
     };

@@ -57,6 +57,9 @@ pub struct FilterConfig {
 pub struct ServiceConfig {
     /// Envoy cluster (HTTP/2) that reaches the control plane's gRPC port.
     pub control_plane_cluster: String,
+    /// The data-plane token (`modelgate dataplane token create`) sent with every call to the
+    /// control plane. Required: the control plane serves no policy without one.
+    pub control_plane_token: ControlPlaneToken,
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u32,
     /// Names this Envoy in the control plane's logs and in usage batch ids.
@@ -71,6 +74,30 @@ pub struct ServiceConfig {
     /// (counted and logged).
     #[serde(default = "default_usage_buffer_records")]
     pub usage_buffer_records: u32,
+}
+
+/// A data-plane token. Its `Debug` never shows it, so it cannot leak through a logged config.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ControlPlaneToken(String);
+
+impl ControlPlaneToken {
+    const PREFIX: &'static str = "mgdp-";
+
+    /// The `authorization` value for gRPC calls to the control plane.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+
+    fn is_well_formed(&self) -> bool {
+        self.0.len() > Self::PREFIX.len() && self.0.starts_with(Self::PREFIX) && is_token(&self.0)
+    }
+}
+
+impl std::fmt::Debug for ControlPlaneToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlPlaneToken(<redacted>)")
+    }
 }
 
 fn default_max_staleness_s() -> u64 {
@@ -256,6 +283,13 @@ impl ServiceConfig {
                 "must be a cluster name of 1 to 125 characters without spaces",
             ));
         }
+        if !self.control_plane_token.is_well_formed() {
+            return Err(invalid(
+                "control_plane_token",
+                "must be a data-plane token (mgdp-…); create one with \
+                 `modelgate dataplane token create --name NAME`",
+            ));
+        }
         if !(50..=60_000).contains(&self.tick_ms) {
             return Err(invalid("tick_ms", "must be between 50 and 60000"));
         }
@@ -339,6 +373,7 @@ mod tests {
     fn parses_the_documented_service_config() {
         let parsed = PluginConfig::parse(
             br#"{"role": "service", "control_plane_cluster": "modelgate_control_plane",
+                 "control_plane_token": "mgdp-abcdefghijkl-SECRETsecret",
                  "tick_ms": 1000, "node_id": "envoy-local", "grpc_timeout_ms": 2000}"#,
         )
         .unwrap();
@@ -346,6 +381,14 @@ mod tests {
             panic!("expected a service config");
         };
         assert_eq!(config.control_plane_cluster, "modelgate_control_plane");
+        assert_eq!(
+            config.control_plane_token.bearer(),
+            "Bearer mgdp-abcdefghijkl-SECRETsecret"
+        );
+        // A logged config never shows the token.
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
         assert_eq!(config.tick_ms, 1000);
         assert_eq!(config.node_id, "envoy-local");
         assert_eq!(config.usage_batch_records, 500);
@@ -364,8 +407,16 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_trust() {
-        let service =
-            |extra: &str| format!(r#"{{"role": "service", "control_plane_cluster": "cp"{extra}}}"#);
+        let service = |extra: &str| {
+            format!(
+                r#"{{"role": "service", "control_plane_cluster": "cp", "control_plane_token": "mgdp-x"{extra}}}"#
+            )
+        };
+        let service_with_token = |token: &str| {
+            format!(
+                r#"{{"role": "service", "control_plane_cluster": "cp", "control_plane_token": "{token}"}}"#
+            )
+        };
         let cases = [
             ("".to_owned(), "empty"),
             ("  \n".to_owned(), "empty"),
@@ -412,6 +463,23 @@ mod tests {
                 "pass_through_paths",
             ),
             (r#"{"role": "service"}"#.to_owned(), "shape"),
+            // Without a token the control plane would refuse every call: refused here, with
+            // a clear line in Envoy's log, instead.
+            (
+                r#"{"role": "service", "control_plane_cluster": "cp"}"#.to_owned(),
+                "shape",
+            ),
+            (service_with_token(""), "control_plane_token"),
+            (service_with_token("mgdp-"), "control_plane_token"),
+            (
+                service_with_token("REPLACE_WITH_A_DATA_PLANE_TOKEN"),
+                "control_plane_token",
+            ),
+            (service_with_token("mgdp-a b"), "control_plane_token"),
+            (
+                service_with_token("sk-mg-abcdefghijkl-x"),
+                "control_plane_token",
+            ),
             (service(r#", "tick_ms": 10"#), "tick_ms"),
             (service(r#", "grpc_timeout_ms": 0"#), "grpc_timeout_ms"),
             (
@@ -421,7 +489,7 @@ mod tests {
             (service(r#", "node_id": "a b""#), "node_id"),
             (
                 format!(
-                    r#"{{"role": "service", "control_plane_cluster": "{}"}}"#,
+                    r#"{{"role": "service", "control_plane_cluster": "{}", "control_plane_token": "mgdp-x"}}"#,
                     "c".repeat(126)
                 ),
                 "control_plane_cluster",

@@ -33,6 +33,8 @@ pub struct GrpcCall<'a> {
     pub method: &'a str,
     pub message: &'a [u8],
     pub timeout_ms: u32,
+    /// gRPC initial metadata (request headers), e.g. the data-plane credential.
+    pub initial_metadata: &'a [(&'a str, &'a [u8])],
 }
 
 /// What both roles (HTTP filter and singleton service) need.

@@ -1,7 +1,7 @@
 //! The singleton service (one per Envoy, on the main thread): on every tick it asks the
 //! control plane for the policy snapshot and publishes it for the workers, and it drains the
 //! usage queue and ships the records in batches, retrying each batch (same id) until the
-//! control plane acknowledges it.
+//! control plane acknowledges it. Every call carries the data-plane token.
 
 use std::collections::VecDeque;
 
@@ -17,6 +17,10 @@ use crate::flow::RECORDS_DROPPED_COUNTER;
 use crate::host::{GrpcCall, ServiceHost};
 use crate::policy::wire::SnapshotReply;
 use crate::snapshot::{publish_head, publish_snapshot, SnapshotHead};
+
+mod refusal;
+
+use refusal::TokenRefusal;
 
 /// The answer to a dispatched gRPC call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,7 @@ pub struct Service {
     warned_no_snapshot: bool,
     snapshot_call: Option<InFlight>,
     snapshot_failures: FailureStreak,
+    token_refusal: TokenRefusal,
     usage: UsageShipper,
 }
 
@@ -66,6 +71,7 @@ impl Service {
             warned_no_snapshot: false,
             snapshot_call: None,
             snapshot_failures: FailureStreak::default(),
+            token_refusal: TokenRefusal::default(),
             usage,
         }
     }
@@ -77,6 +83,7 @@ impl Service {
     }
 
     pub fn on_grpc_reply(&mut self, host: &impl ServiceHost, token: u32, reply: GrpcReply<'_>) {
+        self.token_refusal.observe(reply, refusal::log_change);
         if self.snapshot_call.is_some_and(|call| call.token == token) {
             self.snapshot_call = None;
             self.on_snapshot_reply(host, reply);
@@ -212,12 +219,14 @@ impl Service {
         method: &str,
         message: &[u8],
     ) -> Result<InFlight, String> {
+        let authorization = self.config.control_plane_token.bearer();
         let call = GrpcCall {
             cluster: &self.config.control_plane_cluster,
             service: POLICY_SERVICE,
             method,
             message,
             timeout_ms: self.config.grpc_timeout_ms,
+            initial_metadata: &[("authorization", authorization.as_bytes())],
         };
         match host.dispatch_grpc(&call) {
             Ok(token) => Ok(InFlight {

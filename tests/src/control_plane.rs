@@ -29,6 +29,14 @@ pub struct ControlPlane {
     starts: u32,
 }
 
+/// Where an Envoy reaches the control plane's gRPC port, and the data-plane token it
+/// presents there.
+#[derive(Clone, Debug)]
+pub struct ControlPlaneAccess {
+    pub addr: SocketAddr,
+    pub token: String,
+}
+
 /// A key as `modelgate key create --json` prints it.
 #[derive(Clone, Debug)]
 pub struct CreatedKey {
@@ -230,6 +238,30 @@ impl ControlPlane {
             })
             .await
             .unwrap_or_else(|status| panic!("CreateModel {name}: {status}"));
+    }
+
+    /// `modelgate dataplane token create --name NAME`: what an Envoy needs to reach this
+    /// control plane.
+    pub fn data_plane_access(&self, name: &str) -> ControlPlaneAccess {
+        let created = self.cli_json(&["dataplane", "token", "create", "--name", name]);
+        ControlPlaneAccess {
+            addr: self.grpc_addr,
+            token: created["token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no token in {created}"))
+                .to_string(),
+        }
+    }
+
+    /// `modelgate dataplane token revoke NAME`, asserting success.
+    pub fn revoke_data_plane_token(&self, name: &str) {
+        let output = self.cli(&["dataplane", "token", "revoke", name]);
+        assert!(
+            output.status.success(),
+            "modelgate dataplane token revoke {name}: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// `modelgate key revoke PUBLIC_ID`, asserting success.

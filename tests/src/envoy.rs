@@ -12,6 +12,7 @@ use tempfile::TempDir;
 
 use crate::api::Gateway;
 use crate::artifacts;
+use crate::control_plane::ControlPlaneAccess;
 use crate::process::{new_log, Process};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,11 +67,12 @@ pub struct Envoy {
 }
 
 impl Envoy {
-    /// Starts Envoy in front of `upstream`, polling the control plane at `control_plane`
-    /// (nothing needs to listen there yet). Returns once the admin interface says LIVE.
+    /// Starts Envoy in front of `upstream`, polling the control plane at `control_plane.addr`
+    /// with its token (nothing needs to listen there yet). Returns once the admin interface
+    /// says LIVE.
     pub async fn start(
         upstream: SocketAddr,
-        control_plane: SocketAddr,
+        control_plane: &ControlPlaneAccess,
         config: EnvoyConfig,
     ) -> Envoy {
         let values = local_config_values(upstream, control_plane, &config);
@@ -194,7 +196,7 @@ impl Envoy {
 /// The values `envoy/local.yaml.tmpl` needs for this test's ports and artifacts.
 fn local_config_values(
     upstream: SocketAddr,
-    control_plane: SocketAddr,
+    control_plane: &ControlPlaneAccess,
     config: &EnvoyConfig,
 ) -> Vec<(&'static str, String)> {
     vec![
@@ -207,8 +209,9 @@ fn local_config_values(
             "UPSTREAM_AUTHORIZATION",
             config.upstream_authorization.clone(),
         ),
-        ("CONTROL_PLANE_HOST", control_plane.ip().to_string()),
-        ("CONTROL_PLANE_PORT", control_plane.port().to_string()),
+        ("CONTROL_PLANE_HOST", control_plane.addr.ip().to_string()),
+        ("CONTROL_PLANE_PORT", control_plane.addr.port().to_string()),
+        ("CONTROL_PLANE_TOKEN", control_plane.token.clone()),
         ("TICK_MS", config.tick_ms.to_string()),
         ("MAX_STALENESS_S", config.max_staleness_s.to_string()),
     ]

@@ -297,7 +297,7 @@ impl ScriptedStack {
         let control_plane = ControlPlane::start().await;
         let envoy = Envoy::start(
             upstream.addr(),
-            control_plane.grpc_addr(),
+            &control_plane.data_plane_access("scripted"),
             EnvoyConfig::default(),
         )
         .await;

@@ -24,7 +24,7 @@ pub mod stack;
 pub mod upstream;
 
 pub use api::{ApiResponse, Gateway};
-pub use control_plane::{ControlPlane, CreatedKey};
+pub use control_plane::{ControlPlane, ControlPlaneAccess, CreatedKey};
 pub use envoy::{Envoy, EnvoyConfig};
 pub use stack::Stack;
 pub use upstream::{Behaviour, RecordedRequest, Upstream};

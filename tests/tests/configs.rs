@@ -157,6 +157,10 @@ fn sample_values(template: &Path) -> Vec<(&'static str, String)> {
         ),
         ("CONTROL_PLANE_HOST", "127.0.0.1".to_string()),
         ("CONTROL_PLANE_PORT", "50051".to_string()),
+        (
+            "CONTROL_PLANE_TOKEN",
+            format!("mgdp-abcdefghijkl-{}", "A".repeat(43)),
+        ),
         ("TICK_MS", "1000".to_string()),
         ("MAX_STALENESS_S", "30".to_string()),
     ];

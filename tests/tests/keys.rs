@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use modelgate_e2e::api::{chat_body, MODEL};
-use modelgate_e2e::process::free_port;
 use modelgate_e2e::upstream::REPLY;
 use modelgate_e2e::{ApiResponse, ControlPlane, Envoy, EnvoyConfig, Stack, Upstream};
 use modelgate_proto::v1::{CreateKeyRequest, CreateTeamRequest, ListKeysRequest};
@@ -272,8 +271,12 @@ async fn without_upstream_credential_the_upstream_gets_no_authorization_at_all()
 #[tokio::test]
 async fn envoy_started_before_the_control_plane_fails_closed_then_recovers() {
     let upstream = Upstream::start();
-    let control_plane_addr = free_port();
-    let envoy = Envoy::start(upstream.addr(), control_plane_addr, EnvoyConfig::default()).await;
+    // The token is minted first (an Envoy needs one in its config), then the control plane
+    // goes away; it comes back on the same address and data.
+    let mut control_plane = ControlPlane::start().await;
+    let access = control_plane.data_plane_access("late-starter");
+    control_plane.kill();
+    let envoy = Envoy::start(upstream.addr(), &access, EnvoyConfig::default()).await;
     let gateway = envoy.gateway();
 
     let some_key = format!("sk-mg-aaaaaaaaaaaa-{}", "B".repeat(43));
@@ -289,7 +292,7 @@ async fn envoy_started_before_the_control_plane_fails_closed_then_recovers() {
         "a request reached the upstream"
     );
 
-    let control_plane = ControlPlane::start_on(control_plane_addr).await;
+    control_plane.restart().await;
     control_plane.create_model(MODEL).await;
     let key = control_plane.team_with_key("late");
     let recovered = gateway.wait_for_status(&key.key, 200).await;

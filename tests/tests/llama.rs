@@ -43,7 +43,7 @@ impl Gatewayed {
         let control_plane = ControlPlane::start().await;
         let envoy = Envoy::start(
             llama.addr(),
-            control_plane.grpc_addr(),
+            &control_plane.data_plane_access("llama"),
             EnvoyConfig::default(),
         )
         .await;

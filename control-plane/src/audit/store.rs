@@ -3,9 +3,10 @@
 //! makes appends one at a time across every replica). The SQL is written once and stamped
 //! for SQLite and PostgreSQL, like the rest of the store.
 //!
-//! Appending is one transaction: lock the head, record the batch id (a batch seen before adds
-//! nothing), chain and insert the records, sign a checkpoint when one is due, move the head.
-//! So records and the checkpoint that covers them commit together or not at all.
+//! Appending is one transaction: lock the head, record the batch id and its data plane (a
+//! batch seen before from the same data plane adds nothing; from another, it is refused),
+//! chain and insert the records, sign a checkpoint when one is due, move the head. So records
+//! and the checkpoint that covers them commit together or not at all.
 
 use std::future::Future;
 
@@ -86,10 +87,11 @@ pub(crate) mod sql {
     pub const SET_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
 
     pub const INSERT_BATCH: &str = "INSERT INTO usage_batches \
-         (batch_id, node_id, received_at_ms, record_count) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (batch_id) DO NOTHING";
-    pub const SELECT_BATCH_COUNT: &str =
-        "SELECT record_count FROM usage_batches WHERE batch_id = $1";
+         (batch_id, node_id, received_at_ms, record_count, data_plane) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (batch_id) DO NOTHING";
+    /// `data_plane` is NULL for batches stored before data planes authenticated.
+    pub const SELECT_BATCH: &str =
+        "SELECT record_count, data_plane FROM usage_batches WHERE batch_id = $1";
     pub const INSERT_RECORD: &str = "INSERT INTO usage_records (batch_id, batch_index, seq, \
          prev_hash, hash, request_id, timestamp_ms, key_id, team_id, user_id, model, tokens_in, \
          tokens_out, spend, status, record) \
@@ -379,14 +381,24 @@ macro_rules! impl_audit_store {
                     .bind(&batch.node_id)
                     .bind(batch.received_at.as_millis())
                     .bind(count)
+                    .bind(&batch.data_plane)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
                 if inserted == 0 {
-                    let first: i64 = sqlx::query_scalar(sql::SELECT_BATCH_COUNT)
+                    let stored = sqlx::query(sql::SELECT_BATCH)
                         .bind(&batch.batch_id)
                         .fetch_one(&mut *tx)
                         .await?;
+                    let first: i64 = stored.try_get("record_count")?;
+                    let sender: Option<String> = stored.try_get("data_plane")?;
+                    // Only the data plane that delivered a batch may retry it: another one
+                    // re-sending the id is a replay, not a retry.
+                    if sender.is_some_and(|sender| sender != batch.data_plane) {
+                        return Err(StoreError::BatchFromAnotherDataPlane(
+                            batch.batch_id.clone(),
+                        ));
+                    }
                     let records = u32::try_from(first)
                         .map_err(|_| StoreError::Corrupt("record count out of range".into()))?;
                     return Ok(Appended {

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod client;
+mod dataplane;
 mod output;
 pub mod redact;
 
@@ -18,6 +19,7 @@ pub use admin::{
 };
 pub use audit::{AuditCliError, AuditCommand, AuditServeArgs};
 pub use client::CliError;
+pub use dataplane::{run_dataplane, DataplaneCommand};
 
 use crate::master_key::{self, MasterKey};
 use crate::server::ServeConfig;
@@ -88,6 +90,9 @@ pub enum Command {
     /// Verify, query, export, report on and prune the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Data-plane tokens: the credentials Envoys present to the policy service.
+    #[command(subcommand)]
+    Dataplane(DataplaneCommand),
 }
 
 impl Command {

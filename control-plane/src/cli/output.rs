@@ -15,12 +15,12 @@ use super::CliError;
 use crate::clock::Timestamp;
 
 /// `*_ms` fields use 0 for "none".
-fn time(ms: i64) -> Option<String> {
+pub(super) fn time(ms: i64) -> Option<String> {
     (ms != 0).then(|| Timestamp::from_millis(ms).to_rfc3339())
 }
 
 /// The same, to the second, for tables.
-fn short_time(ms: i64) -> Option<String> {
+pub(super) fn short_time(ms: i64) -> Option<String> {
     (ms != 0).then(|| Timestamp::from_millis(ms).to_rfc3339_seconds())
 }
 

@@ -7,25 +7,28 @@ use modelgate_proto::v1 as pb;
 use modelgate_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
-use super::{convert, store_status};
+use super::{convert, dataplane, store_status};
 use crate::admin::{Admin, AdminError, SpendScope};
+use crate::dataplane::DataPlanes;
 use crate::store::Store;
 
 pub struct AdminApi<S> {
     admin: Arc<Admin<S>>,
+    data_planes: DataPlanes<S>,
 }
 
-impl<S> Clone for AdminApi<S> {
+impl<S: Clone> Clone for AdminApi<S> {
     fn clone(&self) -> Self {
         Self {
             admin: Arc::clone(&self.admin),
+            data_planes: self.data_planes.clone(),
         }
     }
 }
 
 impl<S: Store> AdminApi<S> {
-    pub fn new(admin: Arc<Admin<S>>) -> Self {
-        Self { admin }
+    pub fn new(admin: Arc<Admin<S>>, data_planes: DataPlanes<S>) -> Self {
+        Self { admin, data_planes }
     }
 
     /// Admits the master key (see [`Admin::authorize`]).
@@ -298,5 +301,29 @@ impl<S: Store> AdminService for AdminApi<S> {
             self.admin.spend(scope, req.history_days).await,
             convert::spend_report,
         )
+    }
+
+    async fn create_data_plane_token(
+        &self,
+        request: Request<pb::CreateDataPlaneTokenRequest>,
+    ) -> Answer<pb::CreateDataPlaneTokenResponse> {
+        self.authorize(&request).await?;
+        dataplane::create(&self.data_planes, request.into_inner()).await
+    }
+
+    async fn list_data_plane_tokens(
+        &self,
+        request: Request<pb::ListDataPlaneTokensRequest>,
+    ) -> Answer<pb::ListDataPlaneTokensResponse> {
+        self.authorize(&request).await?;
+        dataplane::list(&self.data_planes, request.into_inner()).await
+    }
+
+    async fn revoke_data_plane_token(
+        &self,
+        request: Request<pb::RevokeDataPlaneTokenRequest>,
+    ) -> Answer<pb::DataPlaneToken> {
+        self.authorize(&request).await?;
+        dataplane::revoke(&self.data_planes, request.into_inner()).await
     }
 }

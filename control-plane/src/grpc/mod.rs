@@ -3,6 +3,7 @@
 mod admin;
 pub mod audit;
 mod convert;
+mod dataplane;
 mod policy;
 
 pub use admin::AdminApi;
@@ -37,13 +38,16 @@ pub fn reflection_services() -> Result<
 /// Maps a store error to a status a person can act on; internal details go to the log only.
 fn store_status(e: StoreError) -> Status {
     match e {
-        StoreError::TeamAliasTaken(_) | StoreError::UserExists(_) | StoreError::ModelExists(_) => {
-            Status::already_exists(e.to_string())
-        }
+        StoreError::TeamAliasTaken(_)
+        | StoreError::UserExists(_)
+        | StoreError::ModelExists(_)
+        | StoreError::DataPlaneNameTaken(_)
+        | StoreError::BatchFromAnotherDataPlane(_) => Status::already_exists(e.to_string()),
         StoreError::TeamNotFound(_)
         | StoreError::KeyNotFound(_)
         | StoreError::UserNotFound(_)
-        | StoreError::ModelNotFound(_) => Status::not_found(e.to_string()),
+        | StoreError::ModelNotFound(_)
+        | StoreError::DataPlaneTokenNotFound(_) => Status::not_found(e.to_string()),
         StoreError::Invalid(_) => Status::invalid_argument(e.to_string()),
         StoreError::KeyRevoked(_) => Status::failed_precondition(e.to_string()),
         StoreError::KeyIdTaken => Status::aborted("key id collision, please retry"),

@@ -17,11 +17,13 @@ use crate::domain::{
     ValidationError,
 };
 
+mod dataplane;
 mod migrations;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use dataplane::DataPlaneStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -43,6 +45,13 @@ pub enum StoreError {
     ModelNotFound(String),
     #[error("a model named {0:?} already exists")]
     ModelExists(String),
+    #[error("a live data-plane token named {0:?} already exists (revoke it first)")]
+    DataPlaneNameTaken(String),
+    #[error("no live data-plane token named {0:?} and no token with that public id")]
+    DataPlaneTokenNotFound(String),
+    /// A batch id stored for one data plane, sent again by another.
+    #[error("usage batch {0:?} was delivered by another data plane")]
+    BatchFromAnotherDataPlane(String),
     /// A change that the current data makes invalid (e.g. a key wider than its team).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -254,7 +263,8 @@ pub trait SpendStore: Send + Sync {
 
 /// Implemented with the audit chain (`crate::audit::store`): records are chained as stored.
 pub trait UsageStore: Send + Sync {
-    /// Stores a batch once: a batch id seen before adds nothing and reports a duplicate.
+    /// Stores a batch once: a batch id seen before adds nothing and reports a duplicate, or
+    /// [`StoreError::BatchFromAnotherDataPlane`] when another data plane delivered it.
     /// Signs no checkpoint; the server appends through `crate::audit::AuditLog`, which does.
     fn record_usage(
         &self,
@@ -281,6 +291,7 @@ pub trait Store:
     + SpendStore
     + UsageStore
     + PolicyStore
+    + DataPlaneStore
     + crate::audit::AuditStore
     + Clone
     + 'static

@@ -23,6 +23,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         sql: include_str!("migrations/sqlite/0002_limits_users_models.sql"),
     },
     EmbeddedMigration {
+        version: 3,
+        description: "dataplane tokens",
+        sql: include_str!("migrations/sqlite/0003_dataplane_tokens.sql"),
+    },
+    EmbeddedMigration {
         version: 20,
         description: "audit chain",
         sql: include_str!("migrations/sqlite/0020_audit_chain.sql"),

@@ -5,9 +5,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use modelgate_proto::v1::policy_service_client::PolicyServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_modelgate");
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,6 +27,29 @@ pub struct ControlPlane {
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
+    /// The token [`ControlPlane::policy_client`] presents, minted on first use.
+    data_plane_token: OnceLock<String>,
+}
+
+/// A `PolicyService` client that presents a fixed `authorization` value (or none), as an
+/// Envoy presents its data-plane token.
+pub type PolicyClient = PolicyServiceClient<InterceptedService<Channel, PresentedCredential>>;
+
+#[derive(Clone)]
+pub struct PresentedCredential(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for PresentedCredential {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// Every variable the binary reads, so the developer's environment cannot leak into a test.
@@ -98,7 +127,37 @@ impl ControlPlane {
             stdout,
             stderr,
             readers,
+            data_plane_token: OnceLock::new(),
         }
+    }
+
+    /// `modelgate dataplane token create --name NAME`: the whole token.
+    pub fn create_data_plane_token(&self, name: &str) -> String {
+        let created = self
+            .cli(&["dataplane", "token", "create", "--name", name, "--json"])
+            .json();
+        created["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A `PolicyService` client sending `authorization: <authorization>`, or nothing.
+    pub async fn policy_client_with(&self, authorization: Option<&str>) -> PolicyClient {
+        let channel = Channel::from_shared(self.grpc_url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to the control plane");
+        let value = authorization.map(|a| a.parse().expect("ascii authorization"));
+        PolicyServiceClient::with_interceptor(channel, PresentedCredential(value))
+    }
+
+    /// A `PolicyService` client presenting this control plane's test data-plane token
+    /// (`test-envoy`), as the filter does.
+    pub async fn policy_client(&self) -> PolicyClient {
+        let token = self
+            .data_plane_token
+            .get_or_init(|| self.create_data_plane_token("test-envoy"));
+        self.policy_client_with(Some(&format!("Bearer {token}")))
+            .await
     }
 
     pub fn grpc_url(&self) -> String {

@@ -16,6 +16,7 @@ pub struct DispatchedCall {
     pub method: String,
     pub message: Vec<u8>,
     pub timeout_ms: u32,
+    pub initial_metadata: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Debug)]
@@ -217,6 +218,11 @@ impl ServiceHost for FakeHost {
             method: call.method.to_owned(),
             message: call.message.to_vec(),
             timeout_ms: call.timeout_ms,
+            initial_metadata: call
+                .initial_metadata
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.to_vec()))
+                .collect(),
         });
         Ok(token)
     }

@@ -8,7 +8,7 @@ use crate::snapshot::{HEAD_KEY, SNAPSHOT_KEY};
 
 fn config(extra: &str) -> ServiceConfig {
     let json = format!(
-        r#"{{"role": "service", "control_plane_cluster": "cp", "node_id": "envoy-a", "tick_ms": 1000, "grpc_timeout_ms": 2000{extra}}}"#
+        r#"{{"role": "service", "control_plane_cluster": "cp", "control_plane_token": "mgdp-abcdefghijkl-secret", "node_id": "envoy-a", "tick_ms": 1000, "grpc_timeout_ms": 2000{extra}}}"#
     );
     match PluginConfig::parse(json.as_bytes()).unwrap() {
         PluginConfig::Service(config) => config,
@@ -104,6 +104,27 @@ fn polls_the_policy_service_once_per_tick_without_piling_up_calls() {
         calls_to(&host, GET_SNAPSHOT).is_empty(),
         "still waiting for the first answer"
     );
+}
+
+#[test]
+fn every_call_carries_the_data_plane_token() {
+    let (host, mut service) = started("");
+    host.push_queue(USAGE_QUEUE, &record("r1"));
+    service.on_tick(&host);
+    let calls = host.take_calls();
+    let methods: Vec<&str> = calls.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(methods, [GET_SNAPSHOT, REPORT_USAGE]);
+    for call in &calls {
+        assert_eq!(
+            call.initial_metadata,
+            [(
+                "authorization".to_owned(),
+                b"Bearer mgdp-abcdefghijkl-secret".to_vec()
+            )],
+            "{} without the token",
+            call.method
+        );
+    }
 }
 
 #[test]

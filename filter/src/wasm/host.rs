@@ -127,7 +127,7 @@ impl ServiceHost for EnvoyHost {
             &target,
             call.service,
             call.method,
-            Vec::new(),
+            call.initial_metadata.to_vec(),
             Some(call.message),
             Duration::from_millis(u64::from(call.timeout_ms)),
         )

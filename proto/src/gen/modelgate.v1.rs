@@ -750,6 +750,53 @@ pub struct SpendReport {
     #[prost(message, repeated, tag = "6")]
     pub history: ::prost::alloc::vec::Vec<DailySpend>,
 }
+/// A data-plane credential as admins see it (never its secret).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DataPlaneToken {
+    /// Unique among live tokens; names the data plane in usage batches and logs.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub public_id: ::prost::alloc::string::String,
+    #[prost(int64, tag = "3")]
+    pub created_at_ms: i64,
+    /// 0 = live.
+    #[prost(int64, tag = "4")]
+    pub revoked_at_ms: i64,
+    /// 0 = never; updated at most once a minute.
+    #[prost(int64, tag = "5")]
+    pub last_used_at_ms: i64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateDataPlaneTokenRequest {
+    /// 1 to 64 characters of \[A-Za-z0-9.\_-\].
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateDataPlaneTokenResponse {
+    #[prost(message, optional, tag = "1")]
+    pub token: ::core::option::Option<DataPlaneToken>,
+    /// The whole token (`mgdp-<public id>-<secret>`). Shown once; only its SHA-256 is stored.
+    #[prost(string, tag = "2")]
+    pub secret: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListDataPlaneTokensRequest {
+    #[prost(bool, tag = "1")]
+    pub include_revoked: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListDataPlaneTokensResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub tokens: ::prost::alloc::vec::Vec<DataPlaneToken>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeDataPlaneTokenRequest {
+    /// Name of a live token, or public id.
+    #[prost(string, tag = "1")]
+    pub token: ::prost::alloc::string::String,
+}
 /// Empty strings and zero times mean "any".
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AuditFilter {

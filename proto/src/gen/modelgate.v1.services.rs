@@ -961,6 +961,86 @@ pub mod admin_service_client {
                 .insert(GrpcMethod::new("modelgate.v1.AdminService", "GetSpend"));
             self.inner.unary(req, path, codec).await
         }
+        /// Data-plane tokens: the credentials Envoys present to PolicyService.
+        pub async fn create_data_plane_token(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::CreateDataPlaneTokenRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::CreateDataPlaneTokenResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/CreateDataPlaneToken",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("modelgate.v1.AdminService", "CreateDataPlaneToken"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_data_plane_tokens(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::ListDataPlaneTokensRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::ListDataPlaneTokensResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/ListDataPlaneTokens",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("modelgate.v1.AdminService", "ListDataPlaneTokens"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Revoking a revoked token changes nothing and returns it as it is.
+        pub async fn revoke_data_plane_token(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::RevokeDataPlaneTokenRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::DataPlaneToken>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/RevokeDataPlaneToken",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("modelgate.v1.AdminService", "RevokeDataPlaneToken"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1083,6 +1163,29 @@ pub mod admin_service_server {
             &self,
             request: tonic::Request<crate::v1::GetSpendRequest>,
         ) -> std::result::Result<tonic::Response<crate::v1::SpendReport>, tonic::Status>;
+        /// Data-plane tokens: the credentials Envoys present to PolicyService.
+        async fn create_data_plane_token(
+            &self,
+            request: tonic::Request<crate::v1::CreateDataPlaneTokenRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::CreateDataPlaneTokenResponse>,
+            tonic::Status,
+        >;
+        async fn list_data_plane_tokens(
+            &self,
+            request: tonic::Request<crate::v1::ListDataPlaneTokensRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::ListDataPlaneTokensResponse>,
+            tonic::Status,
+        >;
+        /// Revoking a revoked token changes nothing and returns it as it is.
+        async fn revoke_data_plane_token(
+            &self,
+            request: tonic::Request<crate::v1::RevokeDataPlaneTokenRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::DataPlaneToken>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct AdminServiceServer<T> {
@@ -2121,6 +2224,156 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetSpendSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/CreateDataPlaneToken" => {
+                    #[allow(non_camel_case_types)]
+                    struct CreateDataPlaneTokenSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::CreateDataPlaneTokenRequest>
+                    for CreateDataPlaneTokenSvc<T> {
+                        type Response = crate::v1::CreateDataPlaneTokenResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                crate::v1::CreateDataPlaneTokenRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::create_data_plane_token(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CreateDataPlaneTokenSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/ListDataPlaneTokens" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListDataPlaneTokensSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::ListDataPlaneTokensRequest>
+                    for ListDataPlaneTokensSvc<T> {
+                        type Response = crate::v1::ListDataPlaneTokensResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                crate::v1::ListDataPlaneTokensRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::list_data_plane_tokens(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListDataPlaneTokensSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/RevokeDataPlaneToken" => {
+                    #[allow(non_camel_case_types)]
+                    struct RevokeDataPlaneTokenSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::RevokeDataPlaneTokenRequest>
+                    for RevokeDataPlaneTokenSvc<T> {
+                        type Response = crate::v1::DataPlaneToken;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                crate::v1::RevokeDataPlaneTokenRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::revoke_data_plane_token(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RevokeDataPlaneTokenSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
