@@ -22,6 +22,9 @@ use crate::audit::{self, AuditError, AuditLog, CheckpointPolicy};
 use crate::clock::Timestamp;
 use crate::grpc::{self, AdminApi, AuditApi, PolicyApi};
 use crate::http;
+use crate::identity::admin::IdentityAdmin;
+use crate::identity::fetch::FetchError;
+use crate::identity::refresher::JwksRefresher;
 use crate::master_key::{self, MasterKey, MasterKeyError, MasterKeySource};
 use crate::snapshot::SnapshotCache;
 use crate::spend::{SpendSync, SpendTracker};
@@ -84,6 +87,8 @@ pub enum ServeError {
     Audit(#[from] AuditError),
     #[error("cannot open the audit JSONL sink: {0}")]
     AuditSink(#[from] audit::sink::SinkError),
+    #[error(transparent)]
+    Jwks(#[from] FetchError),
 }
 
 /// Runs the control plane until `shutdown` resolves.
@@ -180,7 +185,9 @@ async fn serve_store<S: Store>(
     let spend_sync = SpendSync::start(store.clone(), Arc::clone(&spend), Timestamp::now()).await?;
     let snapshots = Arc::new(SnapshotCache::new(store.clone(), Arc::clone(&spend)));
     let admin = Arc::new(Admin::new(store.clone(), spend, master_key));
-    let admin_api = AdminApi::new(Arc::clone(&admin));
+    let jwks = Arc::new(JwksRefresher::new(store.clone())?);
+    let identity = Arc::new(IdentityAdmin::new(store.clone(), Arc::clone(&jwks)));
+    let admin_api = AdminApi::new(Arc::clone(&admin), identity);
     let grpc_router = tonic::transport::Server::builder()
         .add_service(AdminServiceServer::new(admin_api.clone()))
         .add_service(AuditServiceServer::new(AuditApi::new(
@@ -190,6 +197,7 @@ async fn serve_store<S: Store>(
         .add_service(PolicyServiceServer::new(PolicyApi::new(
             Arc::clone(&audit_log),
             snapshots,
+            Arc::clone(&jwks),
         )))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -232,6 +240,7 @@ async fn serve_store<S: Store>(
     };
 
     let spend_task = tokio::spawn(spend_sync.run(stop_rx.clone()));
+    let jwks_task = tokio::spawn(jwks.run(stop_rx.clone()));
     let audit_tasks = [
         tokio::spawn(seal_idle_tails(Arc::clone(&audit_log), stop_rx.clone())),
         tokio::spawn(audit::sink::run(
@@ -265,6 +274,7 @@ async fn serve_store<S: Store>(
         let _ = task.await;
     }
     let _ = spend_task.await;
+    let _ = jwks_task.await;
     store.close().await;
     tracing::info!("stopped");
     result

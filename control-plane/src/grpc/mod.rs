@@ -3,6 +3,7 @@
 mod admin;
 pub mod audit;
 mod convert;
+mod identity;
 mod policy;
 
 pub use admin::AdminApi;
@@ -37,10 +38,12 @@ pub fn reflection_services() -> Result<
 /// Maps a store error to a status a person can act on; internal details go to the log only.
 fn store_status(e: StoreError) -> Status {
     match e {
-        StoreError::TeamAliasTaken(_) | StoreError::UserExists(_) | StoreError::ModelExists(_) => {
-            Status::already_exists(e.to_string())
-        }
-        StoreError::TeamNotFound(_)
+        StoreError::TeamAliasTaken(_)
+        | StoreError::UserExists(_)
+        | StoreError::ModelExists(_)
+        | StoreError::IdentityProviderExists(_) => Status::already_exists(e.to_string()),
+        StoreError::IdentityProviderNotFound(_)
+        | StoreError::TeamNotFound(_)
         | StoreError::KeyNotFound(_)
         | StoreError::UserNotFound(_)
         | StoreError::ModelNotFound(_) => Status::not_found(e.to_string()),

@@ -10,6 +10,7 @@ use super::store_status;
 use crate::audit::{entry_from_record, AuditLog};
 use crate::clock::Timestamp;
 use crate::domain::{UsageBatch, UsageReceipt, ValidationError};
+use crate::identity::refresher::JwksRefresher;
 use crate::snapshot::{SnapshotAnswer, SnapshotCache};
 use crate::store::Store;
 
@@ -18,11 +19,20 @@ const MAX_ID_LEN: usize = 128;
 pub struct PolicyApi<S> {
     audit: Arc<AuditLog<S>>,
     snapshots: Arc<SnapshotCache<S>>,
+    jwks: Arc<JwksRefresher<S>>,
 }
 
 impl<S: Store> PolicyApi<S> {
-    pub fn new(audit: Arc<AuditLog<S>>, snapshots: Arc<SnapshotCache<S>>) -> Self {
-        Self { audit, snapshots }
+    pub fn new(
+        audit: Arc<AuditLog<S>>,
+        snapshots: Arc<SnapshotCache<S>>,
+        jwks: Arc<JwksRefresher<S>>,
+    ) -> Self {
+        Self {
+            audit,
+            snapshots,
+            jwks,
+        }
     }
 }
 
@@ -33,6 +43,9 @@ impl<S: Store> PolicyService for PolicyApi<S> {
         request: Request<pb::GetSnapshotRequest>,
     ) -> Result<Response<pb::GetSnapshotResponse>, Status> {
         let req = request.into_inner();
+        if !req.unknown_signing_keys.is_empty() {
+            self.jwks.report_unknown_kids(&req.unknown_signing_keys);
+        }
         let answer = self
             .snapshots
             .answer(req.known_version)

@@ -17,11 +17,13 @@ use crate::domain::{
     ValidationError,
 };
 
+mod identity;
 mod migrations;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use identity::IdentityStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -43,6 +45,10 @@ pub enum StoreError {
     ModelNotFound(String),
     #[error("a model named {0:?} already exists")]
     ModelExists(String),
+    #[error("identity provider {0:?} not found")]
+    IdentityProviderNotFound(String),
+    #[error("identity provider {0:?} is already registered")]
+    IdentityProviderExists(String),
     /// A change that the current data makes invalid (e.g. a key wider than its team).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -281,6 +287,7 @@ pub trait Store:
     + SpendStore
     + UsageStore
     + PolicyStore
+    + IdentityStore
     + crate::audit::AuditStore
     + Clone
     + 'static

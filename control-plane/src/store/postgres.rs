@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::identity::impl_identity_store;
 use super::migrations::{self, EmbeddedMigration};
 use super::sql::impl_sql_store;
 
@@ -18,6 +19,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         version: 2,
         description: "limits users models",
         sql: include_str!("migrations/postgres/0002_limits_users_models.sql"),
+    },
+    EmbeddedMigration {
+        version: 4,
+        description: "identity providers",
+        sql: include_str!("migrations/postgres/0004_identity_providers.sql"),
     },
     EmbeddedMigration {
         version: 20,
@@ -67,3 +73,4 @@ impl PostgresStore {
 }
 
 impl_sql_store!(PostgresStore, sqlx::Postgres);
+impl_identity_store!(PostgresStore);

@@ -8,6 +8,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::identity::impl_identity_store;
 use super::migrations::{self, EmbeddedMigration};
 use super::sql::impl_sql_store;
 
@@ -21,6 +22,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         version: 2,
         description: "limits users models",
         sql: include_str!("migrations/sqlite/0002_limits_users_models.sql"),
+    },
+    EmbeddedMigration {
+        version: 4,
+        description: "identity providers",
+        sql: include_str!("migrations/sqlite/0004_identity_providers.sql"),
     },
     EmbeddedMigration {
         version: 20,
@@ -76,3 +82,4 @@ impl SqliteStore {
 }
 
 impl_sql_store!(SqliteStore, sqlx::Sqlite);
+impl_identity_store!(SqliteStore);
