@@ -59,10 +59,13 @@ macro_rules! idp_columns {
         )
     };
 }
+/// Binds in `bind_provider!` order, then the creation time.
 pub(super) const INSERT_IDP: &str = concat!(
-    "INSERT INTO identity_providers (",
-    idp_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+    "INSERT INTO identity_providers (issuer, audiences, allowed_groups, jwks_source, jwks_url, \
+     jwks_json, jwks_fetched_at_ms, next_refresh_at_ms, last_error, last_error_at_ms, \
+     user_claim, groups_claim, clock_skew_s, ",
+    limit_columns!(),
+    ", created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
      $15, $16, $17, $18, $19, $20, $21)"
 );
 pub(super) const UPDATE_IDP: &str = "UPDATE identity_providers SET audiences = $2, \
@@ -115,6 +118,30 @@ pub(super) fn url_column(provider: &IdentityProvider) -> Option<&str> {
     }
 }
 
+/// Binds every column but the creation time, in `UPDATE_IDP`'s order (`$1` = issuer).
+macro_rules! bind_provider {
+    ($query:expr, $p:expr) => {{
+        let p: &IdentityProvider = $p;
+        let limits = LimitColumns::of(&p.default_user_limits)?;
+        let query = $query
+            .bind(&p.issuer)
+            .bind(sql::encode_models(&p.audiences)?)
+            .bind(sql::encode_models(&p.allowed_groups)?)
+            .bind(p.source.as_str())
+            .bind(idp_sql::url_column(p))
+            .bind(&p.keys.jwks_json)
+            .bind(p.keys.fetched_at.map(Timestamp::as_millis))
+            .bind(p.keys.next_refresh_at.map(Timestamp::as_millis))
+            .bind(&p.keys.last_error)
+            .bind(p.keys.last_error_at.map(Timestamp::as_millis))
+            .bind(&p.user_claim)
+            .bind(&p.groups_claim)
+            .bind(i64::from(p.clock_skew_s));
+        bind_limits!(query, limits)
+    }};
+}
+pub(super) use bind_provider;
+
 /// Implements [`IdentityStore`] for `$store`; expanded after `impl_sql_store!` in the same
 /// module, whose `DbRow`, `DbConnection`, `limits_from_row`, `bump_version` and imports it uses.
 macro_rules! impl_identity_store {
@@ -122,7 +149,7 @@ macro_rules! impl_identity_store {
         use $crate::identity::{
             IdentityProvider, IdentityProviderPatch, JwksFetchOutcome, JwksState,
         };
-        use $crate::store::identity as idp_sql;
+        use $crate::store::identity::{self as idp_sql, bind_provider};
         use $crate::store::IdentityStore;
 
         fn identity_provider_from_row(row: &DbRow) -> StoreResult<IdentityProvider> {
@@ -190,28 +217,14 @@ macro_rules! impl_identity_store {
             conn: &mut DbConnection,
             p: &IdentityProvider,
         ) -> StoreResult<()> {
-            let limits = LimitColumns::of(&p.default_user_limits)?;
-            let update = sqlx::query(idp_sql::UPDATE_IDP)
-                .bind(&p.issuer)
-                .bind(sql::encode_models(&p.audiences)?)
-                .bind(sql::encode_models(&p.allowed_groups)?)
-                .bind(p.source.as_str())
-                .bind(idp_sql::url_column(p))
-                .bind(&p.keys.jwks_json)
-                .bind(p.keys.fetched_at.map(Timestamp::as_millis))
-                .bind(p.keys.next_refresh_at.map(Timestamp::as_millis))
-                .bind(&p.keys.last_error)
-                .bind(p.keys.last_error_at.map(Timestamp::as_millis))
-                .bind(&p.user_claim)
-                .bind(&p.groups_claim)
-                .bind(i64::from(p.clock_skew_s));
-            bind_limits!(update, limits).execute(&mut *conn).await?;
+            bind_provider!(sqlx::query(idp_sql::UPDATE_IDP), p)
+                .execute(&mut *conn)
+                .await?;
             Ok(())
         }
 
         impl IdentityStore for $store {
             async fn create_identity_provider(&self, p: &IdentityProvider) -> StoreResult<()> {
-                let limits = LimitColumns::of(&p.default_user_limits)?;
                 let mut tx = self.begin_write().await?;
                 bump_version(&mut tx).await?;
                 if find_identity_provider_on(&mut tx, &p.issuer)
@@ -220,22 +233,10 @@ macro_rules! impl_identity_store {
                 {
                     return Err(StoreError::IdentityProviderExists(p.issuer.clone()));
                 }
-                let insert = sqlx::query(idp_sql::INSERT_IDP)
-                    .bind(&p.issuer)
-                    .bind(sql::encode_models(&p.audiences)?)
-                    .bind(sql::encode_models(&p.allowed_groups)?)
-                    .bind(p.source.as_str())
-                    .bind(idp_sql::url_column(p))
-                    .bind(&p.keys.jwks_json)
-                    .bind(p.keys.fetched_at.map(Timestamp::as_millis))
-                    .bind(p.keys.next_refresh_at.map(Timestamp::as_millis))
-                    .bind(&p.keys.last_error)
-                    .bind(p.keys.last_error_at.map(Timestamp::as_millis))
-                    .bind(&p.user_claim)
-                    .bind(&p.groups_claim)
-                    .bind(i64::from(p.clock_skew_s))
-                    .bind(p.created_at.as_millis());
-                bind_limits!(insert, limits).execute(&mut *tx).await?;
+                bind_provider!(sqlx::query(idp_sql::INSERT_IDP), p)
+                    .bind(p.created_at.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(())
             }
