@@ -79,3 +79,6 @@ pub(super) fn identify(
     };
     Ok(Access::for_member(policy, team, &user))
 }
+
+#[cfg(test)]
+mod tests;
