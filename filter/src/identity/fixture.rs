@@ -3,7 +3,7 @@
 //! generated), its JWKS as the control plane would ship it, and tokens with any claims.
 
 // Fixtures stop loudly: a key that does not load makes every test using it meaningless.
-#![allow(clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::panic)]
 
 use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
 use jwt_simple::prelude::{
