@@ -11,6 +11,7 @@ use crate::domain::{
     self, ApiKey, Change, DailySpend, KeyFilter, KeyPatch, KeyStatus, Metadata, ModelPatch,
     ModelRoute, NewKey, ScopeKind, Team, TeamAlias, TeamPatch, User, UserPatch, ValidationError,
 };
+use crate::identity;
 use crate::keys::{self, KeySecret, MintedKey, RandomnessError};
 use crate::limits::{Limits, LimitsInput};
 use crate::master_key::MasterKey;
@@ -57,6 +58,7 @@ pub struct TeamInput {
     pub high_trust: bool,
     pub keep_redacted_prompt: bool,
     pub blocked: bool,
+    pub idp_groups: Vec<String>,
 }
 
 /// A change to a team: `None` keeps a field; `clear` names fields to unset.
@@ -71,6 +73,8 @@ pub struct TeamUpdate {
     pub keep_redacted_prompt: Option<bool>,
     pub blocked: Option<bool>,
     pub clear: Vec<String>,
+    /// Replaces the team's IdP groups (an empty list removes them).
+    pub idp_groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -278,6 +282,7 @@ impl<S: Store> Admin<S> {
         team.high_trust = input.high_trust;
         team.keep_redacted_prompt = input.keep_redacted_prompt;
         team.blocked = input.blocked;
+        team.idp_groups = identity::parse_names("IdP group", &input.idp_groups)?;
         self.store.create_team(&team).await?;
         tracing::info!(team_id = %team.id, alias = %team.alias, "team created");
         Ok(self.team_view(team))
@@ -326,6 +331,10 @@ impl<S: Store> Admin<S> {
             high_trust: update.high_trust,
             keep_redacted_prompt: update.keep_redacted_prompt,
             blocked: update.blocked,
+            idp_groups: update
+                .idp_groups
+                .map(|g| identity::parse_names("IdP group", g))
+                .transpose()?,
         };
         self.patch_team(team, &patch).await
     }

@@ -87,6 +87,8 @@ pub enum ValidationError {
     Price(&'static str),
     #[error(transparent)]
     Expiry(#[from] crate::keys::ExpiryError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
 }
 
 /// A validated team alias.
@@ -419,6 +421,8 @@ pub struct Team {
     pub redaction_policy: Option<String>,
     pub high_trust: bool,
     pub keep_redacted_prompt: bool,
+    /// IdP groups whose members belong to the team.
+    pub idp_groups: Vec<String>,
     pub created_at: Timestamp,
 }
 
@@ -435,6 +439,7 @@ impl Team {
             redaction_policy: None,
             high_trust: false,
             keep_redacted_prompt: false,
+            idp_groups: Vec::new(),
             created_at,
         }
     }
@@ -452,6 +457,8 @@ pub struct TeamPatch {
     pub high_trust: Option<bool>,
     pub keep_redacted_prompt: Option<bool>,
     pub blocked: Option<bool>,
+    /// Replaces the team's IdP groups.
+    pub idp_groups: Option<Vec<String>>,
 }
 
 impl TeamPatch {
@@ -486,6 +493,10 @@ impl TeamPatch {
             keep_redacted_prompt: self
                 .keep_redacted_prompt
                 .unwrap_or(team.keep_redacted_prompt),
+            idp_groups: self
+                .idp_groups
+                .clone()
+                .unwrap_or_else(|| team.idp_groups.clone()),
             created_at: team.created_at,
         })
     }
@@ -722,6 +733,7 @@ pub struct PolicyState {
     pub keys: Vec<PolicyKey>,
     pub users: Vec<User>,
     pub models: Vec<ModelRoute>,
+    pub identity_providers: Vec<crate::identity::IdentityProvider>,
 }
 
 /// Whose spend: usage records carry the key's public id, the team id and the user id.

@@ -36,6 +36,7 @@ pub mod dataplane;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod master_key;
@@ -71,6 +72,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::User(command) => cli::run_user(&cli.global, command).await?,
         Command::Model(command) => cli::run_model(&cli.global, command).await?,
         Command::Spend(args) => cli::run_spend(&cli.global, args).await?,
+        Command::Idp(command) => cli::run_idp(&cli.global, command).await?,
         Command::Redact(args) => cli::redact::run(args)?,
         Command::Audit(command) => cli::run_audit(&cli.global, command).await?,
         Command::Dataplane(command) => cli::run_dataplane(&cli.global, command).await?,

@@ -335,6 +335,7 @@ fn team_json(v: &TeamView) -> Value {
         "redaction_policy": t.redaction_policy.as_deref().map(|p| serde_json::from_str::<Value>(p).unwrap_or(Value::Null)),
         "high_trust": t.high_trust,
         "keep_redacted_prompt": t.keep_redacted_prompt,
+        "idp_groups": t.idp_groups,
     }));
     limits_json(&t.limits, &mut out);
     spend_json(v.spend, &mut out);
@@ -594,6 +595,8 @@ struct TeamRequest {
     high_trust: Option<bool>,
     keep_redacted_prompt: Option<bool>,
     blocked: Option<bool>,
+    /// Replaces the team's IdP groups when present.
+    idp_groups: Option<Vec<String>>,
 }
 
 async fn team_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
@@ -612,6 +615,7 @@ async fn team_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
         high_trust: r.high_trust.unwrap_or(false),
         keep_redacted_prompt: r.keep_redacted_prompt.unwrap_or(false),
         blocked: r.blocked.unwrap_or(false),
+        idp_groups: r.idp_groups.unwrap_or_default(),
     };
     Ok(Json(team_json(&admin.create_team(input).await?)))
 }
@@ -636,6 +640,7 @@ async fn team_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer 
         keep_redacted_prompt: r.keep_redacted_prompt,
         blocked: r.blocked,
         clear,
+        idp_groups: r.idp_groups,
     };
     Ok(Json(team_json(&admin.update_team(&team, update).await?)))
 }

@@ -23,6 +23,9 @@ use crate::clock::Timestamp;
 use crate::dataplane::DataPlanes;
 use crate::grpc::{self, AdminApi, AuditApi, PolicyApi};
 use crate::http;
+use crate::identity::admin::IdentityAdmin;
+use crate::identity::fetch::FetchError;
+use crate::identity::refresher::JwksRefresher;
 use crate::master_key::{self, MasterKey, MasterKeyError, MasterKeySource};
 use crate::snapshot::SnapshotCache;
 use crate::spend::{SpendSync, SpendTracker};
@@ -85,6 +88,8 @@ pub enum ServeError {
     Audit(#[from] AuditError),
     #[error("cannot open the audit JSONL sink: {0}")]
     AuditSink(#[from] audit::sink::SinkError),
+    #[error(transparent)]
+    Jwks(#[from] FetchError),
 }
 
 /// Runs the control plane until `shutdown` resolves.
@@ -181,7 +186,13 @@ async fn serve_store<S: Store>(
     let spend_sync = SpendSync::start(store.clone(), Arc::clone(&spend), Timestamp::now()).await?;
     let snapshots = Arc::new(SnapshotCache::new(store.clone(), Arc::clone(&spend)));
     let admin = Arc::new(Admin::new(store.clone(), spend, master_key));
-    let admin_api = AdminApi::new(Arc::clone(&admin), DataPlanes::new(store.clone()));
+    let jwks = Arc::new(JwksRefresher::new(store.clone())?);
+    let identity = Arc::new(IdentityAdmin::new(store.clone(), Arc::clone(&jwks)));
+    let admin_api = AdminApi::new(
+        Arc::clone(&admin),
+        DataPlanes::new(store.clone()),
+        identity,
+    );
     let grpc_router = tonic::transport::Server::builder()
         .add_service(AdminServiceServer::new(admin_api.clone()))
         .add_service(AuditServiceServer::new(AuditApi::new(
@@ -192,6 +203,7 @@ async fn serve_store<S: Store>(
             Arc::clone(&audit_log),
             snapshots,
             DataPlanes::new(store.clone()),
+            Arc::clone(&jwks),
         )))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -234,6 +246,7 @@ async fn serve_store<S: Store>(
     };
 
     let spend_task = tokio::spawn(spend_sync.run(stop_rx.clone()));
+    let jwks_task = tokio::spawn(jwks.run(stop_rx.clone()));
     let audit_tasks = [
         tokio::spawn(seal_idle_tails(Arc::clone(&audit_log), stop_rx.clone())),
         tokio::spawn(audit::sink::run(
@@ -267,6 +280,7 @@ async fn serve_store<S: Store>(
         let _ = task.await;
     }
     let _ = spend_task.await;
+    let _ = jwks_task.await;
     store.close().await;
     tracing::info!("stopped");
     result

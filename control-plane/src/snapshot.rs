@@ -25,6 +25,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, RwLock};
 
 use crate::clock::Timestamp;
 use crate::domain::{KeyStatus, ModelRoute, PolicyKey, PolicyState, ScopeKind, Team, User};
+use crate::identity::IdentityProvider;
 use crate::limits::Limits;
 use crate::spend::{SpendReader, SpendState, SpendTracker};
 use crate::store::{PolicyStore, StoreError, StoreResult};
@@ -155,7 +156,11 @@ pub fn build_snapshot(
             .map(|u| user_policy(u, spend, now))
             .collect(),
         models: state.models.iter().map(model_route).collect(),
-        identity_providers: Vec::new(),
+        identity_providers: state
+            .identity_providers
+            .into_iter()
+            .filter_map(identity_provider)
+            .collect(),
     }
 }
 
@@ -230,7 +235,7 @@ fn team_policy(team: &Team, spend: &SpendReader<'_>, now: Timestamp) -> pb::Team
         redaction_policy_json: team.redaction_policy.clone().unwrap_or_default(),
         high_trust: team.high_trust,
         keep_redacted_prompt: team.keep_redacted_prompt,
-        idp_groups: Vec::new(),
+        idp_groups: team.idp_groups.clone(),
     }
 }
 
@@ -240,6 +245,21 @@ fn user_policy(user: &User, spend: &SpendReader<'_>, now: Timestamp) -> pb::User
         limits: limits(&user.limits),
         spend: scope_spend(spend, ScopeKind::User, &user.id, &user.limits, now),
     }
+}
+
+/// `None` until the issuer has keys: without them no token of it can verify, and the filter
+/// then answers as for an unknown issuer.
+fn identity_provider(p: IdentityProvider) -> Option<pb::IdentityProvider> {
+    Some(pb::IdentityProvider {
+        jwks_json: p.keys.jwks_json?,
+        issuer: p.issuer,
+        audiences: p.audiences,
+        user_claim: p.user_claim,
+        groups_claim: p.groups_claim,
+        allowed_groups: p.allowed_groups,
+        clock_skew_s: p.clock_skew_s,
+        default_user_limits: limits(&p.default_user_limits),
+    })
 }
 
 fn model_route(m: &ModelRoute) -> pb::ModelRoute {

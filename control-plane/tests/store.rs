@@ -7,6 +7,10 @@
 mod dataplane;
 mod support;
 
+#[path = "store/identity.rs"]
+mod identity_cases;
+use identity_cases::*;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -116,6 +120,9 @@ macro_rules! suite {
 }
 
 suite!(
+    identity_providers_are_created_updated_listed_and_removed,
+    jwks_fetches_keep_the_last_good_keys_and_bump_only_on_change,
+    teams_keep_their_idp_groups,
     teams_are_created_listed_and_found,
     team_aliases_are_unique,
     every_policy_change_bumps_the_version_once,

@@ -39,6 +39,28 @@ pub struct RecordDraft {
     /// Entity types found in the prompt and the answer, with counts (never values).
     pub redactions: Vec<(String, u32)>,
     pub redaction_bypassed: bool,
+    pub auth_method: AuthMethod,
+    /// The JWT's issuer, for [`AuthMethod::Jwt`].
+    pub issuer: String,
+}
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMethod {
+    /// A virtual key (also the record of a request that sent no usable credential).
+    #[default]
+    Key,
+    /// An IdP JWT.
+    Jwt,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Jwt => "jwt",
+        }
+    }
 }
 
 /// How a request ended.
@@ -104,9 +126,8 @@ impl RecordDraft {
             redaction_bypassed: self.redaction_bypassed,
             path: self.path,
             stream: self.stream,
-            // Virtual keys are the only credential the filter accepts so far.
-            auth_method: "key".to_owned(),
-            issuer: String::new(),
+            auth_method: self.auth_method.as_str().to_owned(),
+            issuer: self.issuer,
         }
     }
 }

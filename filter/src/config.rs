@@ -49,6 +49,10 @@ pub struct FilterConfig {
     /// redacts requests cannot send bodies to them. Everything else is refused with 404.
     #[serde(default)]
     pub pass_through_paths: Vec<String>,
+    /// The largest bearer JWT verified; larger ones are refused (`token_too_large`) before
+    /// any decoding. IdP tokens with many groups reach a few KiB.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
 }
 
 /// The singleton service's configuration (`role: "service"`).
@@ -115,6 +119,12 @@ fn default_max_body_bytes() -> u64 {
 /// Bounds of `max_body_bytes`: below 1 KiB no chat request fits; a body is held in the VM's
 /// memory (and parsed) while it is checked, and a wasm32 VM has 4 GiB at most.
 const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(64 << 20);
+fn default_max_token_bytes() -> usize {
+    16 * 1024
+}
+/// Bounds of `max_token_bytes`: no IdP token is under 256 bytes; one near Envoy's default
+/// 60 KiB header limit is a mistake or an attack.
+const MAX_TOKEN_BYTES_RANGE: std::ops::RangeInclusive<usize> = 256..=(64 << 10);
 fn default_tick_ms() -> u32 {
     1000
 }
@@ -233,6 +243,9 @@ impl FilterConfig {
                 "must be between 1024 and 67108864",
             ));
         }
+        if !MAX_TOKEN_BYTES_RANGE.contains(&self.max_token_bytes) {
+            return Err(invalid("max_token_bytes", "must be between 256 and 65536"));
+        }
         let path_ok = |p: &String| {
             p.starts_with('/') && is_token(p) && !p[..p.len() - 1].contains('*') && !p.contains('?')
         };
@@ -345,6 +358,7 @@ mod tests {
         assert_eq!(config.default_cluster, "upstream");
         assert_eq!(config.route_header, "x-modelgate-cluster");
         assert!(config.upstream_authorization.is_empty());
+        assert_eq!(config.max_token_bytes, 16 * 1024, "the documented default");
     }
 
     #[test]
@@ -449,6 +463,10 @@ mod tests {
             (
                 r#"{"default_cluster": "u", "api_prefix": "v1"}"#.to_owned(),
                 "api_prefix",
+            ),
+            (
+                r#"{"default_cluster": "u", "max_token_bytes": 100}"#.to_owned(),
+                "max_token_bytes",
             ),
             (
                 r#"{"default_cluster": "u", "max_body_bytes": 100}"#.to_owned(),

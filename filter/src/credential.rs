@@ -1,9 +1,13 @@
-//! The client's credential: taken from `Authorization: Bearer <key>` or `x-api-key`, hashed
-//! at once, and from then on known only by its SHA-256. The raw key never leaves this module.
+//! The client's credential: taken from `Authorization: Bearer <key>` or `x-api-key`. A
+//! virtual key is hashed at once and from then on known only by its SHA-256 (the raw key
+//! never leaves this module); a token shaped like a JWT goes to `identity` for verification,
+//! wrapped so that no `{:?}` can print it.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
+
+use crate::identity::jwt::looks_like_jwt;
 
 /// SHA-256 of the whole presented key string, the form the snapshot indexes keys by.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,6 +42,29 @@ impl fmt::Debug for KeyDigest {
     }
 }
 
+/// A bearer JWT as sent; its `Debug` shows only its length.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BearerJwt<'a>(&'a str);
+
+impl<'a> BearerJwt<'a> {
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl fmt::Debug for BearerJwt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "jwt({} bytes)", self.0.len())
+    }
+}
+
+/// What the client presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    Key(KeyDigest),
+    Jwt(BearerJwt<'a>),
+}
+
 /// Why no usable credential was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
@@ -58,12 +85,25 @@ pub enum Malformed {
     Conflicting,
 }
 
-/// Extracts and hashes the credential from the raw values of `authorization` and
-/// `x-api-key` (absent or empty headers count as not sent).
-pub fn extract(
-    authorization: Option<&[u8]>,
-    api_key: Option<&[u8]>,
-) -> Result<KeyDigest, CredentialError> {
+/// Extracts the credential from the raw values of `authorization` and `x-api-key` (absent
+/// or empty headers count as not sent): a JWT when it has a JWT's shape (three base64url
+/// segments; virtual keys have no dots), else a virtual key, hashed.
+pub fn extract<'a>(
+    authorization: Option<&'a [u8]>,
+    api_key: Option<&'a [u8]>,
+) -> Result<Credential<'a>, CredentialError> {
+    let token = presented(authorization, api_key)?;
+    Ok(if looks_like_jwt(token) {
+        Credential::Jwt(BearerJwt(token))
+    } else {
+        Credential::Key(KeyDigest::of(token))
+    })
+}
+
+fn presented<'a>(
+    authorization: Option<&'a [u8]>,
+    api_key: Option<&'a [u8]>,
+) -> Result<&'a str, CredentialError> {
     let bearer = authorization
         .map(<[u8]>::trim_ascii)
         .filter(|v| !v.is_empty())
@@ -74,13 +114,13 @@ pub fn extract(
         .map(plain_token);
     match (bearer, header_key) {
         (None, None) => Err(CredentialError::Missing),
-        (Some(token), None) | (None, Some(token)) => token.map(KeyDigest::of),
+        (Some(token), None) | (None, Some(token)) => token,
         (Some(bearer), Some(header_key)) => {
             let (bearer, header_key) = (bearer?, header_key?);
             // One credential, sent twice by an SDK that sets both, is fine; two different ones
             // are ambiguous about who is calling.
             if bearer == header_key {
-                Ok(KeyDigest::of(bearer))
+                Ok(bearer)
             } else {
                 Err(CredentialError::Malformed(Malformed::Conflicting))
             }
@@ -117,8 +157,8 @@ mod tests {
 
     const KEY: &str = "sk-mg-abcdefghij12-0123456789abcdefghijABCDEFGHIJklmnopqrstuvwxyzA";
 
-    fn digest() -> KeyDigest {
-        KeyDigest::of(KEY)
+    fn digest() -> Credential<'static> {
+        Credential::Key(KeyDigest::of(KEY))
     }
 
     #[test]
@@ -189,6 +229,30 @@ mod tests {
             extract(None, Some(b"a key")),
             Err(CredentialError::Malformed(Malformed::BadToken))
         );
+    }
+
+    #[test]
+    fn jwt_shaped_tokens_are_told_from_keys_and_never_printed() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
+        let header = format!("Bearer {jwt}");
+        let extracted = extract(Some(header.as_bytes()), None).unwrap();
+        assert_eq!(extracted, Credential::Jwt(BearerJwt(jwt)));
+        assert_eq!(format!("{extracted:?}"), "Jwt(jwt(41 bytes))");
+        // `alg: none` has an empty signature segment: still a JWT, refused later by name.
+        let unsigned = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.";
+        assert!(matches!(
+            extract(Some(format!("Bearer {unsigned}").as_bytes()), None),
+            Ok(Credential::Jwt(_))
+        ));
+        for not_jwt in ["a.b", "a.b.c.d", ".b.c", "a..c", "a.b+.c", KEY] {
+            assert!(
+                matches!(
+                    extract(None, Some(not_jwt.as_bytes())),
+                    Ok(Credential::Key(_))
+                ),
+                "{not_jwt}"
+            );
+        }
     }
 
     #[test]

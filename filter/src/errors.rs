@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 
 use crate::credential::{CredentialError, Malformed};
+use crate::identity::TokenError;
 use crate::limits::LimitHit;
 use crate::models::request::BodyError;
 use crate::snapshot::Unavailable;
@@ -52,6 +53,12 @@ pub enum Rejection {
     /// The shared limit counters could not be read or updated: refused, not let through
     /// unchecked.
     LimitsUnavailable,
+    /// A bearer JWT that does not verify (each cause has its own code).
+    Token(TokenError),
+    /// A verified token whose groups map to no team (or none the issuer allows).
+    NoTeamForIdentity,
+    /// `x-modelgate-team` names a team the token's groups do not map to.
+    TeamNotAllowed,
 }
 
 impl From<CredentialError> for Rejection {
@@ -71,8 +78,13 @@ impl Rejection {
             | Self::InvalidApiKey
             | Self::KeyRevoked
             | Self::KeyExpired
-            | Self::KeyUnusable(_) => 401,
-            Self::KeyBlocked | Self::TeamBlocked | Self::ModelNotAllowed(_) => 403,
+            | Self::KeyUnusable(_)
+            | Self::Token(_) => 401,
+            Self::KeyBlocked
+            | Self::TeamBlocked
+            | Self::ModelNotAllowed(_)
+            | Self::NoTeamForIdentity
+            | Self::TeamNotAllowed => 403,
             Self::BadRequestBody(_) => 400,
             Self::ModelNotFound(_) => 404,
             Self::Limited(_) => 429,
@@ -106,6 +118,9 @@ impl Rejection {
             Self::BodyTooLarge { .. } => "request_too_large",
             Self::BodyUnreadable => "invalid_request_body",
             Self::RedactionUnsupported => "redaction_unsupported_endpoint",
+            Self::Token(why) => why.code(),
+            Self::NoTeamForIdentity => "no_team_for_identity",
+            Self::TeamNotAllowed => "team_not_allowed",
         }
     }
 
@@ -162,6 +177,9 @@ impl Rejection {
             Self::BodyUnreadable => "The request body is not a JSON object, so this team's redaction policy cannot check it; it was not forwarded.".to_owned(),
             Self::RedactionUnavailable => "This team's redaction policy cannot be applied, so its requests are refused; its operator has been told in Envoy's log.".to_owned(),
             Self::RedactionUnsupported => "This endpoint is forwarded without inspection, and this team's redaction policy must check every request body.".to_owned(),
+            Self::Token(why) => format!("Invalid bearer token: {why}."),
+            Self::NoTeamForIdentity => "None of your identity provider groups belongs to a team on this gateway.".to_owned(),
+            Self::TeamNotAllowed => "Your identity provider groups do not include the team named in x-modelgate-team.".to_owned(),
         }
     }
 

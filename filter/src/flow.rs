@@ -5,6 +5,7 @@
 
 mod admission;
 mod response;
+mod token;
 
 use std::rc::Rc;
 
@@ -13,11 +14,13 @@ use prost::Message;
 
 use crate::audit::{self, Outcome, RecordDraft, USAGE_QUEUE};
 use crate::config::FilterConfig;
-use crate::credential::{self, KeyDigest};
+use crate::credential::{self, Credential, KeyDigest};
 use crate::endpoint::Endpoint;
 use crate::errors::Rejection;
 use crate::exchange::{BodyPlan, Exchange, RedactorCache, RequestBody};
 use crate::host::Host;
+use crate::identity::teams::TEAM_HEADER;
+use crate::identity::IdentityCache;
 use crate::limits::plan::usd_to_nano;
 use crate::limits::Actual;
 use crate::models::request::{BodyError, ModelRequest};
@@ -121,6 +124,7 @@ pub struct RequestFlow {
     refusal: Option<Rejection>,
     exchange: Exchange,
     redactors: Rc<RedactorCache>,
+    identities: Rc<IdentityCache>,
     access: Access,
     /// The client announced its body's length (`content-length`) rather than chunking it.
     length_announced: bool,
@@ -136,9 +140,17 @@ impl RequestFlow {
             refusal: None,
             exchange: Exchange::new(),
             redactors: Rc::default(),
+            identities: Rc::default(),
             access: Access::default(),
             length_announced: false,
         }
+    }
+
+    /// Shares the worker's issuers and verified tokens (without it, each request parses the
+    /// issuers' keys and verifies its token anew).
+    pub fn with_identities(mut self, identities: Rc<IdentityCache>) -> Self {
+        self.identities = identities;
+        self
     }
 
     /// Shares the worker's compiled redaction policies (without it, each request compiles
@@ -201,13 +213,29 @@ impl RequestFlow {
             Ok(policy) => policy,
             Err(why) => return self.refuse(Rejection::PolicyUnavailable(why)),
         };
-        let digest =
+        let credential =
             match credential::extract(headers.get("authorization"), headers.get("x-api-key")) {
-                Ok(digest) => digest,
+                Ok(credential) => credential,
                 Err(err) => return self.refuse(err.into()),
             };
-        match identify(&mut self.draft, &policy, &digest, now_ms) {
-            Ok(principal) => self.access = Access::new(&policy, principal),
+        let access = match credential {
+            Credential::Key(digest) => identify(&mut self.draft, &policy, &digest, now_ms)
+                .map(|principal| Access::new(&policy, principal)),
+            Credential::Jwt(token) => token::identify(
+                &mut self.draft,
+                host,
+                &self.identities,
+                &policy,
+                token::TokenRequest {
+                    token,
+                    team_header: headers.get(TEAM_HEADER),
+                    max_token_bytes: self.config.max_token_bytes,
+                    now_ms,
+                },
+            ),
+        };
+        match access {
+            Ok(access) => self.access = access,
             Err(rejection) => return self.refuse(rejection),
         }
         if !self.config.covers_path(&path) {

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod exchange;
 pub mod flow;
 pub mod host;
+pub mod identity;
 pub mod limits;
 pub mod models;
 pub mod policy;

@@ -83,6 +83,14 @@ impl Allowlist {
         }
     }
 
+    /// The allowlist of a caller without a key (an IdP token's bearer): their team's.
+    pub fn of_team(team: &TeamPolicy) -> Self {
+        Self {
+            team: team.models.clone(),
+            key: Vec::new(),
+        }
+    }
+
     /// Whether `model` (a public name) is allowed.
     pub fn allows(&self, model: &str) -> bool {
         list_allows(&self.team, model) && (self.key.is_empty() || list_allows(&self.key, model))

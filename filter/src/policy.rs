@@ -8,7 +8,9 @@ pub mod wire;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-use modelgate_proto::v1::{KeyPolicy, KeyStatus, ModelRoute, TeamPolicy, UserPolicy};
+use modelgate_proto::v1::{
+    IdentityProvider, KeyPolicy, KeyStatus, ModelRoute, TeamPolicy, UserPolicy,
+};
 use prost::Message;
 
 use crate::credential::KeyDigest;
@@ -34,6 +36,17 @@ pub struct PolicyIndex {
     teams: HashMap<String, TeamPolicy>,
     users: HashMap<String, UserPolicy>,
     routes: HashMap<String, ModelRoute>,
+    identity_providers: Vec<ProviderEntry>,
+    /// IdP group -> the teams whose `idp_groups` name it.
+    group_teams: HashMap<String, Vec<String>>,
+}
+
+/// An issuer as the snapshot lists it, with the SHA-256 of its encoded entry (a change of
+/// keys or settings changes it).
+#[derive(Debug, Clone)]
+pub struct ProviderEntry {
+    pub provider: IdentityProvider,
+    pub fingerprint: [u8; 32],
 }
 
 /// A key's SHA-256 as the index's key. The digest is already uniformly distributed, so its
@@ -124,7 +137,23 @@ impl PolicyIndex {
                     let route = ModelRoute::decode(&bytes[range])?;
                     index.routes.insert(route.name.clone(), route);
                 }
+                (7, Value::Len(range)) => {
+                    let encoded = &bytes[range];
+                    index.identity_providers.push(ProviderEntry {
+                        provider: IdentityProvider::decode(encoded)?,
+                        fingerprint: crate::identity::fingerprint(encoded),
+                    });
+                }
                 _ => {}
+            }
+        }
+        for team in index.teams.values() {
+            for group in &team.idp_groups {
+                index
+                    .group_teams
+                    .entry(group.clone())
+                    .or_default()
+                    .push(team.team_id.clone());
             }
         }
         index.keys.reserve(spans.len());
@@ -229,6 +258,16 @@ impl PolicyIndex {
 
     pub fn team(&self, team_id: &str) -> Option<&TeamPolicy> {
         self.teams.get(team_id)
+    }
+
+    /// The IdP issuers whose tokens this snapshot accepts.
+    pub fn identity_providers(&self) -> &[ProviderEntry] {
+        &self.identity_providers
+    }
+
+    /// The ids of the teams an IdP group belongs to (any order).
+    pub fn teams_of_group(&self, group: &str) -> &[String] {
+        self.group_teams.get(group).map_or(&[], Vec::as_slice)
     }
 }
 

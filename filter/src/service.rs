@@ -15,6 +15,7 @@ use crate::audit::USAGE_QUEUE;
 use crate::config::ServiceConfig;
 use crate::flow::RECORDS_DROPPED_COUNTER;
 use crate::host::{GrpcCall, ServiceHost};
+use crate::identity::unknown_keys;
 use crate::policy::wire::SnapshotReply;
 use crate::snapshot::{publish_head, publish_snapshot, SnapshotHead};
 
@@ -114,10 +115,16 @@ impl Service {
                 call.token
             );
         }
+        // Signing keys tokens named since the last poll that the snapshot lacks: the control
+        // plane refetches those issuers' JWKS.
+        let unknown_signing_keys = unknown_keys::take(host).unwrap_or_else(|err| {
+            log::warn!("unknown signing keys not read: {err}");
+            Vec::new()
+        });
         let request = GetSnapshotRequest {
             known_version: self.known_version,
             node_id: self.config.node_id.clone(),
-            ..GetSnapshotRequest::default()
+            unknown_signing_keys,
         }
         .encode_to_vec();
         self.snapshot_call = match self.dispatch(host, GET_SNAPSHOT, &request) {

@@ -143,6 +143,10 @@ pub struct RecordJson<'a> {
     pub http_status: u32,
     pub path: Option<&'a str>,
     pub stream: bool,
+    /// "key", "jwt" or "asserted"; `null` in records from filters that predate it.
+    pub auth_method: Option<&'a str>,
+    /// The JWT's issuer when `auth_method` is "jwt".
+    pub issuer: Option<&'a str>,
 }
 
 impl<'a> RecordJson<'a> {
@@ -177,6 +181,8 @@ impl<'a> RecordJson<'a> {
             http_status: r.http_status,
             path: non_empty(&r.path),
             stream: r.stream,
+            auth_method: non_empty(&r.auth_method),
+            issuer: non_empty(&r.issuer),
         }
     }
 
@@ -277,6 +283,8 @@ mod tests {
             "http_status",
             "path",
             "stream",
+            "auth_method",
+            "issuer",
         ] {
             assert!(v.get(field).is_some(), "{field}");
         }

@@ -16,26 +16,26 @@ use crate::domain;
 pub struct LimitArgs {
     /// Requests per minute.
     #[arg(long, value_name = "N")]
-    rpm: Option<u64>,
+    pub(super) rpm: Option<u64>,
     /// Tokens (prompt + completion) per minute.
     #[arg(long, value_name = "N")]
-    tpm: Option<u64>,
+    pub(super) tpm: Option<u64>,
     /// Requests in flight at once.
     #[arg(long, value_name = "N")]
-    max_parallel: Option<u32>,
+    pub(super) max_parallel: Option<u32>,
     /// Spending cap (same unit as model prices, e.g. USD).
     #[arg(long, value_name = "AMOUNT")]
-    max_budget: Option<f64>,
+    pub(super) max_budget: Option<f64>,
     /// Rolling budget window from creation: 1m to 1y (m, h, d, w, y).
     #[arg(long, value_name = "DURATION")]
-    budget_duration: Option<String>,
+    pub(super) budget_duration: Option<String>,
     /// rolling (default), calendar-day, calendar-week or calendar-month (UTC).
     #[arg(long, value_name = "RESET")]
-    budget_reset: Option<String>,
+    pub(super) budget_reset: Option<String>,
 }
 
 impl LimitArgs {
-    fn settings(self) -> Option<pb::LimitSettings> {
+    pub(super) fn settings(self) -> Option<pb::LimitSettings> {
         let s = pb::LimitSettings {
             rpm_limit: self.rpm,
             tpm_limit: self.tpm,
@@ -53,7 +53,7 @@ impl LimitArgs {
 pub struct ClearArgs {
     /// Fields to unset, e.g. rpm_limit,max_budget (see the command's help for the list).
     #[arg(long, value_delimiter = ',', value_name = "FIELD")]
-    clear: Vec<String>,
+    pub(super) clear: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +83,9 @@ pub enum TeamCommand {
         /// Create the team blocked.
         #[arg(long)]
         blocked: bool,
+        /// IdP groups whose members belong to the team, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "GROUPS")]
+        idp_groups: Vec<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -114,6 +117,12 @@ pub enum TeamCommand {
         keep_redacted_prompt: bool,
         #[arg(long)]
         no_keep_redacted_prompt: bool,
+        /// Replaces the team's IdP groups, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "GROUPS")]
+        idp_groups: Option<Vec<String>>,
+        /// Removes all of the team's IdP groups.
+        #[arg(long, conflicts_with = "idp_groups")]
+        no_idp_groups: bool,
         #[command(flatten)]
         clear: ClearArgs,
         #[arg(long)]
@@ -362,13 +371,13 @@ pub struct SpendArgs {
     json: bool,
 }
 
-async fn connect(global: &GlobalArgs) -> Result<AdminClient, CliError> {
+pub(super) async fn connect(global: &GlobalArgs) -> Result<AdminClient, CliError> {
     let (addr, key) = super::connect_args(global)?;
     AdminClient::connect(addr, key).await
 }
 
 /// The file's text; `-` is stdin.
-fn read_policy(path: &Path) -> Result<String, CliError> {
+pub(super) fn read_policy(path: &Path) -> Result<String, CliError> {
     let read = if path == Path::new("-") {
         std::io::read_to_string(std::io::stdin())
     } else {
@@ -407,6 +416,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
             high_trust,
             keep_redacted_prompt,
             blocked,
+            idp_groups,
             json,
         } => {
             let request = pb::CreateTeamRequest {
@@ -422,6 +432,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
                 high_trust,
                 keep_redacted_prompt,
                 blocked,
+                idp_groups,
             };
             let team = admin.create_team(request).await?.into_inner();
             output::team_created(&mut out, &team, json)
@@ -437,9 +448,15 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
             no_high_trust,
             keep_redacted_prompt,
             no_keep_redacted_prompt,
+            idp_groups,
+            no_idp_groups,
             clear,
             json,
         } => {
+            let idp_groups = match (idp_groups, no_idp_groups) {
+                (_, true) => Some(pb::NameList::default()),
+                (groups, false) => groups.map(|names| pb::NameList { names }),
+            };
             let request = pb::UpdateTeamRequest {
                 team,
                 alias,
@@ -451,6 +468,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
                 keep_redacted_prompt: flag(keep_redacted_prompt, no_keep_redacted_prompt),
                 blocked: None,
                 clear: clear.clear,
+                idp_groups,
             };
             let team = admin.update_team(request).await?.into_inner();
             output::team(&mut out, &team, "Updated", json)

@@ -592,6 +592,8 @@ fn records_table(
                 r.latency_ms.to_string(),
                 dash(&r.reason),
                 dash(&r.request_id),
+                dash(&r.auth_method),
+                dash(&r.issuer),
             ]
         })
         .collect();
@@ -612,6 +614,8 @@ fn records_table(
             "MS",
             "REASON",
             "REQUEST_ID",
+            "AUTH",
+            "ISSUER",
         ],
         &rows,
     )?)

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod client;
 mod dataplane;
+mod idp;
 mod output;
 pub mod redact;
 
@@ -20,6 +21,7 @@ pub use admin::{
 pub use audit::{AuditCliError, AuditCommand, AuditServeArgs};
 pub use client::CliError;
 pub use dataplane::{run_dataplane, DataplaneCommand};
+pub use idp::{run_idp, IdpCommand};
 
 use crate::master_key::{self, MasterKey};
 use crate::server::ServeConfig;
@@ -83,6 +85,9 @@ pub enum Command {
     /// Model routes: public names, upstream names, clusters and prices.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// IdP issuers whose JWTs are accepted: add, update, list (with their keys), remove.
+    #[command(subcommand)]
+    Idp(IdpCommand),
     /// Spend of a key, team or user: the current budget window and daily history.
     Spend(SpendArgs),
     /// Redact PII from text on stdin with a team policy (offline, the filter's engine).

@@ -34,7 +34,7 @@ fn json_value(text: &str) -> Value {
 }
 
 #[derive(Serialize, Default)]
-struct LimitsJson<'a> {
+pub(super) struct LimitsJson<'a> {
     rpm_limit: Option<u64>,
     tpm_limit: Option<u64>,
     max_parallel_requests: Option<u32>,
@@ -92,6 +92,7 @@ struct TeamJson<'a> {
     redaction_policy: Option<Value>,
     high_trust: bool,
     keep_redacted_prompt: bool,
+    idp_groups: &'a [String],
     spend: Option<SpendJson>,
 }
 
@@ -108,6 +109,7 @@ impl<'a> From<&'a pb::Team> for TeamJson<'a> {
             redaction_policy: non_empty(&t.redaction_policy_json).map(json_value),
             high_trust: t.high_trust,
             keep_redacted_prompt: t.keep_redacted_prompt,
+            idp_groups: &t.idp_groups,
             spend: t.spend.as_ref().map(SpendJson::from),
         }
     }
@@ -261,7 +263,7 @@ pub(super) fn json_line(out: &mut impl Write, value: &impl Serialize) -> Result<
     Ok(())
 }
 
-fn list(items: &[String]) -> String {
+pub(super) fn list(items: &[String]) -> String {
     if items.is_empty() {
         "-".to_owned()
     } else {
@@ -301,7 +303,10 @@ fn spend_line(s: &pb::SpendState, l: Option<&pb::LimitSettings>) -> String {
     format!("{}{max}{state}, {reset}", s.spend)
 }
 
-fn limit_lines(out: &mut impl Write, l: Option<&pb::LimitSettings>) -> Result<(), CliError> {
+pub(super) fn limit_lines(
+    out: &mut impl Write,
+    l: Option<&pb::LimitSettings>,
+) -> Result<(), CliError> {
     let l = l.cloned().unwrap_or_default();
     writeln!(
         out,
@@ -368,6 +373,9 @@ pub(super) fn team(
     };
     writeln!(out, "{what} {} ({})", t.alias, t.team_id)?;
     writeln!(out, "models:   {}", list(&t.models))?;
+    if !t.idp_groups.is_empty() {
+        writeln!(out, "idp groups: {}", list(&t.idp_groups))?;
+    }
     limit_lines(out, t.limits.as_ref())?;
     if let Some(s) = &t.spend {
         writeln!(out, "spend:    {}", spend_line(s, t.limits.as_ref()))?;

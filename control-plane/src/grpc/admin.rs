@@ -7,14 +7,16 @@ use modelgate_proto::v1 as pb;
 use modelgate_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
-use super::{convert, dataplane, store_status};
+use super::{convert, dataplane, identity, store_status};
 use crate::admin::{Admin, AdminError, SpendScope};
 use crate::dataplane::DataPlanes;
+use crate::identity::admin::IdentityAdmin;
 use crate::store::Store;
 
 pub struct AdminApi<S> {
     admin: Arc<Admin<S>>,
     data_planes: DataPlanes<S>,
+    identity: Arc<IdentityAdmin<S>>,
 }
 
 impl<S: Clone> Clone for AdminApi<S> {
@@ -22,13 +24,22 @@ impl<S: Clone> Clone for AdminApi<S> {
         Self {
             admin: Arc::clone(&self.admin),
             data_planes: self.data_planes.clone(),
+            identity: Arc::clone(&self.identity),
         }
     }
 }
 
 impl<S: Store> AdminApi<S> {
-    pub fn new(admin: Arc<Admin<S>>, data_planes: DataPlanes<S>) -> Self {
-        Self { admin, data_planes }
+    pub fn new(
+        admin: Arc<Admin<S>>,
+        data_planes: DataPlanes<S>,
+        identity: Arc<IdentityAdmin<S>>,
+    ) -> Self {
+        Self {
+            admin,
+            data_planes,
+            identity,
+        }
     }
 
     /// Admits the master key (see [`Admin::authorize`]).
@@ -325,5 +336,50 @@ impl<S: Store> AdminService for AdminApi<S> {
     ) -> Answer<pb::DataPlaneToken> {
         self.authorize(&request).await?;
         dataplane::revoke(&self.data_planes, request.into_inner()).await
+    }
+
+    async fn create_identity_provider(
+        &self,
+        request: Request<pb::CreateIdentityProviderRequest>,
+    ) -> Answer<pb::IdentityProviderInfo> {
+        self.authorize(&request).await?;
+        let input = identity::input(request.into_inner());
+        answer(self.identity.create(input).await, identity::info)
+    }
+
+    async fn update_identity_provider(
+        &self,
+        request: Request<pb::UpdateIdentityProviderRequest>,
+    ) -> Answer<pb::IdentityProviderInfo> {
+        self.authorize(&request).await?;
+        let req = request.into_inner();
+        let issuer = req.issuer.clone();
+        answer(
+            self.identity.update(&issuer, identity::update(req)).await,
+            identity::info,
+        )
+    }
+
+    async fn list_identity_providers(
+        &self,
+        request: Request<pb::ListIdentityProvidersRequest>,
+    ) -> Answer<pb::ListIdentityProvidersResponse> {
+        self.authorize(&request).await?;
+        answer(self.identity.list().await, |providers| {
+            pb::ListIdentityProvidersResponse {
+                identity_providers: providers.iter().map(identity::info).collect(),
+            }
+        })
+    }
+
+    async fn delete_identity_provider(
+        &self,
+        request: Request<pb::IdentityProviderRef>,
+    ) -> Answer<pb::IdentityProviderInfo> {
+        self.authorize(&request).await?;
+        answer(
+            self.identity.delete(&request.get_ref().issuer).await,
+            identity::info,
+        )
     }
 }

@@ -35,7 +35,7 @@ pub(super) fn limit_settings(l: &Limits) -> Option<pb::LimitSettings> {
     })
 }
 
-fn non_empty(s: String) -> Option<String> {
+pub(super) fn non_empty(s: String) -> Option<String> {
     (!s.trim().is_empty()).then_some(s)
 }
 
@@ -49,6 +49,7 @@ pub(super) fn team_input(r: pb::CreateTeamRequest) -> TeamInput {
         high_trust: r.high_trust,
         keep_redacted_prompt: r.keep_redacted_prompt,
         blocked: r.blocked,
+        idp_groups: r.idp_groups,
     }
 }
 
@@ -63,6 +64,7 @@ pub(super) fn team_update(r: pb::UpdateTeamRequest) -> TeamUpdate {
         keep_redacted_prompt: r.keep_redacted_prompt,
         blocked: r.blocked,
         clear: r.clear,
+        idp_groups: r.idp_groups.map(|g| g.names),
     }
 }
 
@@ -138,6 +140,7 @@ pub(super) fn team(v: &TeamView) -> pb::Team {
         high_trust: t.high_trust,
         keep_redacted_prompt: t.keep_redacted_prompt,
         spend: v.spend.as_ref().map(spend_state),
+        idp_groups: t.idp_groups.clone(),
     }
 }
 

@@ -4,6 +4,7 @@ mod admin;
 pub mod audit;
 mod convert;
 mod dataplane;
+mod identity;
 mod policy;
 
 pub use admin::AdminApi;
@@ -42,8 +43,10 @@ fn store_status(e: StoreError) -> Status {
         | StoreError::UserExists(_)
         | StoreError::ModelExists(_)
         | StoreError::DataPlaneNameTaken(_)
-        | StoreError::BatchFromAnotherDataPlane(_) => Status::already_exists(e.to_string()),
-        StoreError::TeamNotFound(_)
+        | StoreError::BatchFromAnotherDataPlane(_)
+        | StoreError::IdentityProviderExists(_) => Status::already_exists(e.to_string()),
+        StoreError::IdentityProviderNotFound(_)
+        | StoreError::TeamNotFound(_)
         | StoreError::KeyNotFound(_)
         | StoreError::UserNotFound(_)
         | StoreError::ModelNotFound(_)

@@ -12,6 +12,7 @@ use crate::audit::{entry_from_record, AuditLog};
 use crate::clock::Timestamp;
 use crate::dataplane::{AuthenticatedDataPlane, DataPlaneRefusal, DataPlanes};
 use crate::domain::{UsageBatch, UsageReceipt, ValidationError};
+use crate::identity::refresher::JwksRefresher;
 use crate::snapshot::{SnapshotAnswer, SnapshotCache};
 use crate::store::{Store, StoreError};
 
@@ -21,6 +22,7 @@ pub struct PolicyApi<S> {
     audit: Arc<AuditLog<S>>,
     snapshots: Arc<SnapshotCache<S>>,
     data_planes: DataPlanes<S>,
+    jwks: Arc<JwksRefresher<S>>,
 }
 
 impl<S: Store> PolicyApi<S> {
@@ -28,11 +30,13 @@ impl<S: Store> PolicyApi<S> {
         audit: Arc<AuditLog<S>>,
         snapshots: Arc<SnapshotCache<S>>,
         data_planes: DataPlanes<S>,
+        jwks: Arc<JwksRefresher<S>>,
     ) -> Self {
         Self {
             audit,
             snapshots,
             data_planes,
+            jwks,
         }
     }
 
@@ -75,6 +79,9 @@ impl<S: Store> PolicyService for PolicyApi<S> {
     ) -> Result<Response<pb::GetSnapshotResponse>, Status> {
         let data_plane = self.authenticate(&request).await?;
         let req = request.into_inner();
+        if !req.unknown_signing_keys.is_empty() {
+            self.jwks.report_unknown_kids(&req.unknown_signing_keys);
+        }
         let answer = self
             .snapshots
             .answer(req.known_version)

@@ -1,5 +1,6 @@
 use super::*;
 use crate::budget::{Budget, BudgetPeriod, CalendarPeriod};
+use crate::identity::{JwksSource, JwksState};
 
 const DAY: i64 = 86_400_000;
 
@@ -77,6 +78,7 @@ fn state(keys: Vec<PolicyKey>) -> PolicyState {
             default_max_tokens: Some(256),
             created_at: Timestamp::from_millis(4),
         }],
+        identity_providers: Vec::new(),
     }
 }
 
@@ -174,4 +176,58 @@ fn teams_users_and_routes_are_filled() {
     assert_eq!(m.cluster, "");
     assert_eq!((m.input_cost_per_mtok, m.output_cost_per_mtok), (0.5, 1.5));
     assert_eq!(m.default_max_tokens, 256);
+}
+
+fn issuer(name: &str, jwks_json: Option<&str>) -> IdentityProvider {
+    IdentityProvider {
+        issuer: name.into(),
+        audiences: vec!["modelgate".into()],
+        allowed_groups: vec!["ai-users".into()],
+        source: JwksSource::Discovery,
+        user_claim: "email".into(),
+        groups_claim: String::new(),
+        clock_skew_s: 30,
+        default_user_limits: Limits {
+            rpm: Some(20),
+            ..Limits::default()
+        },
+        created_at: Timestamp::from_millis(5),
+        keys: JwksState {
+            jwks_json: jwks_json.map(str::to_owned),
+            ..JwksState::default()
+        },
+    }
+}
+
+#[test]
+fn issuers_with_keys_and_team_groups_reach_the_snapshot() {
+    let mut state = state(vec![]);
+    state.teams[0].idp_groups = vec!["ai-engineering".into(), "platform".into()];
+    state.identity_providers = vec![
+        issuer("https://idp.example.com", Some(r#"{"keys":[]}"#)),
+        // Never fetched: no token of it could verify yet.
+        issuer("https://down.example.com", None),
+    ];
+    let s = build_snapshot(
+        state,
+        Timestamp::from_millis(10),
+        &SpendTracker::new().reader(),
+    );
+    assert_eq!(s.teams[0].idp_groups, ["ai-engineering", "platform"]);
+    assert_eq!(
+        s.identity_providers,
+        [pb::IdentityProvider {
+            issuer: "https://idp.example.com".into(),
+            audiences: vec!["modelgate".into()],
+            jwks_json: r#"{"keys":[]}"#.into(),
+            user_claim: "email".into(),
+            groups_claim: String::new(),
+            allowed_groups: vec!["ai-users".into()],
+            clock_skew_s: 30,
+            default_user_limits: Some(pb::Limits {
+                rpm: Some(20),
+                ..pb::Limits::default()
+            }),
+        }]
+    );
 }

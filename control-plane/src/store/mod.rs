@@ -18,12 +18,14 @@ use crate::domain::{
 };
 
 mod dataplane;
+mod identity;
 mod migrations;
 mod postgres;
 mod sql;
 mod sqlite;
 
 pub use dataplane::DataPlaneStore;
+pub use identity::IdentityStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -52,6 +54,10 @@ pub enum StoreError {
     /// A batch id stored for one data plane, sent again by another.
     #[error("usage batch {0:?} was delivered by another data plane")]
     BatchFromAnotherDataPlane(String),
+    #[error("identity provider {0:?} not found")]
+    IdentityProviderNotFound(String),
+    #[error("identity provider {0:?} is already registered")]
+    IdentityProviderExists(String),
     /// A change that the current data makes invalid (e.g. a key wider than its team).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -292,6 +298,7 @@ pub trait Store:
     + UsageStore
     + PolicyStore
     + DataPlaneStore
+    + IdentityStore
     + crate::audit::AuditStore
     + Clone
     + 'static

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::identity::impl_identity_store;
 use super::migrations::{self, EmbeddedMigration};
 use super::sql::impl_sql_store;
 
@@ -23,6 +24,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         version: 3,
         description: "dataplane tokens",
         sql: include_str!("migrations/postgres/0003_dataplane_tokens.sql"),
+    },
+    EmbeddedMigration {
+        version: 4,
+        description: "identity providers",
+        sql: include_str!("migrations/postgres/0004_identity_providers.sql"),
     },
     EmbeddedMigration {
         version: 20,
@@ -72,3 +78,4 @@ impl PostgresStore {
 }
 
 impl_sql_store!(PostgresStore, sqlx::Postgres);
+impl_identity_store!(PostgresStore);

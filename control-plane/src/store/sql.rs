@@ -25,12 +25,13 @@ macro_rules! limit_columns {
          budget_calendar, budget_anchor_ms"
     };
 }
+pub(super) use limit_columns;
 
 macro_rules! team_columns {
     () => {
         concat!(
             "team_id, alias, models, blocked, created_at_ms, metadata, redaction_policy_json, \
-             high_trust, keep_redacted_prompt, ",
+             high_trust, keep_redacted_prompt, idp_groups, ",
             limit_columns!()
         )
     };
@@ -38,12 +39,13 @@ macro_rules! team_columns {
 pub(super) const INSERT_TEAM: &str = concat!(
     "INSERT INTO teams (",
     team_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 );
 pub(super) const UPDATE_TEAM: &str = "UPDATE teams SET alias = $2, models = $3, blocked = $4, \
      metadata = $5, redaction_policy_json = $6, high_trust = $7, keep_redacted_prompt = $8, \
      rpm_limit = $9, tpm_limit = $10, max_parallel_requests = $11, max_budget = $12, \
-     budget_duration_ms = $13, budget_calendar = $14, budget_anchor_ms = $15 WHERE team_id = $1";
+     budget_duration_ms = $13, budget_calendar = $14, budget_anchor_ms = $15, idp_groups = $16 \
+     WHERE team_id = $1";
 pub(super) const SELECT_TEAMS: &str =
     concat!("SELECT ", team_columns!(), " FROM teams ORDER BY alias");
 // Ids (`team_…`) and aliases (no `_`) never overlap, so this matches at most one row.
@@ -427,6 +429,7 @@ macro_rules! impl_sql_store {
                 redaction_policy: row.try_get("redaction_policy_json")?,
                 high_trust: row.try_get("high_trust")?,
                 keep_redacted_prompt: row.try_get("keep_redacted_prompt")?,
+                idp_groups: sql::decode_models(row.try_get("idp_groups")?)?,
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
             })
         }
@@ -659,7 +662,8 @@ macro_rules! impl_sql_store {
                     .bind(team.metadata.to_json())
                     .bind(&team.redaction_policy)
                     .bind(team.high_trust)
-                    .bind(team.keep_redacted_prompt);
+                    .bind(team.keep_redacted_prompt)
+                    .bind(sql::encode_models(&team.idp_groups)?);
                 bind_limits!(insert, limits).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(())
@@ -708,7 +712,10 @@ macro_rules! impl_sql_store {
                     .bind(&updated.redaction_policy)
                     .bind(updated.high_trust)
                     .bind(updated.keep_redacted_prompt);
-                bind_limits!(update, limits).execute(&mut *tx).await?;
+                bind_limits!(update, limits)
+                    .bind(sql::encode_models(&updated.idp_groups)?)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(updated)
             }
@@ -1133,6 +1140,7 @@ macro_rules! impl_sql_store {
                     .iter()
                     .map(model_from_row)
                     .collect::<StoreResult<Vec<_>>>()?;
+                let identity_providers = load_identity_providers_on(&mut tx).await?;
                 tx.commit().await?;
                 Ok(PolicyState {
                     version: sql::to_u64(version, "policy version")?,
@@ -1140,6 +1148,7 @@ macro_rules! impl_sql_store {
                     keys,
                     users,
                     models,
+                    identity_providers,
                 })
             }
 

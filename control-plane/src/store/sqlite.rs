@@ -8,6 +8,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::identity::impl_identity_store;
 use super::migrations::{self, EmbeddedMigration};
 use super::sql::impl_sql_store;
 
@@ -26,6 +27,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         version: 3,
         description: "dataplane tokens",
         sql: include_str!("migrations/sqlite/0003_dataplane_tokens.sql"),
+    },
+    EmbeddedMigration {
+        version: 4,
+        description: "identity providers",
+        sql: include_str!("migrations/sqlite/0004_identity_providers.sql"),
     },
     EmbeddedMigration {
         version: 20,
@@ -81,3 +87,4 @@ impl SqliteStore {
 }
 
 impl_sql_store!(SqliteStore, sqlx::Sqlite);
+impl_identity_store!(SqliteStore);

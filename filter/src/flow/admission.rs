@@ -1,7 +1,7 @@
 //! The admission side of a request: the models its key may use (and the lists the filter
 //! answers itself), the model pool its body names, and the limits it holds until it ends.
 
-use modelgate_proto::v1::ModelRoute;
+use modelgate_proto::v1::{ModelRoute, TeamPolicy, UserPolicy};
 
 use crate::endpoint::Endpoint;
 use crate::errors::Rejection;
@@ -25,6 +25,16 @@ impl Access {
         Self {
             allowlist: Allowlist::of(&principal.key, principal.team),
             plan: Plan::new(policy.version(), &principal.key, principal.team, user),
+            held: None,
+        }
+    }
+
+    /// What an IdP token's bearer may do: their team's models, their team's and their own
+    /// limits (`user` is the snapshot's or, first seen, one with the issuer's defaults).
+    pub(super) fn for_member(policy: &PolicyIndex, team: &TeamPolicy, user: &UserPolicy) -> Self {
+        Self {
+            allowlist: Allowlist::of_team(team),
+            plan: Plan::for_member(policy.version(), team, user),
             held: None,
         }
     }

@@ -5,6 +5,7 @@ use serde_json::Value;
 use super::*;
 use crate::config::PluginConfig;
 use crate::host::fake::FakeHost;
+use crate::identity::IdentityCache;
 use crate::policy::tests::{snapshot, ALICE_KEY};
 use crate::snapshot::{publish_head, publish_snapshot, SnapshotHead};
 
@@ -15,6 +16,7 @@ pub(super) struct Worker {
     pub(super) host: FakeHost,
     pub(super) config: Rc<FilterConfig>,
     pub(super) snapshots: SnapshotCache,
+    pub(super) identities: Rc<IdentityCache>,
 }
 
 impl Worker {
@@ -27,6 +29,7 @@ impl Worker {
             host: FakeHost::new(),
             config: Rc::new(config),
             snapshots: SnapshotCache::new(),
+            identities: Rc::new(IdentityCache::new()),
         }
     }
 
@@ -51,7 +54,8 @@ impl Worker {
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> (RequestFlow, Verdict) {
-        let mut flow = RequestFlow::new(Rc::clone(&self.config));
+        let mut flow =
+            RequestFlow::new(Rc::clone(&self.config)).with_identities(Rc::clone(&self.identities));
         let headers: RequestHeaders = headers.iter().copied().collect();
         let verdict = flow.on_request_headers(
             &self.host,

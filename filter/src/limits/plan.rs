@@ -4,7 +4,8 @@
 //! - key: its own `rpm`, `tpm` and budget; `max_parallel_requests` is the key's own or its
 //!   team's (the team value is each key's default and ceiling: the smaller wins).
 //! - team: `rpm`, `tpm` and budget shared by all its keys.
-//! - user: `rpm`, `tpm`, `max_parallel_requests` and budget across all the user's keys.
+//! - user: `rpm`, `tpm`, `max_parallel_requests` and budget across all the user's keys (and
+//!   IdP tokens, which have no key scope: there the team's parallel cap bounds the user's).
 
 use modelgate_proto::v1::{KeyPolicy, Limits, SpendState, TeamPolicy, UserPolicy};
 
@@ -154,14 +155,7 @@ impl Plan {
     ) -> Self {
         let none = Limits::default();
         let key_limits = key.limits.as_ref().unwrap_or(&none);
-        let team_limits = team.limits.as_ref().unwrap_or(&none);
-        let parallel = match (
-            key_limits.max_parallel_requests,
-            team_limits.max_parallel_requests,
-        ) {
-            (Some(own), Some(team)) => Some(own.min(team)),
-            (own, team) => own.or(team),
-        };
+        let parallel = at_most_team(key_limits, team);
         let mut scopes = vec![
             ScopePlan {
                 scope: Scope {
@@ -171,44 +165,83 @@ impl Plan {
                 limits: ScopeLimits {
                     rpm: key_limits.rpm,
                     tpm: key_limits.tpm,
-                    parallel: parallel.map(u64::from),
+                    parallel,
                     budget: Budget::new(key_limits, key.spend.as_ref(), snapshot_version),
                 },
             },
-            ScopePlan {
-                scope: Scope {
-                    kind: ScopeKind::Team,
-                    id: team.team_id.clone(),
-                },
-                limits: ScopeLimits {
-                    rpm: team_limits.rpm,
-                    tpm: team_limits.tpm,
-                    parallel: None,
-                    budget: Budget::new(team_limits, team.spend.as_ref(), snapshot_version),
-                },
-            },
+            team_scope(snapshot_version, team),
         ];
         if let Some(user) = user.filter(|user| !user.user_id.is_empty()) {
-            let limits = user.limits.as_ref().unwrap_or(&none);
-            scopes.push(ScopePlan {
-                scope: Scope {
-                    kind: ScopeKind::User,
-                    id: user.user_id.clone(),
-                },
-                limits: ScopeLimits {
-                    rpm: limits.rpm,
-                    tpm: limits.tpm,
-                    parallel: limits.max_parallel_requests.map(u64::from),
-                    budget: Budget::new(limits, user.spend.as_ref(), snapshot_version),
-                },
-            });
+            scopes.push(user_scope(snapshot_version, user, None));
         }
+        scopes.retain(|scope| !scope.limits.is_empty());
+        Self { scopes }
+    }
+
+    /// The limits of a caller without a key (an IdP token's bearer): their team's and their
+    /// own. The team's parallel cap is each member's default and ceiling, as it is each key's.
+    pub fn for_member(snapshot_version: u64, team: &TeamPolicy, user: &UserPolicy) -> Self {
+        let none = Limits::default();
+        let parallel = at_most_team(user.limits.as_ref().unwrap_or(&none), team);
+        let mut scopes = vec![
+            team_scope(snapshot_version, team),
+            user_scope(snapshot_version, user, parallel),
+        ];
         scopes.retain(|scope| !scope.limits.is_empty());
         Self { scopes }
     }
 
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty()
+    }
+}
+
+/// The parallel cap of a key or member: their own, within their team's.
+fn at_most_team(own: &Limits, team: &TeamPolicy) -> Option<u64> {
+    let team = team
+        .limits
+        .as_ref()
+        .and_then(|limits| limits.max_parallel_requests);
+    match (own.max_parallel_requests, team) {
+        (Some(own), Some(team)) => Some(own.min(team)),
+        (own, team) => own.or(team),
+    }
+    .map(u64::from)
+}
+
+/// RPM, TPM and budget shared by all of a team's callers.
+fn team_scope(snapshot_version: u64, team: &TeamPolicy) -> ScopePlan {
+    let none = Limits::default();
+    let limits = team.limits.as_ref().unwrap_or(&none);
+    ScopePlan {
+        scope: Scope {
+            kind: ScopeKind::Team,
+            id: team.team_id.clone(),
+        },
+        limits: ScopeLimits {
+            rpm: limits.rpm,
+            tpm: limits.tpm,
+            parallel: None,
+            budget: Budget::new(limits, team.spend.as_ref(), snapshot_version),
+        },
+    }
+}
+
+/// A user's own limits across all their keys and tokens; `parallel` overrides their own cap.
+fn user_scope(snapshot_version: u64, user: &UserPolicy, parallel: Option<u64>) -> ScopePlan {
+    let none = Limits::default();
+    let limits = user.limits.as_ref().unwrap_or(&none);
+    ScopePlan {
+        scope: Scope {
+            kind: ScopeKind::User,
+            id: user.user_id.clone(),
+        },
+        limits: ScopeLimits {
+            rpm: limits.rpm,
+            tpm: limits.tpm,
+            parallel: parallel.or(limits.max_parallel_requests.map(u64::from)),
+            budget: Budget::new(limits, user.spend.as_ref(), snapshot_version),
+        },
     }
 }
 

@@ -369,3 +369,26 @@ fn batch_ids_differ_between_service_starts() {
         "a restarted service must not reuse batch ids"
     );
 }
+
+#[test]
+fn unknown_signing_keys_the_workers_met_go_out_with_the_next_poll_once() {
+    let (host, mut service) = started("");
+    crate::identity::unknown_keys::report(&host, "https://idp.example.com", "k2").unwrap();
+    service.on_tick(&host);
+    let call = only_call(&host, GET_SNAPSHOT);
+    let sent = GetSnapshotRequest::decode(call.message.as_slice())
+        .unwrap()
+        .unknown_signing_keys;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].issuer.as_str(), sent[0].kid.as_str()),
+        ("https://idp.example.com", "k2")
+    );
+    service.on_grpc_reply(&host, call.token, GrpcReply::Ok(&snapshot_reply(1, None)));
+    service.on_tick(&host);
+    let again = only_call(&host, GET_SNAPSHOT);
+    assert!(GetSnapshotRequest::decode(again.message.as_slice())
+        .unwrap()
+        .unknown_signing_keys
+        .is_empty());
+}

@@ -25,7 +25,8 @@ pub(super) struct HttpFilter {
 impl HttpFilter {
     pub(super) fn new(shared: Rc<FilterShared>) -> Self {
         let flow = RequestFlow::new(Rc::clone(&shared.config))
-            .with_redactors(Rc::clone(&shared.redactors));
+            .with_redactors(Rc::clone(&shared.redactors))
+            .with_identities(Rc::clone(&shared.identities));
         Self {
             shared,
             flow,

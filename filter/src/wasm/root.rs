@@ -16,6 +16,7 @@ use crate::audit::USAGE_QUEUE;
 use crate::config::PluginConfig;
 use crate::exchange::RedactorCache;
 use crate::flow::RECORDS_DROPPED_COUNTER;
+use crate::identity::IdentityCache;
 use crate::service::{GrpcReply, Service};
 use crate::snapshot::SnapshotCache;
 
@@ -33,6 +34,7 @@ pub(super) struct FilterShared {
     pub(super) config: Rc<crate::config::FilterConfig>,
     pub(super) snapshots: RefCell<SnapshotCache>,
     pub(super) redactors: Rc<RedactorCache>,
+    pub(super) identities: Rc<IdentityCache>,
     pub(super) host: EnvoyHost,
     /// The hint about `allow_on_headers_stop_iteration` is logged once per VM.
     pub(super) warned_body_never_came: Cell<bool>,
@@ -108,6 +110,7 @@ impl RootContext for Root {
                     config: Rc::new(config),
                     snapshots: RefCell::new(SnapshotCache::new()),
                     redactors: Rc::new(RedactorCache::new()),
+                    identities: Rc::new(IdentityCache::new()),
                     host,
                     warned_body_never_came: Cell::new(false),
                 }))

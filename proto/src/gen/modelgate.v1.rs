@@ -396,6 +396,9 @@ pub struct Team {
     /// The current budget window as the control plane tracks it; unset without a budget.
     #[prost(message, optional, tag = "11")]
     pub spend: ::core::option::Option<SpendState>,
+    /// IdP groups whose members belong to this team.
+    #[prost(string, repeated, tag = "12")]
+    pub idp_groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateTeamRequest {
@@ -417,6 +420,9 @@ pub struct CreateTeamRequest {
     pub keep_redacted_prompt: bool,
     #[prost(bool, tag = "8")]
     pub blocked: bool,
+    /// IdP groups whose members belong to this team.
+    #[prost(string, repeated, tag = "9")]
+    pub idp_groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// A team by id or alias.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -449,6 +455,9 @@ pub struct UpdateTeamRequest {
     /// budget), budget_duration (the budget never resets), metadata, redaction_policy.
     #[prost(string, repeated, tag = "10")]
     pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Replaces the team's IdP groups when present (an empty list removes them all).
+    #[prost(message, optional, tag = "11")]
+    pub idp_groups: ::core::option::Option<NameList>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListTeamsRequest {}
@@ -796,6 +805,124 @@ pub struct RevokeDataPlaneTokenRequest {
     /// Name of a live token, or public id.
     #[prost(string, tag = "1")]
     pub token: ::prost::alloc::string::String,
+}
+/// Replaces a list of names (IdP groups, audiences) when present; empty is empty.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NameList {
+    #[prost(string, repeated, tag = "1")]
+    pub names: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// An IdP issuer as admins see it, with the state of its keys.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct IdentityProviderInfo {
+    #[prost(string, tag = "1")]
+    pub issuer: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "2")]
+    pub audiences: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Where the keys come from: "url" (jwks_url), "discovery" (the issuer's
+    /// /.well-known/openid-configuration) or "file" (a JWKS document an admin uploaded).
+    #[prost(string, tag = "3")]
+    pub jwks_source: ::prost::alloc::string::String,
+    /// The configured URL, or the one discovery found; empty for "file".
+    #[prost(string, tag = "4")]
+    pub jwks_url: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub user_claim: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub groups_claim: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "7")]
+    pub allowed_groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(uint32, tag = "8")]
+    pub clock_skew_s: u32,
+    /// Limits of a user first seen through this issuer.
+    #[prost(message, optional, tag = "9")]
+    pub default_user_limits: ::core::option::Option<LimitSettings>,
+    /// `kid` of every key in the current JWKS ("" for a key without one).
+    #[prost(string, repeated, tag = "10")]
+    pub key_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// When the current keys were fetched (or uploaded); 0 = never.
+    #[prost(int64, tag = "11")]
+    pub jwks_fetched_at_ms: i64,
+    /// When the control plane fetches them again; 0 = never ("file").
+    #[prost(int64, tag = "12")]
+    pub next_refresh_at_ms: i64,
+    /// The last failed fetch, kept until a fetch succeeds; empty = none.
+    #[prost(string, tag = "13")]
+    pub last_error: ::prost::alloc::string::String,
+    #[prost(int64, tag = "14")]
+    pub last_error_at_ms: i64,
+    #[prost(int64, tag = "15")]
+    pub created_at_ms: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CreateIdentityProviderRequest {
+    /// https URL (http only on loopback), exactly as tokens carry it in `iss`.
+    #[prost(string, tag = "1")]
+    pub issuer: ::prost::alloc::string::String,
+    /// At least one.
+    #[prost(string, repeated, tag = "2")]
+    pub audiences: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Where to fetch the JWKS; empty (and no jwks_json) = OIDC discovery.
+    #[prost(string, tag = "3")]
+    pub jwks_url: ::prost::alloc::string::String,
+    /// A JWKS document (public keys only) instead of fetching one.
+    #[prost(string, tag = "4")]
+    pub jwks_json: ::prost::alloc::string::String,
+    /// Empty = "sub".
+    #[prost(string, tag = "5")]
+    pub user_claim: ::prost::alloc::string::String,
+    /// Empty = "groups".
+    #[prost(string, tag = "6")]
+    pub groups_claim: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "7")]
+    pub allowed_groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Unset = 60 s.
+    #[prost(uint32, optional, tag = "8")]
+    pub clock_skew_s: ::core::option::Option<u32>,
+    #[prost(message, optional, tag = "9")]
+    pub default_user_limits: ::core::option::Option<LimitSettings>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UpdateIdentityProviderRequest {
+    #[prost(string, tag = "1")]
+    pub issuer: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub audiences: ::core::option::Option<NameList>,
+    /// Switches to fetching from this URL.
+    #[prost(string, optional, tag = "3")]
+    pub jwks_url: ::core::option::Option<::prost::alloc::string::String>,
+    /// Switches to this JWKS document.
+    #[prost(string, optional, tag = "4")]
+    pub jwks_json: ::core::option::Option<::prost::alloc::string::String>,
+    /// Switches to OIDC discovery.
+    #[prost(bool, tag = "5")]
+    pub use_discovery: bool,
+    #[prost(string, optional, tag = "6")]
+    pub user_claim: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "7")]
+    pub groups_claim: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "8")]
+    pub allowed_groups: ::core::option::Option<NameList>,
+    #[prost(uint32, optional, tag = "9")]
+    pub clock_skew_s: ::core::option::Option<u32>,
+    #[prost(message, optional, tag = "10")]
+    pub default_user_limits: ::core::option::Option<LimitSettings>,
+    /// Default user limits to unset: rpm_limit, tpm_limit, max_parallel_requests, max_budget,
+    /// budget_duration.
+    #[prost(string, repeated, tag = "11")]
+    pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct IdentityProviderRef {
+    #[prost(string, tag = "1")]
+    pub issuer: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListIdentityProvidersRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListIdentityProvidersResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub identity_providers: ::prost::alloc::vec::Vec<IdentityProviderInfo>,
 }
 /// Empty strings and zero times mean "any".
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -1041,6 +1041,122 @@ pub mod admin_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// IdP issuers whose JWTs filters accept. Adding or updating one with a JWKS URL (or OIDC
+        /// discovery) fetches its keys at once; the answer says whether that worked.
+        pub async fn create_identity_provider(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::CreateIdentityProviderRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::IdentityProviderInfo>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/CreateIdentityProvider",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "modelgate.v1.AdminService",
+                        "CreateIdentityProvider",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn update_identity_provider(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::UpdateIdentityProviderRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::IdentityProviderInfo>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/UpdateIdentityProvider",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "modelgate.v1.AdminService",
+                        "UpdateIdentityProvider",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_identity_providers(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::ListIdentityProvidersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::ListIdentityProvidersResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/ListIdentityProviders",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("modelgate.v1.AdminService", "ListIdentityProviders"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Returns the issuer as it was before removal.
+        pub async fn delete_identity_provider(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::IdentityProviderRef>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::IdentityProviderInfo>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/DeleteIdentityProvider",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "modelgate.v1.AdminService",
+                        "DeleteIdentityProvider",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1184,6 +1300,37 @@ pub mod admin_service_server {
             request: tonic::Request<crate::v1::RevokeDataPlaneTokenRequest>,
         ) -> std::result::Result<
             tonic::Response<crate::v1::DataPlaneToken>,
+            tonic::Status,
+        >;
+        /// IdP issuers whose JWTs filters accept. Adding or updating one with a JWKS URL (or OIDC
+        /// discovery) fetches its keys at once; the answer says whether that worked.
+        async fn create_identity_provider(
+            &self,
+            request: tonic::Request<crate::v1::CreateIdentityProviderRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::IdentityProviderInfo>,
+            tonic::Status,
+        >;
+        async fn update_identity_provider(
+            &self,
+            request: tonic::Request<crate::v1::UpdateIdentityProviderRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::IdentityProviderInfo>,
+            tonic::Status,
+        >;
+        async fn list_identity_providers(
+            &self,
+            request: tonic::Request<crate::v1::ListIdentityProvidersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::ListIdentityProvidersResponse>,
+            tonic::Status,
+        >;
+        /// Returns the issuer as it was before removal.
+        async fn delete_identity_provider(
+            &self,
+            request: tonic::Request<crate::v1::IdentityProviderRef>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::IdentityProviderInfo>,
             tonic::Status,
         >;
     }
@@ -2374,6 +2521,211 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RevokeDataPlaneTokenSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/CreateIdentityProvider" => {
+                    #[allow(non_camel_case_types)]
+                    struct CreateIdentityProviderSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<
+                        crate::v1::CreateIdentityProviderRequest,
+                    > for CreateIdentityProviderSvc<T> {
+                        type Response = crate::v1::IdentityProviderInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                crate::v1::CreateIdentityProviderRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::create_identity_provider(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CreateIdentityProviderSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/UpdateIdentityProvider" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpdateIdentityProviderSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<
+                        crate::v1::UpdateIdentityProviderRequest,
+                    > for UpdateIdentityProviderSvc<T> {
+                        type Response = crate::v1::IdentityProviderInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                crate::v1::UpdateIdentityProviderRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::update_identity_provider(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpdateIdentityProviderSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/ListIdentityProviders" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListIdentityProvidersSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<
+                        crate::v1::ListIdentityProvidersRequest,
+                    > for ListIdentityProvidersSvc<T> {
+                        type Response = crate::v1::ListIdentityProvidersResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                crate::v1::ListIdentityProvidersRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::list_identity_providers(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListIdentityProvidersSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/DeleteIdentityProvider" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteIdentityProviderSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::IdentityProviderRef>
+                    for DeleteIdentityProviderSvc<T> {
+                        type Response = crate::v1::IdentityProviderInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<crate::v1::IdentityProviderRef>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::delete_identity_provider(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteIdentityProviderSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
