@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use modelgate_proto::v1::admin_service_client::AdminServiceClient;
-use modelgate_proto::v1::CreateModelRequest;
+use modelgate_proto::v1::{CreateKeyRequest, CreateModelRequest, CreateTeamRequest};
 use serde_json::Value;
 use tempfile::TempDir;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -161,6 +161,25 @@ impl ControlPlane {
             .parse()
             .expect("ascii master key");
         AdminServiceClient::with_interceptor(channel, BearerAuth(auth))
+    }
+
+    /// Creates `team` over gRPC and a key of it; returns the key (Envoy may not know it yet).
+    pub async fn create_team_key(&self, team: CreateTeamRequest) -> String {
+        let mut admin = self.admin().await;
+        let team = admin
+            .create_team(team)
+            .await
+            .expect("CreateTeam")
+            .into_inner();
+        admin
+            .create_key(CreateKeyRequest {
+                team: team.team_id,
+                ..CreateKeyRequest::default()
+            })
+            .await
+            .expect("CreateKey")
+            .into_inner()
+            .secret
     }
 
     /// Runs the CLI against this control plane (`MODELGATE_ADDR`, and `MODELGATE_DATA_DIR` so

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use modelgate_proto::v1::{CreateKeyRequest, CreateModelRequest, CreateTeamRequest};
+use modelgate_proto::v1::{CreateModelRequest, CreateTeamRequest};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -325,9 +325,9 @@ impl ScriptedStack {
     /// A team with these settings allowed the scripted model, and a key of it that Envoy
     /// already accepts.
     pub async fn key(&self, alias: &str, settings: TeamSettings) -> String {
-        let mut admin = self.control_plane.admin().await;
-        let team = admin
-            .create_team(CreateTeamRequest {
+        let key = self
+            .control_plane
+            .create_team_key(CreateTeamRequest {
                 alias: alias.to_string(),
                 models: vec![SCRIPTED_MODEL.to_string()],
                 redaction_policy_json: settings.redaction_policy_json,
@@ -335,18 +335,7 @@ impl ScriptedStack {
                 keep_redacted_prompt: settings.keep_redacted_prompt,
                 ..CreateTeamRequest::default()
             })
-            .await
-            .expect("CreateTeam")
-            .into_inner();
-        let key = admin
-            .create_key(CreateKeyRequest {
-                team: team.team_id,
-                ..CreateKeyRequest::default()
-            })
-            .await
-            .expect("CreateKey")
-            .into_inner()
-            .secret;
+            .await;
         let gateway = self.gateway().clone();
         let probe = key.clone();
         eventually(

@@ -10,7 +10,7 @@ use std::process::Command;
 use modelgate_e2e::api::{chat_body, MODEL};
 use modelgate_e2e::process::run_to_success;
 use modelgate_e2e::{artifacts, Behaviour, EnvoyConfig, RecordedRequest, Stack};
-use modelgate_proto::v1::{CreateKeyRequest, CreateTeamRequest};
+use modelgate_proto::v1::CreateTeamRequest;
 use serde_json::{json, Value};
 
 const MASKING: &str = r#"{"default_action": "mask"}"#;
@@ -18,26 +18,15 @@ const EMAIL: &str = "priya.raman@example.com";
 
 /// A team with this redaction policy (`""`: none) and a key of it that Envoy accepts.
 async fn key(stack: &Stack, alias: &str, redaction_policy_json: &str) -> String {
-    let mut admin = stack.control_plane.admin().await;
-    let team = admin
-        .create_team(CreateTeamRequest {
+    let key = stack
+        .control_plane
+        .create_team_key(CreateTeamRequest {
             alias: alias.to_string(),
             models: vec!["*".to_string()],
             redaction_policy_json: redaction_policy_json.to_string(),
             ..CreateTeamRequest::default()
         })
-        .await
-        .expect("CreateTeam")
-        .into_inner();
-    let key = admin
-        .create_key(CreateKeyRequest {
-            team: team.team_id,
-            ..CreateKeyRequest::default()
-        })
-        .await
-        .expect("CreateKey")
-        .into_inner()
-        .secret;
+        .await;
     stack.gateway().wait_for_status(&key, 200).await;
     key
 }

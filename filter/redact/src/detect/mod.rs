@@ -3,6 +3,7 @@
 
 mod bytes;
 mod email;
+mod iban;
 mod ipv6;
 pub(crate) mod lexicon;
 mod numeric;
