@@ -4,6 +4,8 @@
 // Marks the whole crate as test code, so clippy's allow-*-in-tests covers the helpers too.
 #![cfg(test)]
 
+// Under `tests/store/` so Cargo does not take it for a test target of its own.
+#[path = "store/dataplane.rs"]
 mod dataplane;
 mod support;
 

@@ -96,7 +96,9 @@ async fn an_envoy_with_an_unknown_token_never_gets_policy() {
         "a request reached the upstream"
     );
     let log = envoy.log();
-    assert!(log.contains("unknown data-plane token"), "{log}");
+    // The control plane's reason, as Envoy hands it over: percent-encoded (gRPC's
+    // grpc-message encoding).
+    assert!(log.contains("unknown%20data-plane%20token"), "{log}");
     assert!(
         !log.contains(&access.token),
         "the token reached Envoy's log"
