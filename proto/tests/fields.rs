@@ -1,5 +1,8 @@
 //! The field numbers in `modelgate_proto::fields` are the ones the `.proto` files declare.
 
+// A schema check fails loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use modelgate_proto::fields::{get_snapshot_response, key_policy, policy_snapshot};
 use modelgate_proto::v1::FILE_DESCRIPTOR_SET;
 use prost::Message;
