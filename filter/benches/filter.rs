@@ -1,6 +1,7 @@
 //! The filter's per-request steps, natively and single-threaded: key lookup, body parse with
 //! the allowlist, limit admission, SSE usage, the audit record, snapshot decode, and whole
-//! requests through `RequestFlow` with the fake host. `cargo bench -p modelgate-filter`
+//! requests through `RequestFlow` with the fake host, and IdP JWTs (first sight per
+//! algorithm; a cached token next to a key lookup). `cargo bench -p modelgate-filter`
 //! measures; `cargo test --benches -p modelgate-filter` runs each once (CI's smoke).
 
 // A fixture that does not build or a request the filter refuses would make every number
@@ -17,6 +18,8 @@ use modelgate_filter::credential::KeyDigest;
 use modelgate_filter::exchange::ResponseStream;
 use modelgate_filter::host::fake::FakeHost;
 use modelgate_filter::host::Host;
+use modelgate_filter::identity::fixture::{self as idp_fixture, TestIdp, ALGORITHMS};
+use modelgate_filter::identity::{jwt, IdentityCache, Issuers};
 use modelgate_filter::limits::{self, Actual, Demand, Plan};
 use modelgate_filter::models::{self, request::ModelRequest, Allowlist};
 use modelgate_filter::policy::PolicyIndex;
@@ -228,6 +231,47 @@ fn whole_request(c: &mut Criterion) {
     group.finish();
 }
 
+/// A JWT seen for the first time (shape, claims, issuer, key, signature, claims checks), per
+/// algorithm; then a token this worker verified before next to a key lookup, both in a
+/// 10k-key snapshot that also lists the IdP.
+fn jwt_verification(c: &mut Criterion) {
+    const MAX_TOKEN_BYTES: usize = 16 * 1024;
+    let idp = TestIdp::new();
+    let mut snapshot = support::snapshot(10_000, "");
+    snapshot.identity_providers = vec![idp.provider()];
+    let index = PolicyIndex::from_snapshot(snapshot);
+    let issuers = Issuers::of(&index, &Issuers::default());
+    let now = FakeHost::START_MS;
+    let claims = idp_fixture::claims(now, "alice@corp.example", &["ai-users", "platform"]);
+
+    let mut group = c.benchmark_group("jwt_first_sight");
+    group.throughput(Throughput::Elements(1));
+    for algorithm in ALGORITHMS {
+        let token = idp.sign(algorithm, claims.clone());
+        jwt::verify(&token, &issuers, now, MAX_TOKEN_BYTES).expect("the bench token verifies");
+        group.bench_function(algorithm.name(), |b| {
+            b.iter(|| black_box(jwt::verify(&token, &issuers, now, MAX_TOKEN_BYTES).is_ok()))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("credential_cached");
+    group.throughput(Throughput::Elements(1));
+    let cache = IdentityCache::new();
+    let token = idp.sign(ALGORITHMS[0], claims);
+    cache
+        .verify(&index, &token, now, MAX_TOKEN_BYTES)
+        .expect("the bench token verifies");
+    group.bench_function("jwt", |b| {
+        b.iter(|| black_box(cache.verify(&index, &token, now, MAX_TOKEN_BYTES).is_ok()))
+    });
+    let digest = KeyDigest::of(&support::secret(0));
+    group.bench_function("key", |b| {
+        b.iter(|| black_box(index.authorize(&digest, now).is_ok()))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     key_lookup,
@@ -236,6 +280,7 @@ criterion_group!(
     sse_usage,
     audit_record,
     snapshot_decode,
-    whole_request
+    whole_request,
+    jwt_verification
 );
 criterion_main!(benches);

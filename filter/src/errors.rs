@@ -315,6 +315,14 @@ mod tests {
                 400,
                 "redaction_unsupported_endpoint",
             ),
+            (Rejection::Token(TokenError::Expired), 401, "token_expired"),
+            (
+                Rejection::Token(TokenError::TooLarge(16_384)),
+                401,
+                "token_too_large",
+            ),
+            (Rejection::NoTeamForIdentity, 403, "no_team_for_identity"),
+            (Rejection::TeamNotAllowed, 403, "team_not_allowed"),
         ];
         for (rejection, status, code) in cases {
             assert_eq!(rejection.status(), status, "{rejection:?}");

@@ -144,8 +144,9 @@ pub struct Issuers {
 }
 
 impl Issuers {
-    /// The issuers of `policy`, reusing the parsed keys of those that did not change.
-    fn of(policy: &PolicyIndex, previous: &Issuers) -> Self {
+    /// The issuers of `policy`, reusing the parsed keys of those that did not change in
+    /// `previous` (`Issuers::default()` parses every JWKS).
+    pub fn of(policy: &PolicyIndex, previous: &Issuers) -> Self {
         let by_name = policy
             .identity_providers()
             .iter()

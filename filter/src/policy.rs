@@ -8,6 +8,7 @@ pub mod wire;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
+use modelgate_proto::fields::{key_policy, policy_snapshot};
 use modelgate_proto::v1::{
     IdentityProvider, KeyPolicy, KeyStatus, ModelRoute, TeamPolicy, UserPolicy,
 };
@@ -123,21 +124,21 @@ impl PolicyIndex {
         let mut spans = Vec::new();
         for field in Fields::new(&bytes) {
             match field? {
-                (1, Value::Varint(version)) => index.version = version,
-                (3, Value::Len(range)) => spans.push(range),
-                (4, Value::Len(range)) => {
+                (policy_snapshot::VERSION, Value::Varint(version)) => index.version = version,
+                (policy_snapshot::KEYS, Value::Len(range)) => spans.push(range),
+                (policy_snapshot::TEAMS, Value::Len(range)) => {
                     let team = TeamPolicy::decode(&bytes[range])?;
                     index.teams.insert(team.team_id.clone(), team);
                 }
-                (5, Value::Len(range)) => {
+                (policy_snapshot::USERS, Value::Len(range)) => {
                     let user = UserPolicy::decode(&bytes[range])?;
                     index.users.insert(user.user_id.clone(), user);
                 }
-                (6, Value::Len(range)) => {
+                (policy_snapshot::MODELS, Value::Len(range)) => {
                     let route = ModelRoute::decode(&bytes[range])?;
                     index.routes.insert(route.name.clone(), route);
                 }
-                (7, Value::Len(range)) => {
+                (policy_snapshot::IDENTITY_PROVIDERS, Value::Len(range)) => {
                     let encoded = &bytes[range];
                     index.identity_providers.push(ProviderEntry {
                         provider: IdentityProvider::decode(encoded)?,
@@ -159,7 +160,8 @@ impl PolicyIndex {
         index.keys.reserve(spans.len());
         for span in spans {
             let message = &bytes[span.clone()];
-            let hash = wire::last_len(message, 1)?.and_then(|hash| message.get(hash));
+            let hash =
+                wire::last_len(message, key_policy::KEY_SHA256)?.and_then(|hash| message.get(hash));
             match hash.and_then(|hash| <[u8; 32]>::try_from(hash).ok()) {
                 Some(hash) => {
                     // Lengths were checked against a buffer under 4 GiB above.
@@ -367,6 +369,39 @@ pub(crate) mod tests {
             | Denial::TeamBlocked(k)
             | Denial::TeamMissing(k) => Some(k.public_id.as_str()),
         }
+    }
+
+    #[test]
+    fn indexes_issuers_and_the_teams_of_each_idp_group() {
+        let mut snap = snapshot(3);
+        snap.teams[0].idp_groups = vec!["ai-users".to_owned(), "platform".to_owned()];
+        snap.teams[1].idp_groups = vec!["ai-users".to_owned()];
+        snap.identity_providers = vec![IdentityProvider {
+            issuer: "https://idp.example.com".to_owned(),
+            jwks_json: r#"{"keys":[]}"#.to_owned(),
+            ..IdentityProvider::default()
+        }];
+        let index = PolicyIndex::from_snapshot(snap.clone());
+        let mut teams = index.teams_of_group("ai-users").to_vec();
+        teams.sort();
+        assert_eq!(teams, ["team-1", "team-blocked"]);
+        assert_eq!(index.teams_of_group("platform"), ["team-1"]);
+        assert!(index.teams_of_group("nobody").is_empty());
+        let [entry] = index.identity_providers() else {
+            panic!("one issuer");
+        };
+        assert_eq!(entry.provider, snap.identity_providers[0]);
+        // The same entry in another snapshot has the same fingerprint; new keys another.
+        let twin = PolicyIndex::from_snapshot(snap.clone());
+        assert_eq!(twin.identity_providers()[0].fingerprint, entry.fingerprint);
+        snap.identity_providers[0].jwks_json = r#"{"keys":[{}]}"#.to_owned();
+        let changed = PolicyIndex::from_snapshot(snap);
+        assert_ne!(
+            changed.identity_providers()[0].fingerprint,
+            entry.fingerprint
+        );
+        let again = PolicyIndex::from_snapshot(snapshot(3));
+        assert!(again.identity_providers().is_empty());
     }
 
     #[test]

@@ -29,3 +29,29 @@ pub mod paths {
     /// Fully qualified name of the admin service.
     pub const ADMIN_SERVICE: &str = "modelgate.v1.AdminService";
 }
+
+/// Field numbers of the messages the filter scans without decoding them whole (its snapshot
+/// index reads the encoded bytes), so a renumbering here cannot go unnoticed there:
+/// `tests/fields.rs` checks every one against the compiled descriptor.
+pub mod fields {
+    /// `modelgate.v1.PolicySnapshot`.
+    pub mod policy_snapshot {
+        pub const VERSION: u32 = 1;
+        pub const KEYS: u32 = 3;
+        pub const TEAMS: u32 = 4;
+        pub const USERS: u32 = 5;
+        pub const MODELS: u32 = 6;
+        pub const IDENTITY_PROVIDERS: u32 = 7;
+    }
+
+    /// `modelgate.v1.KeyPolicy`.
+    pub mod key_policy {
+        pub const KEY_SHA256: u32 = 1;
+    }
+
+    /// `modelgate.v1.GetSnapshotResponse`.
+    pub mod get_snapshot_response {
+        pub const VERSION: u32 = 1;
+        pub const SNAPSHOT: u32 = 2;
+    }
+}

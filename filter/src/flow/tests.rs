@@ -1,4 +1,4 @@
-use modelgate_proto::v1::{RequestStatus, UsageRecord};
+use modelgate_proto::v1::{PolicySnapshot, RequestStatus, UsageRecord};
 use prost::Message;
 use serde_json::Value;
 
@@ -82,6 +82,17 @@ impl Worker {
         assert_eq!(queued.len(), 1, "exactly one usage record per request");
         UsageRecord::decode(queued[0].as_slice()).unwrap()
     }
+}
+
+/// A worker enforcing `snapshot`.
+pub(super) fn worker_with(snapshot: &PolicySnapshot) -> Worker {
+    let worker = Worker::default();
+    let head = SnapshotHead {
+        version: snapshot.version,
+        last_contact_ms: worker.host.now_ms(),
+    };
+    publish_snapshot(&worker.host, &snapshot.encode_to_vec(), head).unwrap();
+    worker
 }
 
 pub(super) fn bearer(key: &str) -> String {

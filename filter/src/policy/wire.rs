@@ -6,6 +6,8 @@
 
 use std::ops::Range;
 
+use modelgate_proto::fields::get_snapshot_response;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     #[error("truncated at byte {0}")]
@@ -141,8 +143,8 @@ impl<'a> SnapshotReply<'a> {
         };
         for field in Fields::new(body) {
             match field? {
-                (1, Value::Varint(version)) => reply.version = version,
-                (2, Value::Len(range)) => {
+                (get_snapshot_response::VERSION, Value::Varint(version)) => reply.version = version,
+                (get_snapshot_response::SNAPSHOT, Value::Len(range)) => {
                     // The framing of the snapshot's own fields is checked here, so a damaged
                     // snapshot never replaces the good one the workers enforce.
                     let snapshot = body.get(range).unwrap_or_default();

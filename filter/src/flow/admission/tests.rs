@@ -5,24 +5,13 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use crate::audit::USAGE_QUEUE;
-use crate::flow::tests::{bearer, forwarded, header, rejected, Worker};
+use crate::flow::tests::{bearer, forwarded, header, rejected, worker_with, Worker};
 use crate::flow::{BodyVerdict, LocalReply, RequestFlow, Verdict};
 use crate::host::Host;
 use crate::policy::tests::{snapshot, ALICE_KEY};
-use crate::snapshot::{publish_head, publish_snapshot, SnapshotHead};
+use crate::snapshot::{publish_head, SnapshotHead};
 
 const CHAT: &str = r#"{"model": "qwen2.5-7b", "max_tokens": 20, "messages": [{"role": "user", "content": "Say hello"}]}"#;
-
-/// A worker enforcing `snapshot`.
-fn worker_with(snapshot: &PolicySnapshot) -> Worker {
-    let worker = Worker::default();
-    let head = SnapshotHead {
-        version: snapshot.version,
-        last_contact_ms: worker.host.now_ms(),
-    };
-    publish_snapshot(&worker.host, &snapshot.encode_to_vec(), head).unwrap();
-    worker
-}
 
 /// The fixture snapshot with Alice's key given `limits` (and her team `team_limits`).
 fn limited(limits: Limits, team_limits: Option<Limits>) -> PolicySnapshot {

@@ -9,14 +9,14 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use crate::audit::USAGE_QUEUE;
-use crate::flow::tests::{forwarded, rejected, Worker};
+use crate::flow::tests::{forwarded, rejected, worker_with, Worker};
 use crate::flow::{BodyVerdict, RequestFlow, Verdict};
 use crate::host::Host;
 use crate::identity::fixture::{claims, TestIdp, ISSUER};
 use crate::identity::jwks::Algorithm;
 use crate::identity::unknown_keys::{self, UNKNOWN_KEYS_KEY};
 use crate::policy::tests::{snapshot, team};
-use crate::snapshot::{publish_head, publish_snapshot, SnapshotHead};
+use crate::snapshot::{publish_head, SnapshotHead};
 
 const CHAT: &str = r#"{"model": "qwen2.5-7b", "max_tokens": 20, "messages": [{"role": "user", "content": "Say hello"}]}"#;
 
@@ -38,16 +38,6 @@ fn identity_snapshot(idp: &TestIdp) -> PolicySnapshot {
     });
     snap.identity_providers = vec![idp.provider()];
     snap
-}
-
-fn worker_with(snapshot: &PolicySnapshot) -> Worker {
-    let worker = Worker::default();
-    let head = SnapshotHead {
-        version: snapshot.version,
-        last_contact_ms: worker.host.now_ms(),
-    };
-    publish_snapshot(&worker.host, &snapshot.encode_to_vec(), head).unwrap();
-    worker
 }
 
 fn token(worker: &Worker, idp: &TestIdp, user: &str, groups: &[&str]) -> String {
