@@ -245,6 +245,7 @@ async fn envoys_own_replies_are_json_errors_the_sdk_parses() {
         upstream,
         control_plane: _control_plane,
         envoy,
+        ..
     } = stack;
     drop(upstream);
     let down = envoy.gateway().chat(Some(&key)).await;
