@@ -4,7 +4,7 @@
 // Helpers outside #[test] fns fail the test the same way the tests do (see the harness docs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -57,7 +57,6 @@ impl Idp {
                     body.len()
                 );
                 let _ = stream.flush();
-                let _ = stream.bytes().count();
             }
         });
         Idp {
