@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use modelgate_proto::v1 as pb;
 use modelgate_proto::v1::admin_service_client::AdminServiceClient;
-use modelgate_proto::v1::policy_service_client::PolicyServiceClient;
 use serde_json::{json, Value};
 use support::control_plane::ControlPlane;
 use tonic::{Code, Request};
@@ -129,7 +128,7 @@ fn master_key(cp: &ControlPlane) -> String {
 }
 
 async fn snapshot(cp: &ControlPlane, unknown: Vec<pb::UnknownSigningKey>) -> pb::PolicySnapshot {
-    let mut policy = PolicyServiceClient::connect(cp.grpc_url()).await.unwrap();
+    let mut policy = cp.policy_client().await;
     policy
         .get_snapshot(pb::GetSnapshotRequest {
             known_version: 0,
