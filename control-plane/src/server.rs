@@ -188,11 +188,7 @@ async fn serve_store<S: Store>(
     let admin = Arc::new(Admin::new(store.clone(), spend, master_key));
     let jwks = Arc::new(JwksRefresher::new(store.clone())?);
     let identity = Arc::new(IdentityAdmin::new(store.clone(), Arc::clone(&jwks)));
-    let admin_api = AdminApi::new(
-        Arc::clone(&admin),
-        DataPlanes::new(store.clone()),
-        identity,
-    );
+    let admin_api = AdminApi::new(Arc::clone(&admin), DataPlanes::new(store.clone()), identity);
     let grpc_router = tonic::transport::Server::builder()
         .add_service(AdminServiceServer::new(admin_api.clone()))
         .add_service(AuditServiceServer::new(AuditApi::new(
