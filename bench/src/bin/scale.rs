@@ -11,6 +11,7 @@ use modelgate_bench::whole_path::bench_dir;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    modelgate_bench::install_tls_provider();
     let mut settings = Settings::full();
     let mut out = bench_dir().join("scale.json");
     let mut args = std::env::args().skip(1);
