@@ -1,0 +1,99 @@
+//! REST errors in LiteLLM's shape, and how admin failures map onto HTTP statuses.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::admin::AdminError;
+use crate::store::StoreError;
+
+/// An error as LiteLLM shapes it.
+#[derive(Debug)]
+pub struct RestError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    param: Option<&'static str>,
+}
+
+impl RestError {
+    pub(super) fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub(super) fn missing(param: &'static str) -> Self {
+        Self {
+            param: Some(param),
+            ..Self::bad_request(format!("{param} is required"))
+        }
+    }
+}
+
+impl From<AdminError> for RestError {
+    fn from(e: AdminError) -> Self {
+        let (status, kind) = match &e {
+            AdminError::Invalid(_) | AdminError::Store(StoreError::Invalid(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error")
+            }
+            AdminError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "auth_error"),
+            AdminError::PermissionDenied => (StatusCode::FORBIDDEN, "permission_error"),
+            AdminError::Store(
+                StoreError::TeamNotFound(_)
+                | StoreError::KeyNotFound(_)
+                | StoreError::UserNotFound(_)
+                | StoreError::ModelNotFound(_),
+            ) => (StatusCode::NOT_FOUND, "not_found_error"),
+            AdminError::Store(
+                StoreError::TeamAliasTaken(_)
+                | StoreError::UserExists(_)
+                | StoreError::ModelExists(_)
+                | StoreError::KeyRevoked(_),
+            ) => (StatusCode::CONFLICT, "conflict_error"),
+            AdminError::Store(StoreError::KeyIdTaken) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+            }
+            AdminError::Store(s) if s.is_transient() => {
+                tracing::warn!(error = %s, "store unavailable");
+                return Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    kind: "service_unavailable",
+                    message: "the database is unavailable, retry later".into(),
+                    param: None,
+                };
+            }
+            AdminError::Store(_) | AdminError::Random(_) => {
+                tracing::error!(error = %e, "admin request failed");
+                return Self {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    kind: "internal_error",
+                    message: "internal error (see the control plane's log)".into(),
+                    param: None,
+                };
+            }
+        };
+        Self {
+            status,
+            kind,
+            message: e.to_string(),
+            param: None,
+        }
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.status.as_u16().to_string(),
+        }});
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,115 @@
+//! A LiteLLM-compatible admin REST API on the HTTP port, for scripts that already speak it.
+//!
+//! Every route needs `Authorization: Bearer <master key>` and maps its JSON onto the same
+//! [`Admin`] service as the gRPC API. Field names are LiteLLM's (`team_alias`, `rpm_limit`,
+//! `tpm_limit`, `max_parallel_requests`, `max_budget`, `budget_duration`, `duration`,
+//! `metadata`, …) plus Modelgate's own (`budget_reset`, `redaction_policy`, `high_trust`,
+//! `keep_redacted_prompt`, `upstream_model`, `cluster`). In updates a field left out keeps
+//! its value and `null` unsets it. Fields Modelgate does not know are ignored. Errors are
+//! `{"error": {"message", "type", "param", "code"}}` with the HTTP status in `code`.
+//!
+//! Differences from LiteLLM: keys are referenced by the whole key or by their public id
+//! (`token` in responses); `/key/delete` revokes (the key stays listed as revoked, so filters
+//! answer "key revoked"); team ids are assigned by Modelgate; a key needs a team.
+
+mod error;
+mod input;
+mod keys;
+mod models;
+mod spend;
+mod teams;
+mod users;
+mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::Value;
+
+use error::RestError;
+use keys::{key_block, key_delete, key_generate, key_info, key_list, key_unblock, key_update};
+use models::{model_delete, model_info, model_new, model_update};
+use spend::{spend_key, spend_team, spend_user};
+use teams::{team_block, team_info, team_list, team_new, team_unblock, team_update};
+use users::{user_info, user_list, user_new, user_update};
+
+use crate::admin::{Admin, AdminError};
+use crate::store::Store;
+
+/// The REST routes, all behind the master key.
+pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
+    Router::new()
+        .route("/key/generate", post(key_generate::<S>))
+        .route("/key/update", post(key_update::<S>))
+        .route("/key/delete", post(key_delete::<S>))
+        .route("/key/block", post(key_block::<S>))
+        .route("/key/unblock", post(key_unblock::<S>))
+        .route("/key/info", get(key_info::<S>))
+        .route("/key/list", get(key_list::<S>))
+        .route("/team/new", post(team_new::<S>))
+        .route("/team/update", post(team_update::<S>))
+        .route("/team/block", post(team_block::<S>))
+        .route("/team/unblock", post(team_unblock::<S>))
+        .route("/team/info", get(team_info::<S>))
+        .route("/team/list", get(team_list::<S>))
+        .route("/user/new", post(user_new::<S>))
+        .route("/user/update", post(user_update::<S>))
+        .route("/user/info", get(user_info::<S>))
+        .route("/user/list", get(user_list::<S>))
+        .route("/model/new", post(model_new::<S>))
+        .route("/model/update", post(model_update::<S>))
+        .route("/model/delete", post(model_delete::<S>))
+        .route("/model/info", get(model_info::<S>))
+        .route("/spend/key", get(spend_key::<S>))
+        .route("/spend/team", get(spend_team::<S>))
+        .route("/spend/user", get(spend_user::<S>))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&admin),
+            require_master_key::<S>,
+        ))
+        .with_state(admin)
+}
+
+pub(super) type Shared<S> = State<Arc<Admin<S>>>;
+pub(super) type Answer = Result<Json<Value>, RestError>;
+/// A query string, with its failures answered as JSON errors too.
+pub(super) type Params<T> = Result<Query<T>, QueryRejection>;
+
+pub(super) fn params<T>(q: Params<T>) -> Result<T, RestError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| RestError::bad_request(format!("invalid query string: {}", e.body_text())))
+}
+
+async fn require_master_key<S: Store>(
+    State(admin): Shared<S>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+    let authorization = match request.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                return RestError::from(AdminError::Unauthenticated(
+                    "malformed authorization: expected 'Bearer <master key>'",
+                ))
+                .into_response()
+            }
+        },
+    };
+    match admin.authorize(authorization, &peer).await {
+        Ok(()) => next.run(request).await,
+        Err(e) => RestError::from(e).into_response(),
+    }
+}

@@ -1,0 +1,118 @@
+//! `/team/*`: create, update, block, show and list teams.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::RestError;
+use super::input::{body, json_text, present, required, LimitFields};
+use super::views::{key_json, team_json};
+use super::{params, Answer, Params, Shared};
+use crate::admin::{KeyQuery, TeamInput, TeamUpdate};
+use crate::store::Store;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct TeamRequest {
+    /// Updates, block, unblock: the team (id or alias).
+    team_id: Option<String>,
+    team_alias: Option<String>,
+    models: Option<Vec<String>>,
+    #[serde(flatten)]
+    limits: LimitFields,
+    #[serde(deserialize_with = "present")]
+    metadata: Option<Option<Value>>,
+    #[serde(deserialize_with = "present")]
+    redaction_policy: Option<Option<Value>>,
+    high_trust: Option<bool>,
+    keep_redacted_prompt: Option<bool>,
+    blocked: Option<bool>,
+    /// Replaces the team's IdP groups when present.
+    idp_groups: Option<Vec<String>>,
+}
+
+pub(super) async fn team_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+    let r: TeamRequest = body(&bytes)?;
+    if r.team_id.is_some() {
+        return Err(RestError::bad_request(
+            "team_id is assigned by Modelgate; name the team with team_alias",
+        ));
+    }
+    let input = TeamInput {
+        alias: required(r.team_alias, "team_alias")?,
+        models: r.models.unwrap_or_default(),
+        limits: r.limits.input(),
+        metadata: r.metadata.flatten().map(json_text),
+        redaction_policy: r.redaction_policy.flatten().map(json_text),
+        high_trust: r.high_trust.unwrap_or(false),
+        keep_redacted_prompt: r.keep_redacted_prompt.unwrap_or(false),
+        blocked: r.blocked.unwrap_or(false),
+        idp_groups: r.idp_groups.unwrap_or_default(),
+    };
+    Ok(Json(team_json(&admin.create_team(input).await?)))
+}
+
+pub(super) async fn team_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+    let r: TeamRequest = body(&bytes)?;
+    let team = required(r.team_id, "team_id")?;
+    let mut clear = r.limits.nulls();
+    if r.metadata.as_ref().is_some_and(Option::is_none) {
+        clear.push("metadata".into());
+    }
+    if r.redaction_policy.as_ref().is_some_and(Option::is_none) {
+        clear.push("redaction_policy".into());
+    }
+    let update = TeamUpdate {
+        alias: r.team_alias,
+        models: r.models,
+        limits: r.limits.input(),
+        metadata: r.metadata.flatten().map(json_text),
+        redaction_policy: r.redaction_policy.flatten().map(json_text),
+        high_trust: r.high_trust,
+        keep_redacted_prompt: r.keep_redacted_prompt,
+        blocked: r.blocked,
+        clear,
+        idp_groups: r.idp_groups,
+    };
+    Ok(Json(team_json(&admin.update_team(&team, update).await?)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct TeamRef {
+    team_id: Option<String>,
+}
+
+pub(super) async fn team_block<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+    let team = required(body::<TeamRef>(&bytes)?.team_id, "team_id")?;
+    Ok(Json(team_json(&admin.set_team_blocked(&team, true).await?)))
+}
+
+pub(super) async fn team_unblock<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+    let team = required(body::<TeamRef>(&bytes)?.team_id, "team_id")?;
+    Ok(Json(team_json(
+        &admin.set_team_blocked(&team, false).await?,
+    )))
+}
+
+pub(super) async fn team_info<S: Store>(State(admin): Shared<S>, q: Params<TeamRef>) -> Answer {
+    let q = params(q)?;
+    let view = admin.get_team(&required(q.team_id, "team_id")?).await?;
+    let keys = admin
+        .list_keys(KeyQuery {
+            team: Some(view.team.id.clone()),
+            ..KeyQuery::default()
+        })
+        .await?;
+    Ok(Json(json!({
+        "team_id": view.team.id,
+        "team_info": team_json(&view),
+        "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+    })))
+}
+
+pub(super) async fn team_list<S: Store>(State(admin): Shared<S>) -> Answer {
+    let teams = admin.list_teams().await?;
+    Ok(Json(json!(teams.iter().map(team_json).collect::<Vec<_>>())))
+}
