@@ -91,6 +91,40 @@ pub enum ValidationError {
     Identity(#[from] crate::identity::IdentityError),
 }
 
+impl ValidationError {
+    /// The admin-facing field the error is about, when there is one, so REST errors can name
+    /// it in `param`.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::TeamAlias(_) => Some("team_alias"),
+            Self::ModelName(_) | Self::ModelWildcard(_) | Self::ModelOutsideTeam { .. } => {
+                Some("models")
+            }
+            Self::UserId | Self::Email(_) => Some("user_id"),
+            Self::KeyAlias => Some("key_alias"),
+            Self::MissingTeam => Some("team_id"),
+            Self::LimitZero(f)
+            | Self::LimitTooLarge(f)
+            | Self::SetAndCleared(f)
+            | Self::Price(f)
+            | Self::AboveTeam { field: f, .. } => Some(f),
+            Self::Budget(BudgetError::MaxBudget(_)) | Self::BudgetWithoutMax => Some("max_budget"),
+            Self::Budget(BudgetError::Reset(_)) => Some("budget_reset"),
+            Self::Budget(_) => Some("budget_duration"),
+            Self::Metadata(_) | Self::Tag(_) => Some("metadata"),
+            Self::RedactionPolicy(_) => Some("redaction_policy"),
+            Self::Cluster(_) => Some("cluster"),
+            Self::Expiry(_) => Some("duration"),
+            Self::RouteWildcard(_)
+            | Self::PublicId(_)
+            | Self::WholeKeyGiven
+            | Self::MissingBatchId
+            | Self::UnknownClear { .. }
+            | Self::Identity(_) => None,
+        }
+    }
+}
+
 /// A validated team alias.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TeamAlias(String);

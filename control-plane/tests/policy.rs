@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use modelgate_proto::v1 as pb;
@@ -15,6 +13,7 @@ use modelgate_proto::v1::admin_service_client::AdminServiceClient;
 use serde_json::{json, Value};
 use support::control_plane::ControlPlane;
 use support::postgres::TestDatabase;
+use support::rest::{error, http, Rest};
 use tonic::{Code, Request};
 
 fn master_key(cp: &ControlPlane) -> String {
@@ -36,77 +35,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-/// One HTTP/1.1 request; returns the status and the body as JSON.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<&str>,
-) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(token) = bearer {
-        req.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    let body = body.unwrap_or_default();
-    req.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap();
-    let (head, text) = resp.split_once("\r\n\r\n").unwrap();
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: application/json"),
-        "{resp}"
-    );
-    let value = serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {resp}"));
-    (status, value)
-}
-
-struct Rest<'a> {
-    addr: SocketAddr,
-    key: &'a str,
-}
-
-impl Rest<'_> {
-    fn get(&self, path: &str) -> (u16, Value) {
-        http(self.addr, "GET", path, Some(self.key), None)
-    }
-
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        http(
-            self.addr,
-            "POST",
-            path,
-            Some(self.key),
-            Some(&body.to_string()),
-        )
-    }
-
-    /// Asserts 200 and returns the body.
-    fn ok(&self, (status, body): (u16, Value)) -> Value {
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-}
-
-/// Asserts an error in LiteLLM's shape and returns its message.
-fn error(status: u16, expected: u16, body: &Value) -> String {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["error"]["code"], expected.to_string(), "{body}");
-    assert!(body["error"]["type"].is_string(), "{body}");
-    body["error"]["message"].as_str().unwrap().to_owned()
 }
 
 async fn snapshot(cp: &ControlPlane, known_version: u64) -> pb::GetSnapshotResponse {
@@ -1139,7 +1067,7 @@ async fn rest_errors_are_json_with_clear_messages() {
             "/key/generate",
             json!({"team_id": "ml", "rpm_limit": "lots"}),
             400,
-            "invalid request body: invalid type: string \"lots\"",
+            "rpm_limit is invalid: invalid type: string \"lots\"",
         ),
         (
             "/key/generate",

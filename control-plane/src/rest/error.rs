@@ -14,7 +14,8 @@ pub struct RestError {
     status: StatusCode,
     kind: &'static str,
     message: String,
-    param: Option<&'static str>,
+    /// The request field at fault.
+    param: Option<String>,
 }
 
 impl RestError {
@@ -28,9 +29,37 @@ impl RestError {
     }
 
     pub(super) fn missing(param: &'static str) -> Self {
+        Self::invalid(param, format!("{param} is required"))
+    }
+
+    /// A 400 about one field.
+    pub(super) fn invalid(param: &str, message: impl Into<String>) -> Self {
         Self {
-            param: Some(param),
-            ..Self::bad_request(format!("{param} is required"))
+            param: Some(param.to_owned()),
+            ..Self::bad_request(message)
+        }
+    }
+
+    pub(super) fn unknown_field(name: &str) -> Self {
+        Self::invalid(
+            name,
+            format!("unknown field {name:?}: Modelgate does not implement it, so the request was refused and nothing changed"),
+        )
+    }
+
+    /// A body that could not be read: too large (413) or cut off.
+    pub(super) fn unreadable_body(status: StatusCode, reason: &str) -> Self {
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "the request body is larger than {} bytes",
+                super::input::MAX_BODY_BYTES
+            )
+        } else {
+            format!("the request body could not be read: {reason}")
+        };
+        Self {
+            status,
+            ..Self::bad_request(message)
         }
     }
 }
@@ -77,11 +106,15 @@ impl From<AdminError> for RestError {
                 };
             }
         };
+        let param = match &e {
+            AdminError::Invalid(v) | AdminError::Store(StoreError::Invalid(v)) => v.param(),
+            _ => None,
+        };
         Self {
             status,
             kind,
             message: e.to_string(),
-            param: None,
+            param: param.map(str::to_owned),
         }
     }
 }

@@ -1,29 +1,79 @@
-//! Reading request bodies: JSON objects, absent vs `null`, required fields, limits.
+//! Reading request bodies strictly: one JSON object, every field known and of its type.
 
 use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::error::RestError;
 use crate::limits::LimitsInput;
 
-/// The request body as `T`, with serde's message (it names the field) on failure.
-pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, RestError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(RestError::bad_request(
-            "the request body must be a JSON object",
-        ));
+/// Admin bodies are small JSON objects; anything bigger is a mistake or an attack.
+pub(super) const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// A request's JSON object, read field by field. Whatever no handler took is a field
+/// Modelgate does not implement, and [`Body::finish`] refuses it rather than drop it, so a
+/// migrated script never believes it set something it did not.
+pub(super) struct Body(Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = RestError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, RestError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| RestError::unreadable_body(e.status(), &e.body_text()))?;
+        Self::parse(&bytes)
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| RestError::bad_request(format!("invalid request body: {e}")))
 }
 
-/// Tells "absent" (`None`) from `null` (`Some(None)`) in updates.
-pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
+impl Body {
+    fn parse(bytes: &[u8]) -> Result<Self, RestError> {
+        let not_object = || RestError::bad_request("the request body must be a JSON object");
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(not_object());
+        }
+        match serde_json::from_slice(bytes) {
+            Ok(Value::Object(fields)) => Ok(Self(fields)),
+            Ok(_) => Err(not_object()),
+            Err(e) => Err(RestError::bad_request(format!("invalid request body: {e}"))),
+        }
+    }
+
+    /// A field's value; absent and `null` are both `None`.
+    pub(super) fn take<T: DeserializeOwned>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Option<T>, RestError> {
+        Ok(self.change(name)?.flatten())
+    }
+
+    /// Tells "absent" (`None`) from `null` (`Some(None)`), for updates.
+    pub(super) fn change<T: DeserializeOwned>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Option<Option<T>>, RestError> {
+        match self.0.remove(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(v) => serde_json::from_value(v)
+                .map(|v| Some(Some(v)))
+                .map_err(|e| RestError::invalid(name, format!("{name} is invalid: {e}"))),
+        }
+    }
+
+    /// A field that must be a non-empty string.
+    pub(super) fn required(&mut self, name: &'static str) -> Result<String, RestError> {
+        required(self.take(name)?, name)
+    }
+
+    /// Refuses the first field no handler took.
+    pub(super) fn finish(self) -> Result<(), RestError> {
+        match self.0.keys().next() {
+            Some(name) => Err(RestError::unknown_field(name)),
+            None => Ok(()),
+        }
+    }
 }
 
 pub(super) fn required(value: Option<String>, param: &'static str) -> Result<String, RestError> {
@@ -40,23 +90,50 @@ pub(super) fn json_text(v: Value) -> String {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
+/// `metadata` with LiteLLM's `tags` folded in: LiteLLM keeps a key's or team's tags in its
+/// metadata (`metadata.tags`), so they are stored there rather than refused.
+pub(super) fn metadata_with_tags(
+    metadata: Option<Value>,
+    tags: Option<Vec<String>>,
+) -> Result<Option<String>, RestError> {
+    let Some(tags) = tags else {
+        return Ok(metadata.map(json_text));
+    };
+    let object = match metadata {
+        None => Some(Map::new()),
+        Some(Value::Object(m)) => Some(m),
+        Some(Value::String(s)) => serde_json::from_str(&s).ok(),
+        Some(_) => None,
+    };
+    let mut object = object.ok_or_else(|| {
+        RestError::invalid("metadata", "metadata is invalid: expected a JSON object")
+    })?;
+    object.insert("tags".into(), Value::from(tags));
+    Ok(Some(Value::Object(object).to_string()))
+}
+
+/// LiteLLM's limit fields, shared by keys, teams and users.
 pub(super) struct LimitFields {
-    #[serde(deserialize_with = "present")]
     rpm_limit: Option<Option<u64>>,
-    #[serde(deserialize_with = "present")]
     tpm_limit: Option<Option<u64>>,
-    #[serde(deserialize_with = "present")]
     max_parallel_requests: Option<Option<u32>>,
-    #[serde(deserialize_with = "present")]
     max_budget: Option<Option<f64>>,
-    #[serde(deserialize_with = "present")]
     budget_duration: Option<Option<String>>,
     budget_reset: Option<String>,
 }
 
 impl LimitFields {
+    pub(super) fn take(body: &mut Body) -> Result<Self, RestError> {
+        Ok(Self {
+            rpm_limit: body.change("rpm_limit")?,
+            tpm_limit: body.change("tpm_limit")?,
+            max_parallel_requests: body.change("max_parallel_requests")?,
+            max_budget: body.change("max_budget")?,
+            budget_duration: body.change("budget_duration")?,
+            budget_reset: body.take("budget_reset")?,
+        })
+    }
+
     pub(super) fn input(&self) -> LimitsInput {
         LimitsInput {
             rpm: self.rpm_limit.flatten(),

@@ -1,42 +1,54 @@
 //! `/key/*`: generate, update, delete, block, info and list virtual keys.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::RestError;
-use super::input::{body, json_text, present, required, LimitFields};
+use super::input::{metadata_with_tags, required, Body, LimitFields};
 use super::views::{key_json, object};
 use super::{params, Answer, Params, Shared};
 use crate::admin::{KeyInput, KeyQuery, KeyUpdate};
 use crate::store::Store;
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
+/// The fields of `/key/generate` and `/key/update`.
 pub(super) struct KeyRequest {
     /// The key to change (whole key or public id); updates only.
     key: Option<String>,
     team_id: Option<String>,
-    #[serde(deserialize_with = "present")]
     user_id: Option<Option<String>>,
-    #[serde(deserialize_with = "present")]
     key_alias: Option<Option<String>>,
-    #[serde(deserialize_with = "present")]
     models: Option<Option<Vec<String>>>,
     /// Expiry: a duration from now (`30d`) or an RFC 3339 time; `null` = never.
-    #[serde(deserialize_with = "present")]
     duration: Option<Option<String>>,
-    #[serde(flatten)]
     limits: LimitFields,
-    #[serde(deserialize_with = "present")]
     metadata: Option<Option<Value>>,
+    tags: Option<Vec<String>>,
     blocked: Option<bool>,
 }
 
-pub(super) async fn key_generate<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let r: KeyRequest = body(&bytes)?;
+impl KeyRequest {
+    fn read(mut body: Body) -> Result<Self, RestError> {
+        let request = Self {
+            key: body.take("key")?,
+            team_id: body.take("team_id")?,
+            user_id: body.change("user_id")?,
+            key_alias: body.change("key_alias")?,
+            models: body.change("models")?,
+            duration: body.change("duration")?,
+            limits: LimitFields::take(&mut body)?,
+            metadata: body.change("metadata")?,
+            tags: body.take("tags")?,
+            blocked: body.take("blocked")?,
+        };
+        body.finish()?;
+        Ok(request)
+    }
+}
+
+pub(super) async fn key_generate<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let r = KeyRequest::read(body)?;
     let input = KeyInput {
         team: required(r.team_id, "team_id")?,
         user_id: r.user_id.flatten(),
@@ -44,7 +56,7 @@ pub(super) async fn key_generate<S: Store>(State(admin): Shared<S>, bytes: Bytes
         expires: r.duration.flatten(),
         models: r.models.flatten().unwrap_or_default(),
         limits: r.limits.input(),
-        metadata: r.metadata.flatten().map(json_text),
+        metadata: metadata_with_tags(r.metadata.flatten(), r.tags)?,
         blocked: r.blocked.unwrap_or(false),
     };
     let created = admin.create_key(input).await?;
@@ -53,8 +65,8 @@ pub(super) async fn key_generate<S: Store>(State(admin): Shared<S>, bytes: Bytes
     Ok(Json(Value::Object(out)))
 }
 
-pub(super) async fn key_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let r: KeyRequest = body(&bytes)?;
+pub(super) async fn key_update<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let r = KeyRequest::read(body)?;
     let key = required(r.key, "key")?;
     if r.team_id.is_some() {
         return Err(RestError::bad_request(
@@ -82,42 +94,57 @@ pub(super) async fn key_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) 
         expires: r.duration.flatten(),
         models: r.models.flatten(),
         limits: r.limits.input(),
-        metadata: r.metadata.flatten().map(json_text),
+        metadata: match (r.metadata, r.tags) {
+            // Tags alone are added to the key's current metadata, as LiteLLM does.
+            (None, Some(tags)) => {
+                let current = admin.get_key(&key).await?.key.metadata;
+                metadata_with_tags(Some(Value::Object(current.as_map().clone())), Some(tags))?
+            }
+            (metadata, tags) => metadata_with_tags(metadata.flatten(), tags)?,
+        },
         blocked: r.blocked,
         clear,
     };
     Ok(Json(key_json(&admin.update_key(&key, update).await?)))
 }
 
-#[derive(Deserialize)]
-pub(super) struct KeyList {
-    keys: Vec<String>,
-}
-
-pub(super) async fn key_delete<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let r: KeyList = body(&bytes)?;
-    if r.keys.is_empty() {
+pub(super) async fn key_delete<S: Store>(State(admin): Shared<S>, mut body: Body) -> Answer {
+    let keys: Vec<String> = body.take("keys")?.unwrap_or_default();
+    body.finish()?;
+    if keys.is_empty() {
         return Err(RestError::missing("keys"));
     }
-    let mut revoked = Vec::with_capacity(r.keys.len());
-    for key in &r.keys {
+    // Every key must exist before any is revoked, so a typo revokes nothing.
+    for key in &keys {
+        admin.get_key(key).await?;
+    }
+    let mut revoked = Vec::with_capacity(keys.len());
+    for key in &keys {
         revoked.push(admin.revoke_key(key).await?.key.public_id);
     }
     Ok(Json(json!({ "deleted_keys": revoked })))
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct KeyRef {
     key: Option<String>,
 }
 
-pub(super) async fn key_block<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let key = required(body::<KeyRef>(&bytes)?.key, "key")?;
+/// The `key` of a block or unblock body.
+fn key_ref(mut body: Body) -> Result<String, RestError> {
+    let key = body.required("key")?;
+    body.finish()?;
+    Ok(key)
+}
+
+pub(super) async fn key_block<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let key = key_ref(body)?;
     Ok(Json(key_json(&admin.set_key_blocked(&key, true).await?)))
 }
 
-pub(super) async fn key_unblock<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let key = required(body::<KeyRef>(&bytes)?.key, "key")?;
+pub(super) async fn key_unblock<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let key = key_ref(body)?;
     Ok(Json(key_json(&admin.set_key_blocked(&key, false).await?)))
 }
 
@@ -161,9 +188,10 @@ pub(super) async fn key_list<S: Store>(
             // LiteLLM's paging parameters: everything fits on one page here.
             "page" | "size" => {}
             other => {
-                return Err(RestError::bad_request(format!(
-                    "unknown query parameter {other:?}"
-                )))
+                return Err(RestError::invalid(
+                    other,
+                    format!("unknown query parameter {other:?}"),
+                ))
             }
         }
     }

@@ -5,7 +5,10 @@
 //! `tpm_limit`, `max_parallel_requests`, `max_budget`, `budget_duration`, `duration`,
 //! `metadata`, …) plus Modelgate's own (`budget_reset`, `redaction_policy`, `high_trust`,
 //! `keep_redacted_prompt`, `upstream_model`, `cluster`). In updates a field left out keeps
-//! its value and `null` unsets it. Fields Modelgate does not know are ignored. Errors are
+//! its value and `null` unsets it. Input is strict: a field Modelgate does not implement, a
+//! value of the wrong type, a malformed body or one over 1 MB is refused (400, or 413 for the
+//! size) naming the field, so nothing is half-applied or silently dropped; LiteLLM's `tags`
+//! go into `metadata` as LiteLLM keeps them. Errors are
 //! `{"error": {"message", "type", "param", "code"}}` with the HTTP status in `code`.
 //!
 //! Differences from LiteLLM: keys are referenced by the whole key or by their public id
@@ -25,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -70,6 +73,7 @@ pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
         .route("/spend/key", get(spend_key::<S>))
         .route("/spend/team", get(spend_team::<S>))
         .route("/spend/user", get(spend_user::<S>))
+        .layer(DefaultBodyLimit::max(input::MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&admin),
             require_master_key::<S>,

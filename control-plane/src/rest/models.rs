@@ -1,12 +1,12 @@
 //! `/model/*`: the model routes (upstream name, cluster, prices).
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::input::{body, required};
+use super::error::RestError;
+use super::input::{required, Body};
 use super::views::model_json;
 use super::Answer;
 use super::Shared;
@@ -15,15 +15,14 @@ use crate::store::Store;
 
 /// LiteLLM's `litellm_params`: the upstream name and per-token prices.
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct LitellmParams {
     model: Option<String>,
     input_cost_per_token: Option<f64>,
     output_cost_per_token: Option<f64>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
+/// The fields of `/model/new` and `/model/update`.
 pub(super) struct ModelRequest {
     model_name: Option<String>,
     upstream_model: Option<String>,
@@ -35,6 +34,20 @@ pub(super) struct ModelRequest {
 }
 
 impl ModelRequest {
+    fn read(mut body: Body) -> Result<Self, RestError> {
+        let request = Self {
+            model_name: body.take("model_name")?,
+            upstream_model: body.take("upstream_model")?,
+            cluster: body.take("cluster")?,
+            input_cost_per_mtok: body.take("input_cost_per_mtok")?,
+            output_cost_per_mtok: body.take("output_cost_per_mtok")?,
+            default_max_tokens: body.take("default_max_tokens")?,
+            litellm_params: body.take("litellm_params")?.unwrap_or_default(),
+        };
+        body.finish()?;
+        Ok(request)
+    }
+
     /// Prices per million tokens, from either form.
     fn prices(&self) -> (Option<f64>, Option<f64>) {
         // Rounded to a billionth, so 1e-7 per token reads 0.1 rather than 0.09999….
@@ -54,8 +67,8 @@ impl ModelRequest {
     }
 }
 
-pub(super) async fn model_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let r: ModelRequest = body(&bytes)?;
+pub(super) async fn model_new<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let r = ModelRequest::read(body)?;
     let (input, output) = r.prices();
     let model = ModelInput {
         upstream_model: r.upstream().unwrap_or_default(),
@@ -68,8 +81,8 @@ pub(super) async fn model_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -
     Ok(Json(model_json(&admin.create_model(model).await?)))
 }
 
-pub(super) async fn model_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let r: ModelRequest = body(&bytes)?;
+pub(super) async fn model_update<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let r = ModelRequest::read(body)?;
     let (input, output) = r.prices();
     let update = ModelUpdate {
         upstream_model: r.upstream(),
@@ -82,17 +95,12 @@ pub(super) async fn model_update<S: Store>(State(admin): Shared<S>, bytes: Bytes
     Ok(Json(model_json(&admin.update_model(&name, update).await?)))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct ModelRef {
-    model_name: Option<String>,
-    /// LiteLLM deletes by `id`; a route's id is its name.
-    id: Option<String>,
-}
-
-pub(super) async fn model_delete<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let r: ModelRef = body(&bytes)?;
-    let name = required(r.model_name.or(r.id), "model_name")?;
+pub(super) async fn model_delete<S: Store>(State(admin): Shared<S>, mut body: Body) -> Answer {
+    let model_name: Option<String> = body.take("model_name")?;
+    // LiteLLM deletes by `id`; a route's id is its name.
+    let id: Option<String> = body.take("id")?;
+    body.finish()?;
+    let name = required(model_name.or(id), "model_name")?;
     Ok(Json(model_json(&admin.delete_model(&name).await?)))
 }
 

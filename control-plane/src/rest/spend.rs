@@ -11,7 +11,7 @@ use crate::admin::{Admin, SpendScope};
 use crate::store::Store;
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct SpendQuery {
     key: Option<String>,
     team_id: Option<String>,

@@ -1,30 +1,26 @@
 //! `/team/*`: create, update, block, show and list teams.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::RestError;
-use super::input::{body, json_text, present, required, LimitFields};
+use super::input::{json_text, metadata_with_tags, required, Body, LimitFields};
 use super::views::{key_json, team_json};
 use super::{params, Answer, Params, Shared};
 use crate::admin::{KeyQuery, TeamInput, TeamUpdate};
 use crate::store::Store;
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
+/// The fields of `/team/new` and `/team/update`.
 pub(super) struct TeamRequest {
     /// Updates, block, unblock: the team (id or alias).
     team_id: Option<String>,
     team_alias: Option<String>,
     models: Option<Vec<String>>,
-    #[serde(flatten)]
     limits: LimitFields,
-    #[serde(deserialize_with = "present")]
     metadata: Option<Option<Value>>,
-    #[serde(deserialize_with = "present")]
+    tags: Option<Vec<String>>,
     redaction_policy: Option<Option<Value>>,
     high_trust: Option<bool>,
     keep_redacted_prompt: Option<bool>,
@@ -33,8 +29,28 @@ pub(super) struct TeamRequest {
     idp_groups: Option<Vec<String>>,
 }
 
-pub(super) async fn team_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let r: TeamRequest = body(&bytes)?;
+impl TeamRequest {
+    fn read(mut body: Body) -> Result<Self, RestError> {
+        let request = Self {
+            team_id: body.take("team_id")?,
+            team_alias: body.take("team_alias")?,
+            models: body.take("models")?,
+            limits: LimitFields::take(&mut body)?,
+            metadata: body.change("metadata")?,
+            tags: body.take("tags")?,
+            redaction_policy: body.change("redaction_policy")?,
+            high_trust: body.take("high_trust")?,
+            keep_redacted_prompt: body.take("keep_redacted_prompt")?,
+            blocked: body.take("blocked")?,
+            idp_groups: body.take("idp_groups")?,
+        };
+        body.finish()?;
+        Ok(request)
+    }
+}
+
+pub(super) async fn team_new<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let r = TeamRequest::read(body)?;
     if r.team_id.is_some() {
         return Err(RestError::bad_request(
             "team_id is assigned by Modelgate; name the team with team_alias",
@@ -44,7 +60,7 @@ pub(super) async fn team_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) ->
         alias: required(r.team_alias, "team_alias")?,
         models: r.models.unwrap_or_default(),
         limits: r.limits.input(),
-        metadata: r.metadata.flatten().map(json_text),
+        metadata: metadata_with_tags(r.metadata.flatten(), r.tags)?,
         redaction_policy: r.redaction_policy.flatten().map(json_text),
         high_trust: r.high_trust.unwrap_or(false),
         keep_redacted_prompt: r.keep_redacted_prompt.unwrap_or(false),
@@ -54,8 +70,8 @@ pub(super) async fn team_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) ->
     Ok(Json(team_json(&admin.create_team(input).await?)))
 }
 
-pub(super) async fn team_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let r: TeamRequest = body(&bytes)?;
+pub(super) async fn team_update<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let r = TeamRequest::read(body)?;
     let team = required(r.team_id, "team_id")?;
     let mut clear = r.limits.nulls();
     if r.metadata.as_ref().is_some_and(Option::is_none) {
@@ -68,7 +84,14 @@ pub(super) async fn team_update<S: Store>(State(admin): Shared<S>, bytes: Bytes)
         alias: r.team_alias,
         models: r.models,
         limits: r.limits.input(),
-        metadata: r.metadata.flatten().map(json_text),
+        metadata: match (r.metadata, r.tags) {
+            // Tags alone are added to the team's current metadata, as LiteLLM does.
+            (None, Some(tags)) => {
+                let current = admin.get_team(&team).await?.team.metadata;
+                metadata_with_tags(Some(Value::Object(current.as_map().clone())), Some(tags))?
+            }
+            (metadata, tags) => metadata_with_tags(metadata.flatten(), tags)?,
+        },
         redaction_policy: r.redaction_policy.flatten().map(json_text),
         high_trust: r.high_trust,
         keep_redacted_prompt: r.keep_redacted_prompt,
@@ -80,17 +103,25 @@ pub(super) async fn team_update<S: Store>(State(admin): Shared<S>, bytes: Bytes)
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct TeamRef {
     team_id: Option<String>,
 }
 
-pub(super) async fn team_block<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let team = required(body::<TeamRef>(&bytes)?.team_id, "team_id")?;
+/// The `team_id` of a block or unblock body.
+fn team_ref(mut body: Body) -> Result<String, RestError> {
+    let team = body.required("team_id")?;
+    body.finish()?;
+    Ok(team)
+}
+
+pub(super) async fn team_block<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let team = team_ref(body)?;
     Ok(Json(team_json(&admin.set_team_blocked(&team, true).await?)))
 }
 
-pub(super) async fn team_unblock<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let team = required(body::<TeamRef>(&bytes)?.team_id, "team_id")?;
+pub(super) async fn team_unblock<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let team = team_ref(body)?;
     Ok(Json(team_json(
         &admin.set_team_blocked(&team, false).await?,
     )))

@@ -1,52 +1,44 @@
 //! `/user/*`: create, update, show and list users.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::error::RestError;
-use super::input::{body, required, LimitFields};
+use super::input::{required, Body, LimitFields};
 use super::views::{key_json, user_json};
 use super::{params, Answer, Params, Shared};
 use crate::admin::KeyQuery;
 use crate::store::Store;
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct UserRequest {
-    user_id: Option<String>,
-    /// LiteLLM's separate email field; here the email is the id.
-    user_email: Option<String>,
-    #[serde(flatten)]
-    limits: LimitFields,
+/// The user a `/user/new` or `/user/update` body names, and its limits. LiteLLM's separate
+/// `user_email` is accepted as the id when `user_id` is absent: here the email is the id.
+fn user_request(mut body: Body) -> Result<(String, LimitFields), RestError> {
+    let user_id: Option<String> = body.take("user_id")?;
+    let user_email: Option<String> = body.take("user_email")?;
+    let limits = LimitFields::take(&mut body)?;
+    body.finish()?;
+    Ok((required(user_id.or(user_email), "user_id")?, limits))
 }
 
-impl UserRequest {
-    fn id(&mut self) -> Result<String, RestError> {
-        required(self.user_id.take().or(self.user_email.take()), "user_id")
-    }
-}
-
-pub(super) async fn user_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let mut r: UserRequest = body(&bytes)?;
-    let id = r.id()?;
+pub(super) async fn user_new<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let (id, limits) = user_request(body)?;
     Ok(Json(user_json(
-        &admin.create_user(&id, r.limits.input()).await?,
+        &admin.create_user(&id, limits.input()).await?,
     )))
 }
 
-pub(super) async fn user_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let mut r: UserRequest = body(&bytes)?;
-    let id = r.id()?;
+pub(super) async fn user_update<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    let (id, limits) = user_request(body)?;
     let user = admin
-        .update_user(&id, r.limits.input(), &r.limits.nulls())
+        .update_user(&id, limits.input(), &limits.nulls())
         .await?;
     Ok(Json(user_json(&user)))
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct UserRef {
     user_id: Option<String>,
 }

@@ -1,0 +1,354 @@
+//! Bad input on every LiteLLM-compatible REST route, through the real `modelgate serve`:
+//! malformed JSON, wrong types, unknown fields, negative and huge limits, oversized bodies and
+//! unknown ids each get a clear 4xx JSON error naming the field, and nothing is half-written.
+
+// Marks the whole crate as test code, so clippy's allow-*-in-tests covers the helpers too.
+#![cfg(test)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::control_plane::ControlPlane;
+use support::rest::{error, http, Rest};
+
+/// A minimal valid body per POST route, naming existing objects (team `ml`, user `ana@corp.example`,
+/// model `llama3`, the key `key`).
+fn post_routes(key: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("/key/generate", json!({"team_id": "ml"})),
+        ("/key/update", json!({"key": key})),
+        ("/key/delete", json!({"keys": [key]})),
+        ("/key/block", json!({"key": key})),
+        ("/key/unblock", json!({"key": key})),
+        ("/team/new", json!({"team_alias": "fresh"})),
+        ("/team/update", json!({"team_id": "ml"})),
+        ("/team/block", json!({"team_id": "ml"})),
+        ("/team/unblock", json!({"team_id": "ml"})),
+        ("/user/new", json!({"user_id": "new@corp.example"})),
+        ("/user/update", json!({"user_id": "ana@corp.example"})),
+        ("/model/new", json!({"model_name": "fresh"})),
+        ("/model/update", json!({"model_name": "llama3"})),
+        ("/model/delete", json!({"model_name": "llama3"})),
+    ]
+}
+
+fn with(base: &Value, field: &str, value: Value) -> Value {
+    let mut body = base.clone();
+    body[field] = value;
+    body
+}
+
+/// Asserts a 400 naming `param` in the error's `param` and returns the message.
+fn refused(rest: &Rest, path: &str, body: Value, param: &str) -> String {
+    let (status, answer) = rest.post(path, body.clone());
+    let message = error(status, 400, &answer);
+    assert_eq!(answer["error"]["param"], param, "{path} {body}: {answer}");
+    message
+}
+
+fn start() -> (tempfile::TempDir, ControlPlane, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(dir.path(), &[], &[]);
+    let master = std::fs::read_to_string(cp.data_dir.join("master.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (dir, cp, master)
+}
+
+#[tokio::test]
+async fn every_route_refuses_bad_input_naming_the_field() {
+    let (_dir, cp, master) = start();
+    let rest = Rest {
+        addr: cp.http_addr,
+        key: &master,
+    };
+    rest.ok(rest.post(
+        "/team/new",
+        json!({"team_alias": "ml", "models": ["*"], "rpm_limit": 100}),
+    ));
+    rest.ok(rest.post("/user/new", json!({"user_id": "ana@corp.example"})));
+    rest.ok(rest.post("/model/new", json!({"model_name": "llama3"})));
+    let key = rest.ok(rest.post("/key/generate", json!({"team_id": "ml", "key_alias": "ci"})))
+        ["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    for (path, base) in post_routes(&key) {
+        // A field Modelgate does not implement is refused by name, never ignored.
+        let message = refused(
+            &rest,
+            path,
+            with(&base, "soft_budget", json!(5)),
+            "soft_budget",
+        );
+        assert!(message.contains("unknown field"), "{path}: {message}");
+
+        let (status, answer) = http(cp.http_addr, "POST", path, Some(&master), Some("{\"a\":"));
+        assert!(
+            error(status, 400, &answer).starts_with("invalid request body"),
+            "{path}"
+        );
+        for not_object in ["[1]", "\"text\"", ""] {
+            let (status, answer) =
+                http(cp.http_addr, "POST", path, Some(&master), Some(not_object));
+            assert_eq!(
+                error(status, 400, &answer),
+                "the request body must be a JSON object",
+                "{path} {not_object:?}"
+            );
+        }
+
+        let huge = json!({"metadata": {"note": "x".repeat(1 << 20)}}).to_string();
+        let (status, answer) = http(cp.http_addr, "POST", path, Some(&master), Some(&huge));
+        assert!(
+            error(status, 413, &answer).contains("larger than 1048576 bytes"),
+            "{path}: {answer}"
+        );
+    }
+
+    // Limits: wrong types, negative, zero, beyond what can be stored; on every route that
+    // takes them, creations and updates alike.
+    let limit_routes = [
+        ("/key/generate", json!({"team_id": "ml"})),
+        ("/key/update", json!({"key": key})),
+        ("/team/new", json!({"team_alias": "fresh"})),
+        ("/team/update", json!({"team_id": "ml"})),
+        ("/user/new", json!({"user_id": "new@corp.example"})),
+        ("/user/update", json!({"user_id": "ana@corp.example"})),
+    ];
+    let bad_limits = [
+        ("rpm_limit", json!("lots")),
+        ("rpm_limit", json!(-1)),
+        ("rpm_limit", json!(0)),
+        ("rpm_limit", json!(1.5)),
+        ("tpm_limit", json!(u64::MAX)),
+        ("tpm_limit", json!(1e30)),
+        ("max_parallel_requests", json!(5_000_000_000_u64)),
+        ("max_parallel_requests", json!(true)),
+        ("max_budget", json!(-5)),
+        ("max_budget", json!("ten")),
+        ("budget_duration", json!(30)),
+        ("budget_reset", json!(["rolling"])),
+    ];
+    for (path, base) in &limit_routes {
+        for (field, value) in &bad_limits {
+            let mut body = with(base, field, value.clone());
+            if *field == "budget_duration" || *field == "budget_reset" {
+                body["max_budget"] = json!(10);
+            }
+            let message = refused(&rest, path, body.clone(), field);
+            assert!(message.contains(field), "{path} {body}: {message}");
+        }
+    }
+
+    // Other typed fields.
+    for (path, body, param) in [
+        (
+            "/key/generate",
+            json!({"team_id": "ml", "models": "gpt-4"}),
+            "models",
+        ),
+        ("/key/generate", json!({"team_id": 7}), "team_id"),
+        (
+            "/key/generate",
+            json!({"team_id": "ml", "duration": "soon"}),
+            "duration",
+        ),
+        (
+            "/key/generate",
+            json!({"team_id": "ml", "metadata": [1]}),
+            "metadata",
+        ),
+        (
+            "/key/generate",
+            json!({"team_id": "ml", "tags": "prod"}),
+            "tags",
+        ),
+        (
+            "/key/update",
+            json!({"key": key, "blocked": "yes"}),
+            "blocked",
+        ),
+        ("/key/delete", json!({"keys": key}), "keys"),
+        (
+            "/team/new",
+            json!({"team_alias": "Not Valid"}),
+            "team_alias",
+        ),
+        (
+            "/team/new",
+            json!({"team_alias": "x", "high_trust": 1}),
+            "high_trust",
+        ),
+        (
+            "/team/update",
+            json!({"team_id": "ml", "idp_groups": "eng"}),
+            "idp_groups",
+        ),
+        ("/user/new", json!({"user_id": ["a@b.c"]}), "user_id"),
+        (
+            "/model/new",
+            json!({"model_name": "m", "default_max_tokens": -1}),
+            "default_max_tokens",
+        ),
+        (
+            "/model/new",
+            json!({"model_name": "m", "litellm_params": {"api_base": "http://x"}}),
+            "litellm_params",
+        ),
+        (
+            "/model/update",
+            json!({"model_name": "llama3", "input_cost_per_mtok": "free"}),
+            "input_cost_per_mtok",
+        ),
+    ] {
+        refused(&rest, path, body, param);
+    }
+
+    // Unknown ids: 404 in the same shape, on every route that names an object.
+    let missing = "zzzzzzzzzzzz";
+    for (path, body) in [
+        ("/key/update", json!({"key": missing, "rpm_limit": 1})),
+        ("/key/delete", json!({"keys": [missing]})),
+        ("/key/block", json!({"key": missing})),
+        ("/key/unblock", json!({"key": missing})),
+        ("/key/generate", json!({"team_id": "nope"})),
+        ("/team/update", json!({"team_id": "nope", "rpm_limit": 1})),
+        ("/team/block", json!({"team_id": "nope"})),
+        ("/team/unblock", json!({"team_id": "nope"})),
+        (
+            "/user/update",
+            json!({"user_id": "nobody@corp.example", "rpm_limit": 1}),
+        ),
+        (
+            "/model/update",
+            json!({"model_name": "nope", "cluster": "c"}),
+        ),
+        ("/model/delete", json!({"model_name": "nope"})),
+    ] {
+        let (status, answer) = rest.post(path, body.clone());
+        assert!(
+            error(status, 404, &answer).contains("not found"),
+            "{path} {body}: {answer}"
+        );
+    }
+    for path in [
+        format!("/key/info?key={missing}"),
+        "/team/info?team_id=nope".to_owned(),
+        "/user/info?user_id=nobody@corp.example".to_owned(),
+        format!("/spend/key?key={missing}"),
+        // (A user id that was never registered may still own keys, so its spend is 0, not 404.)
+        "/spend/team?team_id=nope".to_owned(),
+    ] {
+        let (status, answer) = rest.get(&path);
+        assert!(
+            error(status, 404, &answer).contains("not found"),
+            "{path}: {answer}"
+        );
+    }
+
+    // Query strings are as strict as bodies.
+    for path in [
+        "/key/info?key=x&verbose=1",
+        "/team/info?team_id=ml&expand=keys",
+        "/user/info?user_id=ana@corp.example&x=1",
+        "/spend/team?team_id=ml&start_date=2020-01-01",
+        "/key/list?team=ml",
+    ] {
+        let (status, answer) = rest.get(path);
+        let message = error(status, 400, &answer);
+        assert!(message.contains("unknown"), "{path}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_change_changes_nothing() {
+    let (_dir, cp, master) = start();
+    let rest = Rest {
+        addr: cp.http_addr,
+        key: &master,
+    };
+    rest.ok(rest.post(
+        "/team/new",
+        json!({"team_alias": "ml", "models": ["*"], "rpm_limit": 100, "max_budget": 10}),
+    ));
+    let key = rest.ok(rest.post(
+        "/key/generate",
+        json!({"team_id": "ml", "key_alias": "ci", "rpm_limit": 10, "metadata": {"env": "prod"}}),
+    ))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key_info = || rest.ok(rest.get(&format!("/key/info?key={key}")))["info"].clone();
+    let team_info = || rest.ok(rest.get("/team/info?team_id=ml"))["team_info"].clone();
+    let (key_before, team_before) = (key_info(), team_info());
+
+    // Valid changes next to a bad one: none of them lands.
+    for body in [
+        json!({"key": key, "key_alias": "renamed", "rpm_limit": -1}),
+        json!({"key": key, "key_alias": "renamed", "metadata": {"env": "dev"}, "allowed_routes": ["/chat"]}),
+        // Refused by the team's caps, after the body parsed.
+        json!({"key": key, "key_alias": "renamed", "rpm_limit": 1000}),
+    ] {
+        let (status, answer) = rest.post("/key/update", body.clone());
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(key_info(), key_before, "{body}");
+    }
+    for body in [
+        json!({"team_id": "ml", "team_alias": "renamed", "budget_duration": "1d", "max_budget": null}),
+        json!({"team_id": "ml", "team_alias": "renamed", "models": ["a"], "guardrails": ["pii"]}),
+    ] {
+        let (status, answer) = rest.post("/team/update", body.clone());
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(team_info(), team_before, "{body}");
+    }
+
+    // A delete naming one unknown key revokes none of them.
+    let (status, answer) = rest.post("/key/delete", json!({"keys": [key, "zzzzzzzzzzzz"]}));
+    error(status, 404, &answer);
+    assert_eq!(key_info()["revoked"], false);
+
+    // Nothing was created by refused creations either.
+    let (status, _) = rest.post("/team/new", json!({"team_alias": "half", "rpm_limit": "x"}));
+    assert_eq!(status, 400);
+    let (status, _) = rest.post(
+        "/key/generate",
+        json!({"team_id": "ml", "key_alias": "half", "permissions": {}}),
+    );
+    assert_eq!(status, 400);
+    let teams = rest.ok(rest.get("/team/list"));
+    assert_eq!(teams.as_array().unwrap().len(), 1, "{teams}");
+    let keys = rest.ok(rest.get("/key/list?return_full_object=true"));
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+}
+
+#[tokio::test]
+async fn litellm_tags_are_kept_in_metadata() {
+    let (_dir, cp, master) = start();
+    let rest = Rest {
+        addr: cp.http_addr,
+        key: &master,
+    };
+    rest.ok(rest.post(
+        "/team/new",
+        json!({"team_alias": "ml", "models": ["*"], "tags": ["ml"]}),
+    ));
+    let key = rest.ok(rest.post(
+        "/key/generate",
+        json!({"team_id": "ml", "metadata": {"owner": "ana"}, "tags": ["prod", "batch"]}),
+    ));
+    assert_eq!(
+        key["metadata"],
+        json!({"owner": "ana", "tags": ["prod", "batch"]})
+    );
+    let token = key["token"].as_str().unwrap();
+    let updated = rest.ok(rest.post("/key/update", json!({"key": token, "tags": ["dev"]})));
+    assert_eq!(
+        updated["metadata"],
+        json!({"owner": "ana", "tags": ["dev"]})
+    );
+    let team = rest.ok(rest.get("/team/info?team_id=ml"));
+    assert_eq!(team["team_info"]["metadata"]["tags"], json!(["ml"]));
+}
