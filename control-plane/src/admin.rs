@@ -49,6 +49,8 @@ pub type AdminResult<T> = Result<T, AdminError>;
 /// A new team as an admin typed it.
 #[derive(Debug, Clone, Default)]
 pub struct TeamInput {
+    /// Chosen by the caller, or drawn when `None`.
+    pub id: Option<String>,
     pub alias: String,
     pub models: Vec<String>,
     pub limits: LimitsInput,
@@ -269,8 +271,12 @@ impl<S: Store> Admin<S> {
     pub async fn create_team(&self, input: TeamInput) -> AdminResult<TeamView> {
         let now = Timestamp::now();
         let alias = TeamAlias::parse(&input.alias)?;
+        let id = match text(input.id.as_deref()) {
+            Some(id) => domain::parse_team_id(id)?,
+            None => domain::new_team_id()?,
+        };
         let mut team = Team::new(
-            domain::new_team_id()?,
+            id,
             alias.into_string(),
             domain::parse_models(&input.models)?,
             now,
@@ -418,6 +424,20 @@ impl<S: Store> Admin<S> {
             .collect())
     }
 
+    /// The public id of the live key named `alias` (LiteLLM addresses keys by `key_alias`
+    /// too).
+    pub async fn key_by_alias(&self, alias: &str) -> AdminResult<String> {
+        let keys = self.store.list_keys(&KeyFilter::default()).await?;
+        let mut named = keys
+            .into_iter()
+            .filter(|k| k.key.alias.as_deref() == Some(alias));
+        match (named.next(), named.next()) {
+            (Some(k), None) => Ok(k.key.public_id),
+            (None, _) => Err(StoreError::KeyNotFound(alias.to_owned()).into()),
+            (Some(_), Some(_)) => Err(ValidationError::AmbiguousKeyAlias(alias.to_owned()).into()),
+        }
+    }
+
     /// A key by public id or by the whole key.
     pub async fn get_key(&self, key: &str) -> AdminResult<KeyView> {
         let public_id = self.resolve_key(key).await?;
@@ -525,7 +545,7 @@ impl<S: Store> Admin<S> {
     pub async fn create_user(&self, user_id: &str, limits: LimitsInput) -> AdminResult<UserView> {
         let now = Timestamp::now();
         let user = User {
-            id: domain::parse_email(user_id)?,
+            id: domain::parse_user_record_id(user_id)?,
             limits: limits.to_limits(now)?,
             created_at: now,
         };

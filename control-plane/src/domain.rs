@@ -14,6 +14,7 @@ use crate::limits::{self, Limits, LimitsClear, LimitsInput};
 /// (`--team`) is never ambiguous between an id and an alias.
 pub const TEAM_ID_PREFIX: &str = "team_";
 const TEAM_ID_RANDOM_LEN: usize = 12;
+const MAX_TEAM_ID_LEN: usize = 64;
 const MAX_ALIAS_LEN: usize = 63;
 const MAX_MODEL_LEN: usize = 128;
 const MAX_USER_ID_LEN: usize = 254;
@@ -33,12 +34,14 @@ pub enum ValidationError {
     ModelWildcard(String),
     #[error("model route name {0:?} is invalid: a route names one model, without wildcards")]
     RouteWildcard(String),
-    #[error("user id is invalid: use at most 254 printable characters")]
+    #[error("team_id {0:?} is invalid: use 1-64 characters from A-Z, a-z, 0-9, '_', '.' and '-', starting with a letter or digit")]
+    TeamId(String),
+    #[error("user id is invalid: use 1-254 printable characters")]
     UserId,
-    #[error("user id {0:?} is invalid: a user is identified by an email address")]
-    Email(String),
     #[error("key alias is invalid: use at most 64 printable characters")]
     KeyAlias,
+    #[error("key_alias {0:?} names several live keys: address the key by its token instead")]
+    AmbiguousKeyAlias(String),
     #[error("a team is required (its id or alias)")]
     MissingTeam,
     #[error("{0:?} is not a key id: expected 12 characters a-z, 0-9 (the public id shown by `key list`)")]
@@ -100,9 +103,9 @@ impl ValidationError {
             Self::ModelName(_) | Self::ModelWildcard(_) | Self::ModelOutsideTeam { .. } => {
                 Some("models")
             }
-            Self::UserId | Self::Email(_) => Some("user_id"),
-            Self::KeyAlias => Some("key_alias"),
-            Self::MissingTeam => Some("team_id"),
+            Self::TeamId(_) | Self::MissingTeam => Some("team_id"),
+            Self::UserId => Some("user_id"),
+            Self::KeyAlias | Self::AmbiguousKeyAlias(_) => Some("key_alias"),
             Self::LimitZero(f)
             | Self::LimitTooLarge(f)
             | Self::SetAndCleared(f)
@@ -158,6 +161,21 @@ impl TeamAlias {
 impl fmt::Display for TeamAlias {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A team id chosen by the caller (LiteLLM lets `team/new` set it): ids end up in URLs,
+/// logs and audit records, so they stay short and plain.
+pub fn parse_team_id(s: &str) -> Result<String, ValidationError> {
+    let valid = !s.is_empty()
+        && s.len() <= MAX_TEAM_ID_LEN
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(ValidationError::TeamId(s.chars().take(64).collect()))
     }
 }
 
@@ -259,19 +277,10 @@ pub fn parse_user_id(s: &str) -> Result<Option<String>, ValidationError> {
     optional_text(s, MAX_USER_ID_LEN, ValidationError::UserId)
 }
 
-/// A user record's id: an email address (one `@` with text on both sides, no spaces).
-pub fn parse_email(s: &str) -> Result<String, ValidationError> {
-    let s = s.trim();
-    let valid = s.len() <= MAX_USER_ID_LEN
-        && s.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-        })
-        && s.chars().all(|c| !c.is_whitespace() && !c.is_control());
-    if valid {
-        Ok(s.to_owned())
-    } else {
-        Err(ValidationError::Email(s.chars().take(64).collect()))
-    }
+/// A user record's id: any stable string a key's `user_id` can name (an email, an IdP
+/// subject, a UUID), as LiteLLM allows.
+pub fn parse_user_record_id(s: &str) -> Result<String, ValidationError> {
+    parse_user_id(s)?.ok_or(ValidationError::UserId)
 }
 
 pub fn parse_key_alias(s: &str) -> Result<Option<String>, ValidationError> {
@@ -672,7 +681,7 @@ pub struct ListedKey {
 /// Someone who owns keys (by `user_id`), with optional limits across all of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
-    /// An email address.
+    /// Any stable string (an email, an IdP subject, a UUID).
     pub id: String,
     pub limits: Limits,
     pub created_at: Timestamp,

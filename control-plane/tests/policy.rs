@@ -441,8 +441,8 @@ async fn mistakes_name_the_field_in_one_line() {
         ),
         (&["team", "block", "nope"], "team \"nope\" not found"),
         (
-            &["user", "create", "not-an-email"],
-            "user id \"not-an-email\" is invalid: a user is identified by an email address",
+            &["user", "create", "a\tb"],
+            "user id is invalid: use 1-254 printable characters",
         ),
         (
             &["user", "update", "cy@example.com", "--rpm", "1"],
@@ -1096,9 +1096,9 @@ async fn rest_errors_are_json_with_clear_messages() {
         ),
         (
             "/team/new",
-            json!({"team_alias": "x", "team_id": "mine"}),
+            json!({"team_alias": "x", "team_id": "not mine"}),
             400,
-            "team_id is assigned by Modelgate",
+            "team_id \"not mine\" is invalid",
         ),
         (
             "/team/new",
@@ -1114,9 +1114,9 @@ async fn rest_errors_are_json_with_clear_messages() {
         ),
         (
             "/user/new",
-            json!({"user_id": "nobody"}),
+            json!({"user_id": "no\nbody"}),
             400,
-            "a user is identified by an email address",
+            "user id is invalid",
         ),
         (
             "/model/new",

@@ -352,3 +352,117 @@ async fn litellm_tags_are_kept_in_metadata() {
     let team = rest.ok(rest.get("/team/info?team_id=ml"));
     assert_eq!(team["team_info"]["metadata"]["tags"], json!(["ml"]));
 }
+
+#[tokio::test]
+async fn teams_and_keys_are_addressed_by_id_or_alias() {
+    let (_dir, cp, master) = start();
+    let rest = Rest {
+        addr: cp.http_addr,
+        key: &master,
+    };
+    // A caller-chosen team id, then used as LiteLLM scripts use it.
+    let team = rest.ok(rest.post(
+        "/team/new",
+        json!({"team_id": "team_engineering", "team_alias": "engineering", "models": ["*"]}),
+    ));
+    assert_eq!(team["team_id"], "team_engineering");
+    let drawn = rest.ok(rest.post("/team/new", json!({"team_alias": "research"})));
+    assert!(drawn["team_id"].as_str().unwrap().starts_with("team_"));
+    for team in ["team_engineering", "engineering"] {
+        let key = rest.ok(rest.post("/key/generate", json!({"team_id": team})));
+        assert_eq!(key["team_id"], "team_engineering", "{team}");
+    }
+
+    // One namespace for ids and aliases, so a name never means two teams.
+    for (body, status, message) in [
+        (
+            json!({"team_id": "team_engineering", "team_alias": "other"}),
+            409,
+            "already exists",
+        ),
+        (
+            json!({"team_id": "research", "team_alias": "other"}),
+            409,
+            "already exists",
+        ),
+        (json!({"team_id": "ops", "team_alias": "ops"}), 200, ""),
+        (
+            json!({"team_id": "x", "team_alias": "ops"}),
+            409,
+            "already exists",
+        ),
+        (
+            json!({"team_id": "team one", "team_alias": "other"}),
+            400,
+            "team_id \"team one\" is invalid",
+        ),
+        (
+            json!({"team_id": "_x", "team_alias": "other"}),
+            400,
+            "is invalid",
+        ),
+        (
+            json!({"team_id": "t".repeat(65), "team_alias": "other"}),
+            400,
+            "is invalid",
+        ),
+    ] {
+        let (got, answer) = rest.post("/team/new", body.clone());
+        if status == 200 {
+            assert_eq!(got, 200, "{body}: {answer}");
+        } else {
+            assert!(
+                error(got, status, &answer).contains(message),
+                "{body}: {answer}"
+            );
+        }
+    }
+    let (status, answer) = rest.post(
+        "/team/update",
+        json!({"team_id": "ops", "team_alias": "research"}),
+    );
+    error(status, 409, &answer);
+
+    // Updates by alias, as declarative clients send them.
+    let updated = rest.ok(rest.post(
+        "/team/update",
+        json!({"team_alias": "engineering", "rpm_limit": 50}),
+    ));
+    assert_eq!(updated["team_id"], "team_engineering");
+    assert_eq!(updated["rpm_limit"], 50);
+    rest.ok(rest.post(
+        "/key/generate",
+        json!({"team_id": "engineering", "key_alias": "ci"}),
+    ));
+    let key = rest.ok(rest.post(
+        "/key/update",
+        json!({"key_alias": "ci", "team_id": "team_engineering", "rpm_limit": 5}),
+    ));
+    assert_eq!(
+        (key["key_alias"].clone(), key["rpm_limit"].clone()),
+        (json!("ci"), json!(5))
+    );
+    let (status, answer) = rest.post(
+        "/key/update",
+        json!({"key_alias": "ci", "team_id": "research"}),
+    );
+    assert!(error(status, 400, &answer).contains("team_id cannot change"));
+    let (status, answer) = rest.post("/key/update", json!({"key_alias": "nope", "rpm_limit": 5}));
+    error(status, 404, &answer);
+    // Renaming still works when the key itself is named.
+    let token = key["token"].as_str().unwrap();
+    let renamed = rest.ok(rest.post("/key/update", json!({"key": token, "key_alias": "ci-2"})));
+    assert_eq!(renamed["key_alias"], "ci-2");
+    let info = rest.ok(rest.get(&format!("/key/info?key={token}")));
+    assert_eq!(info["info"]["rpm_limit"], 5);
+
+    // Users are any stable string, as LiteLLM's are.
+    for user in [
+        "krrish",
+        "ana@corp.example",
+        "6f1c2a7e-0b1d-4c55-9a3e-2f1d0c9b8a7e",
+    ] {
+        let created = rest.ok(rest.post("/user/new", json!({"user_id": user})));
+        assert_eq!(created["user_id"], user);
+    }
+}

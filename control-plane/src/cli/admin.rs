@@ -264,9 +264,9 @@ pub enum KeyCommand {
 
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Create a user (by email) with optional limits across all of their keys.
+    /// Create a user (any stable id, e.g. an email) with optional limits across all of their keys.
     Create {
-        /// The user's email address.
+        /// The user's id: any stable string, usually an email address.
         user_id: String,
         #[command(flatten)]
         limits: LimitArgs,
@@ -359,7 +359,7 @@ pub struct SpendArgs {
     /// A team id or alias.
     #[arg(long, group = "scope")]
     team: Option<String>,
-    /// A user id (email).
+    /// A user id (e.g. an email).
     #[arg(long, group = "scope")]
     user: Option<String>,
     /// Add daily totals (UTC) for the last --days days.

@@ -79,7 +79,7 @@ pub enum Command {
     /// Virtual keys: create, update, block, list with filters, revoke.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Users (by email) with limits across their keys.
+    /// Users (any stable id, e.g. an email) with limits across their keys.
     #[command(subcommand)]
     User(UserCommand),
     /// Model routes: public names, upstream names, clusters and prices.

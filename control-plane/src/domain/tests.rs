@@ -77,21 +77,27 @@ fn optional_fields() {
 }
 
 #[test]
-fn users_are_emails() {
-    assert_eq!(
-        parse_email(" ana@example.com "),
-        Ok("ana@example.com".into())
-    );
-    for bad in [
-        "",
-        "ana",
-        "@example.com",
-        "ana@",
-        "a b@example.com",
-        "a@b@c",
+fn users_are_any_stable_string_and_team_ids_are_plain() {
+    for id in [
+        "ana@example.com",
+        "krrish",
+        "6f1c2a7e-0b1d-4c55-9a3e-2f1d0c9b8a7e",
     ] {
+        assert_eq!(parse_user_record_id(&format!(" {id} ")), Ok(id.into()));
+    }
+    for bad in ["", "   ", "a\nb"] {
+        assert_eq!(
+            parse_user_record_id(bad),
+            Err(ValidationError::UserId),
+            "{bad:?}"
+        );
+    }
+    for id in ["team_engineering", "Eng-2", "6f1c2a7e-0b1d", "a.b"] {
+        assert_eq!(parse_team_id(id), Ok(id.into()));
+    }
+    for bad in ["", "_team", "team one", "team/x", "ünï", &"t".repeat(65)] {
         assert!(
-            matches!(parse_email(bad), Err(ValidationError::Email(_))),
+            matches!(parse_team_id(bad), Err(ValidationError::TeamId(_))),
             "{bad}"
         );
     }

@@ -41,6 +41,8 @@ pub(super) fn non_empty(s: String) -> Option<String> {
 
 pub(super) fn team_input(r: pb::CreateTeamRequest) -> TeamInput {
     TeamInput {
+        // Caller-chosen ids are a LiteLLM REST feature; gRPC and the CLI draw them.
+        id: None,
         alias: r.alias,
         models: r.models,
         limits: limits_input(r.limits),

@@ -40,6 +40,7 @@ pub fn reflection_services() -> Result<
 fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::TeamAliasTaken(_)
+        | StoreError::TeamIdTaken(_)
         | StoreError::UserExists(_)
         | StoreError::ModelExists(_)
         | StoreError::DataPlaneNameTaken(_)

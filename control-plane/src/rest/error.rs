@@ -80,6 +80,7 @@ impl From<AdminError> for RestError {
             ) => (StatusCode::NOT_FOUND, "not_found_error"),
             AdminError::Store(
                 StoreError::TeamAliasTaken(_)
+                | StoreError::TeamIdTaken(_)
                 | StoreError::UserExists(_)
                 | StoreError::ModelExists(_)
                 | StoreError::KeyRevoked(_),

@@ -66,12 +66,27 @@ pub(super) async fn key_generate<S: Store>(State(admin): Shared<S>, body: Body) 
 }
 
 pub(super) async fn key_update<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
-    let r = KeyRequest::read(body)?;
-    let key = required(r.key, "key")?;
-    if r.team_id.is_some() {
-        return Err(RestError::bad_request(
-            "team_id cannot change: a key stays in its team",
-        ));
+    let mut r = KeyRequest::read(body)?;
+    // Addressed by key (then `key_alias` renames it), or by alias alone, as declarative
+    // clients send their spec entries.
+    let key = match (r.key.take(), r.key_alias.take()) {
+        (Some(key), alias) => {
+            r.key_alias = alias;
+            required(Some(key), "key")?
+        }
+        (None, Some(Some(alias))) => admin.key_by_alias(&alias).await?,
+        (None, _) => return Err(RestError::missing("key")),
+    };
+    // Declarative clients send the key's whole spec, team included: naming the team the key
+    // is in already is no change.
+    if let Some(team) = &r.team_id {
+        let current = admin.get_key(&key).await?.key.team_id;
+        if admin.get_team(team).await?.team.id != current {
+            return Err(RestError::invalid(
+                "team_id",
+                "team_id cannot change: a key stays in its team",
+            ));
+        }
     }
     let mut clear = r.limits.nulls();
     for (name, null) in [

@@ -11,9 +11,13 @@
 //! go into `metadata` as LiteLLM keeps them. Errors are
 //! `{"error": {"message", "type", "param", "code"}}` with the HTTP status in `code`.
 //!
+//! Teams are named by id or alias wherever a `team_id` is accepted (one namespace: an id
+//! cannot equal another team's alias); `team/new` takes a caller-chosen `team_id`. Updates
+//! address a team by `team_id` or `team_alias`, a key by `key` or `key_alias`.
+//!
 //! Differences from LiteLLM: keys are referenced by the whole key or by their public id
 //! (`token` in responses); `/key/delete` revokes (the key stays listed as revoked, so filters
-//! answer "key revoked"); team ids are assigned by Modelgate; a key needs a team.
+//! answer "key revoked"); a key needs a team.
 
 mod error;
 mod input;

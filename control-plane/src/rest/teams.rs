@@ -51,12 +51,8 @@ impl TeamRequest {
 
 pub(super) async fn team_new<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
     let r = TeamRequest::read(body)?;
-    if r.team_id.is_some() {
-        return Err(RestError::bad_request(
-            "team_id is assigned by Modelgate; name the team with team_alias",
-        ));
-    }
     let input = TeamInput {
+        id: r.team_id,
         alias: required(r.team_alias, "team_alias")?,
         models: r.models.unwrap_or_default(),
         limits: r.limits.input(),
@@ -71,8 +67,13 @@ pub(super) async fn team_new<S: Store>(State(admin): Shared<S>, body: Body) -> A
 }
 
 pub(super) async fn team_update<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
-    let r = TeamRequest::read(body)?;
-    let team = required(r.team_id, "team_id")?;
+    let mut r = TeamRequest::read(body)?;
+    // Addressed by id (then `team_alias` renames), or by alias alone, as declarative
+    // clients send their spec entries.
+    let team = match r.team_id.take() {
+        Some(id) => required(Some(id), "team_id")?,
+        None => required(r.team_alias.take(), "team_id")?,
+    };
     let mut clear = r.limits.nulls();
     if r.metadata.as_ref().is_some_and(Option::is_none) {
         clear.push("metadata".into());

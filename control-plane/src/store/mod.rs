@@ -33,6 +33,8 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     #[error("a team with alias {0:?} already exists")]
     TeamAliasTaken(String),
+    #[error("a team with id {0:?} already exists (as an id or an alias)")]
+    TeamIdTaken(String),
     #[error("team {0:?} not found")]
     TeamNotFound(String),
     #[error("key {0:?} not found")]

@@ -54,7 +54,9 @@ pub(super) const SELECT_TEAM: &str = concat!(
     team_columns!(),
     " FROM teams WHERE team_id = $1 OR alias = $1"
 );
-pub(super) const SELECT_TEAM_ALIAS_TAKEN: &str = "SELECT 1 FROM teams WHERE alias = $1";
+/// Teams are named by id or alias in one namespace, so a name is taken by either.
+pub(super) const SELECT_TEAMS_NAMED: &str =
+    "SELECT team_id FROM teams WHERE alias = $1 OR team_id = $1";
 
 macro_rules! key_columns {
     () => {
@@ -531,12 +533,23 @@ macro_rules! impl_sql_store {
                 .transpose()
         }
 
-        async fn alias_taken(conn: &mut DbConnection, alias: &str) -> StoreResult<bool> {
-            Ok(sqlx::query(sql::SELECT_TEAM_ALIAS_TAKEN)
-                .bind(alias)
-                .fetch_optional(&mut *conn)
-                .await?
-                .is_some())
+        /// Whether a team other than `except` has `name` as its id or alias.
+        async fn name_taken(
+            conn: &mut DbConnection,
+            name: &str,
+            except: Option<&str>,
+        ) -> StoreResult<bool> {
+            let rows = sqlx::query(sql::SELECT_TEAMS_NAMED)
+                .bind(name)
+                .fetch_all(&mut *conn)
+                .await?;
+            for row in &rows {
+                let id: String = row.try_get(0)?;
+                if Some(id.as_str()) != except {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         }
 
         async fn find_key_on(
@@ -650,8 +663,11 @@ macro_rules! impl_sql_store {
                 // Bumping first takes the version row lock: policy writers run one at a time,
                 // so the alias check below cannot race another insert.
                 bump_version(&mut tx).await?;
-                if alias_taken(&mut tx, &team.alias).await? {
+                if name_taken(&mut tx, &team.alias, None).await? {
                     return Err(StoreError::TeamAliasTaken(team.alias.clone()));
+                }
+                if team.id != team.alias && name_taken(&mut tx, &team.id, None).await? {
+                    return Err(StoreError::TeamIdTaken(team.id.clone()));
                 }
                 let insert = sqlx::query(sql::INSERT_TEAM)
                     .bind(&team.id)
@@ -699,7 +715,9 @@ macro_rules! impl_sql_store {
                     // Dropping `tx` rolls the version bump back.
                     return Ok(team);
                 }
-                if updated.alias != team.alias && alias_taken(&mut tx, &updated.alias).await? {
+                if updated.alias != team.alias
+                    && name_taken(&mut tx, &updated.alias, Some(&team.id)).await?
+                {
                     return Err(StoreError::TeamAliasTaken(updated.alias));
                 }
                 let limits = LimitColumns::of(&updated.limits)?;
