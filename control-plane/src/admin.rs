@@ -5,6 +5,10 @@
 
 use std::sync::Arc;
 
+use modelgate_proto::v1::UsageRecord;
+use prost::Message;
+
+use crate::audit::AuditFilter;
 use crate::budget::{Budget, Window, DAY_MS};
 use crate::clock::Timestamp;
 use crate::domain::{
@@ -35,6 +39,8 @@ pub enum AdminError {
     PermissionDenied,
     #[error("cannot draw a key: {0}")]
     Random(#[from] RandomnessError),
+    #[error("an audit record does not decode (run `modelgate audit verify`): {0}")]
+    CorruptRecord(#[from] prost::DecodeError),
 }
 
 impl AdminError {
@@ -648,6 +654,50 @@ impl<S: Store> Admin<S> {
         let model = self.store.update_model(name.trim(), &patch).await?;
         tracing::info!(model = %model.name, "model route updated");
         Ok(model)
+    }
+
+    /// The public id of a key given whole or by public id.
+    pub async fn key_id(&self, key: &str) -> AdminResult<String> {
+        self.resolve_key(key).await
+    }
+
+    /// Usage records matching `filter`, in time order, at most `limit`.
+    pub async fn usage_records(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> AdminResult<Vec<UsageRecord>> {
+        let stored = self.store.query_records(filter, None, limit).await?;
+        stored
+            .iter()
+            .map(|r| Ok(UsageRecord::decode(r.record.as_slice())?))
+            .collect()
+    }
+
+    /// Deletes teams (by id or alias) with all their keys, all or nothing; returns the
+    /// teams' ids and how many keys went.
+    pub async fn delete_teams(&self, teams: &[String]) -> AdminResult<(Vec<String>, u64)> {
+        let names = teams
+            .iter()
+            .map(|t| team_ref(t).map(str::to_owned))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (deleted, keys) = self.store.delete_teams(&names).await?;
+        let ids: Vec<String> = deleted.into_iter().map(|t| t.id).collect();
+        tracing::info!(teams = ?ids, keys, "teams deleted");
+        Ok((ids, keys))
+    }
+
+    /// Deletes users with the keys they own, all or nothing; returns the users' ids and how
+    /// many keys went.
+    pub async fn delete_users(&self, users: &[String]) -> AdminResult<(Vec<String>, u64)> {
+        let ids = users
+            .iter()
+            .map(|u| domain::parse_user_record_id(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (deleted, keys) = self.store.delete_users(&ids).await?;
+        let ids: Vec<String> = deleted.into_iter().map(|u| u.id).collect();
+        tracing::info!(users = ?ids, keys, "users deleted");
+        Ok((ids, keys))
     }
 
     pub async fn delete_model(&self, name: &str) -> AdminResult<ModelRoute> {

@@ -466,3 +466,144 @@ async fn teams_and_keys_are_addressed_by_id_or_alias() {
         assert_eq!(created["user_id"], user);
     }
 }
+
+#[tokio::test]
+async fn deleting_teams_and_users_takes_their_keys_all_or_nothing() {
+    let (_dir, cp, master) = start();
+    let rest = Rest {
+        addr: cp.http_addr,
+        key: &master,
+    };
+    for alias in ["ml", "ops"] {
+        rest.ok(rest.post("/team/new", json!({"team_alias": alias, "models": ["*"]})));
+    }
+    rest.ok(rest.post("/user/new", json!({"user_id": "ana"})));
+    let mut tokens = Vec::new();
+    for body in [
+        json!({"team_id": "ml"}),
+        json!({"team_id": "ml", "user_id": "ana"}),
+        json!({"team_id": "ops", "user_id": "ana"}),
+        json!({"team_id": "ops", "metadata": {"env": "prod"}}),
+    ] {
+        tokens.push(
+            rest.ok(rest.post("/key/generate", body))["token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let live = || rest.ok(rest.get("/key/list?include_revoked=true"))["keys"].clone();
+
+    // One unknown name: nothing is deleted.
+    let (status, answer) = rest.post("/team/delete", json!({"team_ids": ["ml", "nope"]}));
+    error(status, 404, &answer);
+    assert_eq!(live().as_array().unwrap().len(), 4);
+    let (status, answer) = rest.post("/user/delete", json!({"user_ids": ["ana", "nobody"]}));
+    error(status, 404, &answer);
+    assert_eq!(live().as_array().unwrap().len(), 4);
+    let (status, answer) = rest.post("/team/delete", json!({"team_ids": []}));
+    assert_eq!(answer["error"]["param"], "team_ids");
+    error(status, 400, &answer);
+
+    // As in LiteLLM, a deleted user's keys go with it, and a deleted team's keys with it.
+    let deleted = rest.ok(rest.post("/user/delete", json!({"user_ids": ["ana"]})));
+    assert_eq!(
+        deleted,
+        json!({"deleted_users": ["ana"], "deleted_keys": 2})
+    );
+    assert_eq!(live(), json!([tokens[0], tokens[3]]));
+    let (status, answer) = rest.get("/user/info?user_id=ana");
+    error(status, 404, &answer);
+    let deleted = rest.ok(rest.post("/team/delete", json!({"team_ids": ["ops"]})));
+    assert_eq!(deleted["deleted_teams"].as_array().unwrap().len(), 1);
+    assert_eq!(deleted["deleted_keys"], 1);
+    assert_eq!(live(), json!([tokens[0]]));
+    let (status, answer) = rest.get("/team/info?team_id=ops");
+    error(status, 404, &answer);
+    // The alias is free again.
+    rest.ok(rest.post("/team/new", json!({"team_alias": "ops"})));
+}
+
+#[tokio::test]
+async fn spend_logs_are_litellm_rows_from_the_request_records() {
+    use modelgate_proto::v1 as pb;
+    let (_dir, cp, master) = start();
+    let rest = Rest {
+        addr: cp.http_addr,
+        key: &master,
+    };
+    rest.ok(rest.post(
+        "/team/new",
+        json!({"team_id": "team_ml", "team_alias": "ml", "models": ["*"]}),
+    ));
+    let key = rest.ok(rest.post("/key/generate", json!({"team_id": "ml", "user_id": "ana"})));
+    let (whole, token) = (key["key"].as_str().unwrap(), key["token"].as_str().unwrap());
+    let record =
+        |request_id: &str, timestamp_ms: i64, key_id: &str, user_id: &str| pb::UsageRecord {
+            request_id: request_id.into(),
+            timestamp_ms,
+            key_id: key_id.into(),
+            team_id: "team_ml".into(),
+            user_id: user_id.into(),
+            model_requested: "llama3".into(),
+            model_resolved: "llama3".into(),
+            tokens_in: 10,
+            tokens_out: 5,
+            spend: 0.25,
+            latency_ms: 1500,
+            status: pb::RequestStatus::Success.into(),
+            ..Default::default()
+        };
+    let day = 86_400_000;
+    let jan_2 = 1_767_312_000_000; // 2026-01-02T00:00:00Z
+    cp.policy_client()
+        .await
+        .report_usage(pb::ReportUsageRequest {
+            batch_id: "b1".into(),
+            node_id: "edge-1".into(),
+            records: vec![
+                record("r1", jan_2 + 1000, token, "ana"),
+                record("r2", jan_2 + day + 1000, token, "ana"),
+                record("r3", jan_2 + day + 2000, "otherkey0000", "bo"),
+            ],
+        })
+        .await
+        .unwrap();
+
+    let rows = rest.ok(rest.get("/spend/logs"));
+    assert_eq!(rows.as_array().unwrap().len(), 3, "{rows}");
+    let first = &rows[0];
+    assert_eq!(first["request_id"], "r1");
+    assert_eq!(first["api_key"], token);
+    assert_eq!(first["user"], "ana");
+    assert_eq!(first["team_id"], "team_ml");
+    assert_eq!(first["total_tokens"], 15);
+    assert_eq!(first["spend"], 0.25);
+    assert_eq!(first["startTime"], "2026-01-02T00:00:01.000Z");
+    assert_eq!(first["endTime"], "2026-01-02T00:00:02.500Z");
+    assert_eq!(first["status"], "success");
+    assert!(!rows.to_string().contains(whole));
+
+    let ids = |path: &str| -> Vec<String> {
+        rest.ok(rest.get(path))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["request_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&format!("/spend/logs?api_key={whole}")), ["r1", "r2"]);
+    assert_eq!(ids(&format!("/spend/logs?api_key={token}")), ["r1", "r2"]);
+    assert_eq!(ids("/spend/logs?user_id=bo"), ["r3"]);
+    assert_eq!(ids("/spend/logs?team_id=ml"), ["r1", "r2", "r3"]);
+    assert_eq!(
+        ids("/spend/logs?start_date=2026-01-02&end_date=2026-01-02"),
+        ["r1"]
+    );
+    assert_eq!(ids("/spend/logs?start_date=2026-01-03"), ["r2", "r3"]);
+    let (status, answer) = rest.get("/spend/logs?start_date=yesterday");
+    assert_eq!(answer["error"]["param"], "start_date");
+    error(status, 400, &answer);
+    let (status, answer) = rest.get("/spend/logs?summarize=true");
+    error(status, 400, &answer);
+}

@@ -67,6 +67,10 @@ pub(super) fn admin_status(e: AdminError) -> Status {
         AdminError::Store(e) => store_status(e),
         AdminError::Unauthenticated(msg) => Status::unauthenticated(msg),
         AdminError::PermissionDenied => Status::permission_denied(e.to_string()),
+        AdminError::CorruptRecord(e) => {
+            tracing::error!(error = %e, "an audit record does not decode");
+            Status::data_loss("an audit record does not decode; run `modelgate audit verify`")
+        }
         AdminError::Random(e) => {
             tracing::error!(error = %e, "cannot mint a key");
             Status::internal("cannot draw random bytes for a key")

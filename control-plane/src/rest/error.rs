@@ -97,7 +97,7 @@ impl From<AdminError> for RestError {
                     param: None,
                 };
             }
-            AdminError::Store(_) | AdminError::Random(_) => {
+            AdminError::Store(_) | AdminError::Random(_) | AdminError::CorruptRecord(_) => {
                 tracing::error!(error = %e, "admin request failed");
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,

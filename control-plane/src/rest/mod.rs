@@ -43,9 +43,9 @@ use serde_json::Value;
 use error::RestError;
 use keys::{key_block, key_delete, key_generate, key_info, key_list, key_unblock, key_update};
 use models::{model_delete, model_info, model_new, model_update};
-use spend::{spend_key, spend_team, spend_user};
-use teams::{team_block, team_info, team_list, team_new, team_unblock, team_update};
-use users::{user_info, user_list, user_new, user_update};
+use spend::{spend_key, spend_logs, spend_team, spend_user};
+use teams::{team_block, team_delete, team_info, team_list, team_new, team_unblock, team_update};
+use users::{user_delete, user_info, user_list, user_new, user_update};
 
 use crate::admin::{Admin, AdminError};
 use crate::store::Store;
@@ -62,12 +62,14 @@ pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
         .route("/key/list", get(key_list::<S>))
         .route("/team/new", post(team_new::<S>))
         .route("/team/update", post(team_update::<S>))
+        .route("/team/delete", post(team_delete::<S>))
         .route("/team/block", post(team_block::<S>))
         .route("/team/unblock", post(team_unblock::<S>))
         .route("/team/info", get(team_info::<S>))
         .route("/team/list", get(team_list::<S>))
         .route("/user/new", post(user_new::<S>))
         .route("/user/update", post(user_update::<S>))
+        .route("/user/delete", post(user_delete::<S>))
         .route("/user/info", get(user_info::<S>))
         .route("/user/list", get(user_list::<S>))
         .route("/model/new", post(model_new::<S>))
@@ -77,6 +79,7 @@ pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
         .route("/spend/key", get(spend_key::<S>))
         .route("/spend/team", get(spend_team::<S>))
         .route("/spend/user", get(spend_user::<S>))
+        .route("/spend/logs", get(spend_logs::<S>))
         .layer(DefaultBodyLimit::max(input::MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&admin),

@@ -109,6 +109,19 @@ pub(super) struct TeamRef {
     team_id: Option<String>,
 }
 
+/// LiteLLM's `{"team_ids": [...]}`; like LiteLLM, the teams' keys are deleted with them.
+pub(super) async fn team_delete<S: Store>(State(admin): Shared<S>, mut body: Body) -> Answer {
+    let team_ids: Vec<String> = body.take("team_ids")?.unwrap_or_default();
+    body.finish()?;
+    if team_ids.is_empty() {
+        return Err(RestError::missing("team_ids"));
+    }
+    let (deleted, keys) = admin.delete_teams(&team_ids).await?;
+    Ok(Json(
+        json!({"deleted_teams": deleted, "deleted_keys": keys}),
+    ))
+}
+
 /// The `team_id` of a block or unblock body.
 fn team_ref(mut body: Body) -> Result<String, RestError> {
     let team = body.required("team_id")?;

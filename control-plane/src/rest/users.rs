@@ -37,6 +37,19 @@ pub(super) async fn user_update<S: Store>(State(admin): Shared<S>, body: Body) -
     Ok(Json(user_json(&user)))
 }
 
+/// LiteLLM's `{"user_ids": [...]}`; like LiteLLM, the keys they own are deleted with them.
+pub(super) async fn user_delete<S: Store>(State(admin): Shared<S>, mut body: Body) -> Answer {
+    let user_ids: Vec<String> = body.take("user_ids")?.unwrap_or_default();
+    body.finish()?;
+    if user_ids.is_empty() {
+        return Err(RestError::missing("user_ids"));
+    }
+    let (deleted, keys) = admin.delete_users(&user_ids).await?;
+    Ok(Json(
+        json!({"deleted_users": deleted, "deleted_keys": keys}),
+    ))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UserRef {

@@ -2,7 +2,10 @@
 
 use serde_json::{json, Map, Value};
 
+use modelgate_proto::v1::{RequestStatus, UsageRecord};
+
 use crate::admin::{KeyView, SpendReport, TeamView, UserView};
+use crate::audit::RecordStatus;
 use crate::clock::Timestamp;
 use crate::domain::ModelRoute;
 use crate::limits::Limits;
@@ -135,4 +138,37 @@ pub(super) fn spend_report_json(r: &SpendReport) -> Value {
     }));
     limits_json(&r.limits, &mut out);
     Value::Object(out)
+}
+
+/// One request as a LiteLLM spend log row; `api_key` is the key's public id (never the key),
+/// `metadata` carries Modelgate's outcome.
+pub(super) fn spend_log_json(r: &UsageRecord) -> Value {
+    let start = Timestamp::from_millis(r.timestamp_ms);
+    let end = Timestamp::from_millis(r.timestamp_ms + i64::from(r.latency_ms));
+    let status = RecordStatus::from_proto(
+        RequestStatus::try_from(r.status).unwrap_or(RequestStatus::Unspecified),
+    );
+    json!({
+        "request_id": r.request_id,
+        "call_type": r.path,
+        "api_key": r.key_id,
+        "user": r.user_id,
+        "team_id": r.team_id,
+        "model": r.model_requested,
+        "model_group": r.model_resolved,
+        "spend": r.spend,
+        "prompt_tokens": r.tokens_in,
+        "completion_tokens": r.tokens_out,
+        "total_tokens": r.tokens_in + r.tokens_out,
+        "startTime": start.to_rfc3339(),
+        "endTime": end.to_rfc3339(),
+        "requester_ip_address": r.client_ip,
+        "status": if status == RecordStatus::Success { "success" } else { "failure" },
+        "metadata": {
+            "status": status.as_str(),
+            "reason": r.reason,
+            "http_status": r.http_status,
+            "auth_method": r.auth_method,
+        },
+    })
 }

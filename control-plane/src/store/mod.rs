@@ -143,6 +143,13 @@ pub trait TeamStore: Send + Sync {
         patch: &TeamPatch,
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<Team>> + Send;
+    /// Deletes the teams (by id or alias) and every key of theirs, revoked ones included (as
+    /// LiteLLM deletes a team's keys), all or nothing; returns the teams and how many keys
+    /// went. [`StoreError::TeamNotFound`] deletes nothing.
+    fn delete_teams(
+        &self,
+        ids_or_aliases: &[String],
+    ) -> impl Future<Output = StoreResult<(Vec<Team>, u64)>> + Send;
 }
 
 pub trait KeyStore: Send + Sync {
@@ -199,6 +206,13 @@ pub trait UserStore: Send + Sync {
     fn find_user(&self, user_id: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
     /// Users ordered by id.
     fn list_users(&self) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
+    /// Deletes the users and every key naming them as owner (as LiteLLM does), all or
+    /// nothing; returns the users and how many keys went. [`StoreError::UserNotFound`]
+    /// deletes nothing.
+    fn delete_users(
+        &self,
+        user_ids: &[String],
+    ) -> impl Future<Output = StoreResult<(Vec<User>, u64)>> + Send;
 }
 
 pub trait ModelStore: Send + Sync {

@@ -167,6 +167,14 @@ pub(super) const UPDATE_MODEL: &str = "UPDATE models SET upstream_model = $2, cl
      input_cost_per_mtok = $4, output_cost_per_mtok = $5, default_max_tokens = $6 \
      WHERE name = $1";
 pub(super) const DELETE_MODEL: &str = "DELETE FROM models WHERE name = $1";
+pub(super) const DELETE_TEAM_KEY_TAGS: &str =
+    "DELETE FROM key_tags WHERE public_id IN (SELECT public_id FROM api_keys WHERE team_id = $1)";
+pub(super) const DELETE_TEAM_KEYS: &str = "DELETE FROM api_keys WHERE team_id = $1";
+pub(super) const DELETE_TEAM: &str = "DELETE FROM teams WHERE team_id = $1";
+pub(super) const DELETE_USER_KEY_TAGS: &str =
+    "DELETE FROM key_tags WHERE public_id IN (SELECT public_id FROM api_keys WHERE user_id = $1)";
+pub(super) const DELETE_USER_KEYS: &str = "DELETE FROM api_keys WHERE user_id = $1";
+pub(super) const DELETE_USER: &str = "DELETE FROM users WHERE user_id = $1";
 pub(super) const SELECT_MODEL: &str =
     concat!("SELECT ", model_columns!(), " FROM models WHERE name = $1");
 pub(super) const SELECT_MODELS: &str =
@@ -737,6 +745,42 @@ macro_rules! impl_sql_store {
                 tx.commit().await?;
                 Ok(updated)
             }
+
+            async fn delete_teams(
+                &self,
+                ids_or_aliases: &[String],
+            ) -> StoreResult<(Vec<Team>, u64)> {
+                let mut tx = self.begin_write().await?;
+                bump_version(&mut tx).await?;
+                let (mut teams, mut keys) = (Vec::new(), 0);
+                for name in ids_or_aliases {
+                    let team = find_team_on(&mut tx, name)
+                        .await?
+                        .ok_or_else(|| StoreError::TeamNotFound(name.clone()))?;
+                    let statements = [
+                        sql::DELETE_TEAM_KEY_TAGS,
+                        sql::DELETE_TEAM_KEYS,
+                        sql::DELETE_TEAM,
+                    ];
+                    keys += delete_cascade(&mut tx, statements, &team.id).await?;
+                    teams.push(team);
+                }
+                tx.commit().await?;
+                Ok((teams, keys))
+            }
+        }
+
+        /// Deletes an owner's key tags, keys and then the owner itself (three statements
+        /// binding `id`); returns how many keys went.
+        async fn delete_cascade(
+            conn: &mut DbConnection,
+            [tags, keys, owner]: [&str; 3],
+            id: &str,
+        ) -> StoreResult<u64> {
+            sqlx::query(tags).bind(id).execute(&mut *conn).await?;
+            let deleted = sqlx::query(keys).bind(id).execute(&mut *conn).await?;
+            sqlx::query(owner).bind(id).execute(&mut *conn).await?;
+            Ok(deleted.rows_affected())
         }
 
         impl KeyStore for $store {
@@ -925,6 +969,26 @@ macro_rules! impl_sql_store {
                     .iter()
                     .map(user_from_row)
                     .collect()
+            }
+
+            async fn delete_users(&self, user_ids: &[String]) -> StoreResult<(Vec<User>, u64)> {
+                let mut tx = self.begin_write().await?;
+                bump_version(&mut tx).await?;
+                let (mut users, mut keys) = (Vec::new(), 0);
+                for id in user_ids {
+                    let user = find_user_on(&mut tx, id)
+                        .await?
+                        .ok_or_else(|| StoreError::UserNotFound(id.clone()))?;
+                    let statements = [
+                        sql::DELETE_USER_KEY_TAGS,
+                        sql::DELETE_USER_KEYS,
+                        sql::DELETE_USER,
+                    ];
+                    keys += delete_cascade(&mut tx, statements, &user.id).await?;
+                    users.push(user);
+                }
+                tx.commit().await?;
+                Ok((users, keys))
             }
         }
 
