@@ -656,6 +656,23 @@ impl<S: Store> Admin<S> {
         Ok(model)
     }
 
+    /// A new secret for a live key (LiteLLM's `key/regenerate`); the old one stops working
+    /// at the next snapshot. The key keeps its public id, settings and spend.
+    pub async fn regenerate_key(&self, key: &str) -> AdminResult<CreatedKey> {
+        let public_id = self.resolve_key(key).await?;
+        let minted = MintedKey::with_public_id(public_id)?;
+        let key = self
+            .store
+            .replace_key_secret(&minted.public_id, &minted.sha256, &minted.last4)
+            .await?;
+        tracing::info!(public_id = %key.public_id, "key regenerated");
+        let view = self.get_key(&key.public_id).await?;
+        Ok(CreatedKey {
+            view,
+            secret: minted.secret,
+        })
+    }
+
     /// The public id of a key given whole or by public id.
     pub async fn key_id(&self, key: &str) -> AdminResult<String> {
         self.resolve_key(key).await

@@ -55,7 +55,12 @@ pub struct MintedKey {
 
 impl MintedKey {
     pub fn generate() -> Result<Self, RandomnessError> {
-        let public_id = random_string(BASE36, PUBLIC_ID_LEN)?;
+        Self::with_public_id(random_string(BASE36, PUBLIC_ID_LEN)?)
+    }
+
+    /// A new secret for an existing key: the key keeps its public id (and so its spend,
+    /// audit trail and references), only the secret changes.
+    pub fn with_public_id(public_id: String) -> Result<Self, RandomnessError> {
         let secret = random_string(BASE62, SECRET_LEN)?;
         let whole = format!("{KEY_PREFIX}{public_id}-{secret}");
         Ok(Self {

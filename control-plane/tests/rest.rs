@@ -607,3 +607,56 @@ async fn spend_logs_are_litellm_rows_from_the_request_records() {
     let (status, answer) = rest.get("/spend/logs?summarize=true");
     error(status, 400, &answer);
 }
+
+#[tokio::test]
+async fn regenerate_replaces_the_secret_and_keeps_the_key() {
+    let (_dir, cp, master) = start();
+    let rest = Rest {
+        addr: cp.http_addr,
+        key: &master,
+    };
+    rest.ok(rest.post("/team/new", json!({"team_alias": "ml", "models": ["*"]})));
+    let old = rest.ok(rest.post(
+        "/key/generate",
+        json!({"team_id": "ml", "key_alias": "ci", "rpm_limit": 7}),
+    ));
+    let (old_key, token) = (old["key"].as_str().unwrap(), old["token"].as_str().unwrap());
+
+    let new = rest.ok(rest.post("/key/regenerate", json!({"key": old_key})));
+    let new_key = new["key"].as_str().unwrap();
+    assert_ne!(new_key, old_key);
+    assert_eq!(new["token"], token);
+    assert_eq!(new["rpm_limit"], 7);
+    // The old secret is gone; the new one names the same key.
+    let (status, answer) = rest.get(&format!("/key/info?key={old_key}"));
+    error(status, 404, &answer);
+    assert_eq!(
+        rest.ok(rest.get(&format!("/key/info?key={new_key}")))["key"],
+        token
+    );
+
+    // LiteLLM's path form, and by alias.
+    let again = rest.ok(rest.post(
+        &format!("/key/{token}/regenerate"),
+        json!({"grace_period": "0s"}),
+    ));
+    assert_ne!(again["key"], new["key"]);
+    let by_alias = rest.ok(rest.post("/key/regenerate", json!({"key_alias": "ci"})));
+    assert_eq!(by_alias["token"], token);
+
+    // A grace period is not honoured yet, so it is refused rather than ignored.
+    for grace in [json!("24h"), json!(60), json!("s")] {
+        let (status, answer) = rest.post(
+            "/key/regenerate",
+            json!({"key": token, "grace_period": grace}),
+        );
+        assert_eq!(answer["error"]["param"], "grace_period", "{answer}");
+        error(status, 400, &answer);
+    }
+    let (status, answer) = rest.post("/key/regenerate", json!({"key": token, "models": ["x"]}));
+    assert_eq!(answer["error"]["param"], "models");
+    error(status, 400, &answer);
+    rest.ok(rest.post("/key/delete", json!({"keys": [token]})));
+    let (status, answer) = rest.post("/key/regenerate", json!({"key": token}));
+    error(status, 409, &answer);
+}

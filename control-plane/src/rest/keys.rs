@@ -1,6 +1,6 @@
 //! `/key/*`: generate, update, delete, block, info and list virtual keys.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -9,7 +9,7 @@ use super::error::RestError;
 use super::input::{metadata_with_tags, required, Body, LimitFields};
 use super::views::{key_json, object};
 use super::{params, Answer, Params, Shared};
-use crate::admin::{KeyInput, KeyQuery, KeyUpdate};
+use crate::admin::{Admin, KeyInput, KeyQuery, KeyUpdate};
 use crate::store::Store;
 
 /// The fields of `/key/generate` and `/key/update`.
@@ -144,6 +144,54 @@ pub(super) async fn key_delete<S: Store>(State(admin): Shared<S>, mut body: Body
 #[serde(deny_unknown_fields)]
 pub(super) struct KeyRef {
     key: Option<String>,
+}
+
+/// A new secret for a key named by `key` (or `key_alias`), answered like `key/generate`.
+/// `grace_period` (LiteLLM's, e.g. `"24h"`) is accepted only as `0`/absent for now: the old
+/// secret stops working with the next snapshot, and a longer grace is refused rather than
+/// silently not honoured.
+async fn regenerate<S: Store>(admin: &Admin<S>, key: Option<String>, mut body: Body) -> Answer {
+    let key = match key.or(body.take("key")?) {
+        Some(key) => key,
+        None => match body.take::<String>("key_alias")? {
+            Some(alias) => admin.key_by_alias(&alias).await?,
+            None => return Err(RestError::missing("key")),
+        },
+    };
+    let grace: Option<Value> = body.take("grace_period")?;
+    body.finish()?;
+    let no_grace = match &grace {
+        None => true,
+        Some(Value::Number(n)) => n.as_u64() == Some(0),
+        Some(Value::String(s)) => {
+            let digits = s.trim().trim_end_matches(['s', 'm', 'h', 'd']);
+            !digits.is_empty() && digits.chars().all(|c| c == '0')
+        }
+        Some(_) => false,
+    };
+    if !no_grace {
+        return Err(RestError::invalid(
+            "grace_period",
+            "grace_period is not supported yet: the old secret stops working at once; omit it or pass \"0\"",
+        ));
+    }
+    let created = admin.regenerate_key(&key).await?;
+    let mut out = object(key_json(&created.view));
+    out.insert("key".into(), json!(created.secret.expose()));
+    Ok(Json(Value::Object(out)))
+}
+
+pub(super) async fn key_regenerate<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+    regenerate(&admin, None, body).await
+}
+
+/// LiteLLM's `/key/{key}/regenerate` form (with a JSON body, `{}` when there is nothing more).
+pub(super) async fn key_regenerate_path<S: Store>(
+    State(admin): Shared<S>,
+    Path(key): Path<String>,
+    body: Body,
+) -> Answer {
+    regenerate(&admin, Some(key), body).await
 }
 
 /// The `key` of a block or unblock body.

@@ -41,7 +41,10 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use error::RestError;
-use keys::{key_block, key_delete, key_generate, key_info, key_list, key_unblock, key_update};
+use keys::{
+    key_block, key_delete, key_generate, key_info, key_list, key_regenerate, key_regenerate_path,
+    key_unblock, key_update,
+};
 use models::{model_delete, model_info, model_new, model_update};
 use spend::{spend_key, spend_logs, spend_team, spend_user};
 use teams::{team_block, team_delete, team_info, team_list, team_new, team_unblock, team_update};
@@ -56,6 +59,8 @@ pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
         .route("/key/generate", post(key_generate::<S>))
         .route("/key/update", post(key_update::<S>))
         .route("/key/delete", post(key_delete::<S>))
+        .route("/key/regenerate", post(key_regenerate::<S>))
+        .route("/key/{key}/regenerate", post(key_regenerate_path::<S>))
         .route("/key/block", post(key_block::<S>))
         .route("/key/unblock", post(key_unblock::<S>))
         .route("/key/info", get(key_info::<S>))

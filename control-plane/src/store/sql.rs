@@ -131,6 +131,8 @@ pub(super) const SELECT_KEY_BY_HASH: &str = concat!(
     " FROM api_keys WHERE key_sha256 = $1"
 );
 pub(super) const DELETE_KEY_TAGS: &str = "DELETE FROM key_tags WHERE public_id = $1";
+pub(super) const UPDATE_KEY_SECRET: &str =
+    "UPDATE api_keys SET key_sha256 = $2, last4 = $3 WHERE public_id = $1";
 pub(super) const INSERT_KEY_TAG: &str =
     "INSERT INTO key_tags (public_id, tag_name, tag_value) VALUES ($1, $2, $3)";
 
@@ -859,6 +861,34 @@ macro_rules! impl_sql_store {
                     .as_ref()
                     .map(key_from_row)
                     .transpose()
+            }
+
+            async fn replace_key_secret(
+                &self,
+                public_id: &str,
+                sha256: &[u8; 32],
+                last4: &str,
+            ) -> StoreResult<ApiKey> {
+                let mut tx = self.begin_write().await?;
+                bump_version(&mut tx).await?;
+                let key = find_key_on(&mut tx, public_id)
+                    .await?
+                    .ok_or_else(|| StoreError::KeyNotFound(public_id.to_owned()))?;
+                if key.status == KeyStatus::Revoked {
+                    return Err(StoreError::KeyRevoked(public_id.to_owned()));
+                }
+                sqlx::query(sql::UPDATE_KEY_SECRET)
+                    .bind(public_id)
+                    .bind(hex::encode(sha256))
+                    .bind(last4)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(ApiKey {
+                    key_sha256: *sha256,
+                    last4: last4.to_owned(),
+                    ..key
+                })
             }
 
             async fn revoke_key(&self, public_id: &str, at: Timestamp) -> StoreResult<ApiKey> {
