@@ -1,15 +1,25 @@
 //! Admin operations, shared by the gRPC `AdminService` and the LiteLLM-compatible REST API:
-//! who may call them, how raw input becomes validated domain values, key minting, and what
-//! admins see (entities with their current budget state). Transports only map their wire
-//! format to these inputs and [`AdminError`] to their status codes.
+//! how raw input becomes validated domain values, key minting, and what admins see (entities
+//! with their current budget state). Every operation takes the [`Caller`] first and asks
+//! [`access`] whether it may, with the action and the object it resolved. Transports only
+//! map their wire format to these inputs and [`AdminError`] to their status codes.
+
+pub mod access;
+mod admin_keys;
 
 use std::sync::Arc;
 
+pub use access::{FieldChange, Target};
+pub use admin_keys::{AdminKeyInput, CreatedAdminKey};
+
+use crate::admin_key::AdminKeyError;
+use crate::audit::AuditLog;
+use crate::authz::{self, Action, Caller, Denied, Object};
 use crate::budget::{Budget, Window, DAY_MS};
 use crate::clock::Timestamp;
 use crate::domain::{
-    self, ApiKey, Change, DailySpend, KeyFilter, KeyPatch, KeyStatus, Metadata, ModelPatch,
-    ModelRoute, NewKey, ScopeKind, Team, TeamAlias, TeamPatch, User, UserPatch, ValidationError,
+    self, ApiKey, Change, DailySpend, KeyFilter, KeyPatch, Metadata, ModelPatch, ModelRoute,
+    NewKey, ScopeKind, Team, TeamAlias, TeamPatch, User, UserPatch, ValidationError,
 };
 use crate::identity;
 use crate::keys::{self, KeySecret, MintedKey, RandomnessError};
@@ -30,9 +40,11 @@ pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
-    Unauthenticated(&'static str),
-    #[error("virtual keys cannot call the admin API; use the master key")]
-    PermissionDenied,
+    Unauthenticated(String),
+    #[error(transparent)]
+    AdminKey(#[from] AdminKeyError),
+    #[error("permission denied: {0}")]
+    Denied(#[from] Denied),
     #[error("cannot draw a key: {0}")]
     Random(#[from] RandomnessError),
 }
@@ -40,7 +52,10 @@ pub enum AdminError {
 impl AdminError {
     /// Validation failures, whether found before or inside a store transaction.
     pub fn is_invalid(&self) -> bool {
-        matches!(self, Self::Invalid(_) | Self::Store(StoreError::Invalid(_)))
+        matches!(
+            self,
+            Self::Invalid(_) | Self::AdminKey(_) | Self::Store(StoreError::Invalid(_))
+        )
     }
 }
 
@@ -188,6 +203,8 @@ pub struct Admin<S> {
     store: S,
     spend: Arc<SpendTracker>,
     master_key: MasterKey,
+    /// Where admin writes and denials are chained; `None` only in tools without a log.
+    audit: Option<Arc<AuditLog<S>>>,
 }
 
 fn text(s: Option<&str>) -> Option<&str> {
@@ -199,42 +216,18 @@ fn metadata(json: Option<&str>) -> Result<Metadata, ValidationError> {
 }
 
 impl<S: Store> Admin<S> {
-    pub fn new(store: S, spend: Arc<SpendTracker>, master_key: MasterKey) -> Self {
+    pub fn new(
+        store: S,
+        spend: Arc<SpendTracker>,
+        master_key: MasterKey,
+        audit: Option<Arc<AuditLog<S>>>,
+    ) -> Self {
         Self {
             store,
             spend,
             master_key,
+            audit,
         }
-    }
-
-    /// Admits `Bearer <master key>`. A valid virtual key is a known caller without the admin
-    /// role ([`AdminError::PermissionDenied`]); anything else is unauthenticated.
-    pub async fn authorize(&self, authorization: Option<&str>, peer: &str) -> AdminResult<()> {
-        let Some(value) = authorization else {
-            tracing::warn!(%peer, "admin call without authorization");
-            return Err(AdminError::Unauthenticated(
-                "missing authorization: send 'Authorization: Bearer <master key>'",
-            ));
-        };
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .ok_or(AdminError::Unauthenticated(
-                "malformed authorization: expected 'Bearer <master key>'",
-            ))?;
-        if self.master_key.matches(token) {
-            return Ok(());
-        }
-        if keys::public_id_of(token).is_some() {
-            let known = self.store.find_key_by_hash(&keys::hash_key(token)).await?;
-            if known.is_some_and(|k| k.status == KeyStatus::Active) {
-                tracing::warn!(%peer, "admin call with a virtual key");
-                return Err(AdminError::PermissionDenied);
-            }
-        }
-        tracing::warn!(%peer, "admin call with an invalid master key");
-        Err(AdminError::Unauthenticated("invalid master key"))
     }
 
     fn state_of(&self, kind: ScopeKind, id: &str, limits: &Limits) -> Option<SpendState> {
@@ -266,7 +259,9 @@ impl<S: Store> Admin<S> {
         }
     }
 
-    pub async fn create_team(&self, input: TeamInput) -> AdminResult<TeamView> {
+    pub async fn create_team(&self, caller: &Caller, input: TeamInput) -> AdminResult<TeamView> {
+        self.permit(caller, Action::CreateTeam, Object::Global, Target::NONE)
+            .await?;
         let now = Timestamp::now();
         let alias = TeamAlias::parse(&input.alias)?;
         let mut team = Team::new(
@@ -285,25 +280,53 @@ impl<S: Store> Admin<S> {
         team.idp_groups = identity::parse_names("IdP group", &input.idp_groups)?;
         self.store.create_team(&team).await?;
         tracing::info!(team_id = %team.id, alias = %team.alias, "team created");
+        self.record_write(
+            caller,
+            Action::CreateTeam,
+            Target::new("team", &team.id),
+            access::changes(&[], &access::team_fields(&team)),
+        )
+        .await;
         Ok(self.team_view(team))
     }
 
-    pub async fn list_teams(&self) -> AdminResult<Vec<TeamView>> {
+    /// The teams the caller may read.
+    pub async fn list_teams(&self, caller: &Caller) -> AdminResult<Vec<TeamView>> {
         let teams = self.store.list_teams().await?;
-        Ok(teams.into_iter().map(|t| self.team_view(t)).collect())
+        Ok(teams
+            .into_iter()
+            .filter(|t| authz::authorize(caller, Action::ReadTeam, &Object::Team(&t.id)).is_ok())
+            .map(|t| self.team_view(t))
+            .collect())
     }
 
-    pub async fn get_team(&self, team: &str) -> AdminResult<TeamView> {
+    async fn find_team(&self, team: &str) -> AdminResult<Team> {
         let team = team_ref(team)?;
-        let found = self
+        Ok(self
             .store
             .find_team(team)
             .await?
-            .ok_or_else(|| StoreError::TeamNotFound(team.to_owned()))?;
+            .ok_or_else(|| StoreError::TeamNotFound(team.to_owned()))?)
+    }
+
+    pub async fn get_team(&self, caller: &Caller, team: &str) -> AdminResult<TeamView> {
+        let found = self.find_team(team).await?;
+        self.permit(
+            caller,
+            Action::ReadTeam,
+            Object::Team(&found.id),
+            Target::new("team", &found.id),
+        )
+        .await?;
         Ok(self.team_view(found))
     }
 
-    pub async fn update_team(&self, team: &str, update: TeamUpdate) -> AdminResult<TeamView> {
+    pub async fn update_team(
+        &self,
+        caller: &Caller,
+        team: &str,
+        update: TeamUpdate,
+    ) -> AdminResult<TeamView> {
         let team = team_ref(team)?;
         let (limits_clear, own) = domain::parse_clear_list(
             update.clear.iter().map(String::as_str),
@@ -336,27 +359,54 @@ impl<S: Store> Admin<S> {
                 .map(|g| identity::parse_names("IdP group", g))
                 .transpose()?,
         };
-        self.patch_team(team, &patch).await
+        self.patch_team(caller, team, &patch).await
     }
 
-    pub async fn set_team_blocked(&self, team: &str, blocked: bool) -> AdminResult<TeamView> {
-        self.patch_team(team_ref(team)?, &TeamPatch::blocked(blocked))
+    pub async fn set_team_blocked(
+        &self,
+        caller: &Caller,
+        team: &str,
+        blocked: bool,
+    ) -> AdminResult<TeamView> {
+        self.patch_team(caller, team, &TeamPatch::blocked(blocked))
             .await
     }
 
-    async fn patch_team(&self, team: &str, patch: &TeamPatch) -> AdminResult<TeamView> {
+    async fn patch_team(
+        &self,
+        caller: &Caller,
+        team: &str,
+        patch: &TeamPatch,
+    ) -> AdminResult<TeamView> {
+        let before = self.find_team(team).await?;
+        let target = Target::new("team", &before.id);
+        self.permit(caller, Action::UpdateTeam, Object::Team(&before.id), target)
+            .await?;
         let updated = self
             .store
-            .update_team(team, patch, Timestamp::now())
+            .update_team(&before.id, patch, Timestamp::now())
             .await?;
         tracing::info!(team_id = %updated.id, blocked = updated.blocked, "team updated");
+        let changes = access::changes(
+            &access::team_fields(&before),
+            &access::team_fields(&updated),
+        );
+        self.record_write(caller, Action::UpdateTeam, target, changes)
+            .await;
         Ok(self.team_view(updated))
     }
 
-    pub async fn create_key(&self, input: KeyInput) -> AdminResult<CreatedKey> {
-        let team = team_ref(&input.team)?;
+    pub async fn create_key(&self, caller: &Caller, input: KeyInput) -> AdminResult<CreatedKey> {
+        let team = self.find_team(&input.team).await?;
+        let team = team.id.as_str();
         let now = Timestamp::now();
         let user_id = domain::parse_user_id(input.user_id.as_deref().unwrap_or_default())?;
+        let object = Object::Key {
+            team_id: team,
+            user_id: user_id.as_deref(),
+        };
+        self.permit(caller, Action::CreateKey, object, Target::new("team", team))
+            .await?;
         let alias = domain::parse_key_alias(input.alias.as_deref().unwrap_or_default())?;
         let models = domain::parse_models(&input.models)?;
         let expires_at = keys::parse_expiry(input.expires.as_deref().unwrap_or_default(), now)
@@ -383,6 +433,13 @@ impl<S: Store> Admin<S> {
             match self.store.create_key(&new_key).await {
                 Ok(key) => {
                     tracing::info!(public_id = %key.public_id, team_id = %key.team_id, "key created");
+                    self.record_write(
+                        caller,
+                        Action::CreateKey,
+                        Target::new("key", &key.public_id),
+                        access::changes(&[], &access::key_fields(&key)),
+                    )
+                    .await;
                     return Ok(CreatedKey {
                         view: self.key_view(key, None),
                         secret: minted.secret,
@@ -395,7 +452,8 @@ impl<S: Store> Admin<S> {
         Err(StoreError::KeyIdTaken.into())
     }
 
-    pub async fn list_keys(&self, query: KeyQuery) -> AdminResult<Vec<KeyView>> {
+    /// The keys matching `query` that the caller may read.
+    pub async fn list_keys(&self, caller: &Caller, query: KeyQuery) -> AdminResult<Vec<KeyView>> {
         let now = Timestamp::now();
         let filter = KeyFilter {
             team: text(query.team.as_deref()).map(str::to_owned),
@@ -414,12 +472,13 @@ impl<S: Store> Admin<S> {
         let keys = self.store.list_keys(&filter).await?;
         Ok(keys
             .into_iter()
+            .filter(|k| authz::authorize(caller, Action::ReadKey, &key_object(&k.key)).is_ok())
             .map(|k| self.key_view(k.key, k.last_used_at))
             .collect())
     }
 
-    /// A key by public id or by the whole key.
-    pub async fn get_key(&self, key: &str) -> AdminResult<KeyView> {
+    /// A key by public id or by the whole key, as stored.
+    async fn find_key(&self, key: &str) -> AdminResult<KeyView> {
         let public_id = self.resolve_key(key).await?;
         let found = self
             .store
@@ -429,8 +488,32 @@ impl<S: Store> Admin<S> {
         Ok(self.key_view(found.key, found.last_used_at))
     }
 
-    pub async fn update_key(&self, key: &str, update: KeyUpdate) -> AdminResult<KeyView> {
-        let public_id = self.resolve_key(key).await?;
+    /// A key by public id or by the whole key, after asking whether the caller may `action` it.
+    async fn permitted_key(
+        &self,
+        caller: &Caller,
+        action: Action,
+        key: &str,
+    ) -> AdminResult<KeyView> {
+        let view = self.find_key(key).await?;
+        let target = Target::new("key", &view.key.public_id);
+        self.permit(caller, action, key_object(&view.key), target)
+            .await?;
+        Ok(view)
+    }
+
+    pub async fn get_key(&self, caller: &Caller, key: &str) -> AdminResult<KeyView> {
+        self.permitted_key(caller, Action::ReadKey, key).await
+    }
+
+    pub async fn update_key(
+        &self,
+        caller: &Caller,
+        key: &str,
+        update: KeyUpdate,
+    ) -> AdminResult<KeyView> {
+        let before = self.permitted_key(caller, Action::UpdateKey, key).await?;
+        let public_id = before.key.public_id.clone();
         let (limits_clear, own) = domain::parse_clear_list(
             update.clear.iter().map(String::as_str),
             &["metadata", "expires", "key_alias", "user_id", "models"],
@@ -480,28 +563,76 @@ impl<S: Store> Admin<S> {
             )?,
             blocked: update.blocked,
         };
-        self.patch_key(&public_id, &patch).await
+        // Handing a key to another user is asked as an update of the key it becomes.
+        let new_owner = match &patch.user_id {
+            Change::Keep => None,
+            Change::Set(user) => Some(Some(user.as_str())),
+            Change::Clear => Some(None),
+        };
+        if let Some(user_id) = new_owner {
+            let object = Object::Key {
+                team_id: &before.key.team_id,
+                user_id,
+            };
+            self.permit(
+                caller,
+                Action::UpdateKey,
+                object,
+                Target::new("key", &public_id),
+            )
+            .await?;
+        }
+        self.patch_key(caller, &before.key, &patch).await
     }
 
-    pub async fn set_key_blocked(&self, key: &str, blocked: bool) -> AdminResult<KeyView> {
-        let public_id = self.resolve_key(key).await?;
-        self.patch_key(&public_id, &KeyPatch::blocked(blocked))
+    pub async fn set_key_blocked(
+        &self,
+        caller: &Caller,
+        key: &str,
+        blocked: bool,
+    ) -> AdminResult<KeyView> {
+        let before = self.permitted_key(caller, Action::UpdateKey, key).await?;
+        self.patch_key(caller, &before.key, &KeyPatch::blocked(blocked))
             .await
     }
 
-    async fn patch_key(&self, public_id: &str, patch: &KeyPatch) -> AdminResult<KeyView> {
+    async fn patch_key(
+        &self,
+        caller: &Caller,
+        before: &ApiKey,
+        patch: &KeyPatch,
+    ) -> AdminResult<KeyView> {
         let updated = self
             .store
-            .update_key(public_id, patch, Timestamp::now())
+            .update_key(&before.public_id, patch, Timestamp::now())
             .await?;
         tracing::info!(public_id = %updated.public_id, blocked = updated.blocked, "key updated");
-        self.get_key(&updated.public_id).await
+        let changes = access::changes(&access::key_fields(before), &access::key_fields(&updated));
+        self.record_write(
+            caller,
+            Action::UpdateKey,
+            Target::new("key", &updated.public_id),
+            changes,
+        )
+        .await;
+        self.find_key(&updated.public_id).await
     }
 
-    pub async fn revoke_key(&self, key: &str) -> AdminResult<KeyView> {
-        let public_id = self.resolve_key(key).await?;
-        let key = self.store.revoke_key(&public_id, Timestamp::now()).await?;
+    pub async fn revoke_key(&self, caller: &Caller, key: &str) -> AdminResult<KeyView> {
+        let before = self.permitted_key(caller, Action::RevokeKey, key).await?;
+        let key = self
+            .store
+            .revoke_key(&before.key.public_id, Timestamp::now())
+            .await?;
         tracing::info!(public_id = %key.public_id, "key revoked");
+        let changes = access::changes(&access::key_fields(&before.key), &access::key_fields(&key));
+        self.record_write(
+            caller,
+            Action::RevokeKey,
+            Target::new("key", &key.public_id),
+            changes,
+        )
+        .await;
         Ok(self.key_view(key, None))
     }
 
@@ -522,24 +653,39 @@ impl<S: Store> Admin<S> {
         Ok(found.ok_or(StoreError::KeyNotFound(shown))?.public_id)
     }
 
-    pub async fn create_user(&self, user_id: &str, limits: LimitsInput) -> AdminResult<UserView> {
+    pub async fn create_user(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        limits: LimitsInput,
+    ) -> AdminResult<UserView> {
         let now = Timestamp::now();
         let user = User {
             id: domain::parse_email(user_id)?,
             limits: limits.to_limits(now)?,
             created_at: now,
         };
+        let target = Target::new("user", &user.id);
+        self.permit(caller, Action::CreateUser, Object::User(&user.id), target)
+            .await?;
         self.store.create_user(&user).await?;
         tracing::info!(user_id = %user.id, "user created");
+        let changes = access::changes(&[], &access::user_fields(&user));
+        self.record_write(caller, Action::CreateUser, target, changes)
+            .await;
         Ok(self.user_view(user))
     }
 
     pub async fn update_user(
         &self,
+        caller: &Caller,
         user_id: &str,
         limits: LimitsInput,
         clear: &[String],
     ) -> AdminResult<UserView> {
+        let before = self
+            .permitted_user(caller, Action::UpdateUser, user_id)
+            .await?;
         let (limits_clear, _) =
             domain::parse_clear_list(clear.iter().map(String::as_str), &[], UserPatch::CLEARABLE)?;
         let patch = UserPatch {
@@ -548,28 +694,71 @@ impl<S: Store> Admin<S> {
         };
         let user = self
             .store
-            .update_user(user_id.trim(), &patch, Timestamp::now())
+            .update_user(&before.id, &patch, Timestamp::now())
             .await?;
         tracing::info!(user_id = %user.id, "user updated");
+        let changes = access::changes(&access::user_fields(&before), &access::user_fields(&user));
+        self.record_write(
+            caller,
+            Action::UpdateUser,
+            Target::new("user", &user.id),
+            changes,
+        )
+        .await;
         Ok(self.user_view(user))
     }
 
-    pub async fn get_user(&self, user_id: &str) -> AdminResult<UserView> {
+    async fn permitted_user(
+        &self,
+        caller: &Caller,
+        action: Action,
+        user_id: &str,
+    ) -> AdminResult<User> {
         let user_id = user_id.trim();
         let user = self
             .store
             .find_user(user_id)
             .await?
             .ok_or_else(|| StoreError::UserNotFound(user_id.to_owned()))?;
+        self.permit(
+            caller,
+            action,
+            Object::User(&user.id),
+            Target::new("user", &user.id),
+        )
+        .await?;
+        Ok(user)
+    }
+
+    pub async fn get_user(&self, caller: &Caller, user_id: &str) -> AdminResult<UserView> {
+        let user = self
+            .permitted_user(caller, Action::ReadUser, user_id)
+            .await?;
         Ok(self.user_view(user))
     }
 
-    pub async fn list_users(&self) -> AdminResult<Vec<UserView>> {
+    /// The users the caller may read.
+    pub async fn list_users(&self, caller: &Caller) -> AdminResult<Vec<UserView>> {
         let users = self.store.list_users().await?;
-        Ok(users.into_iter().map(|u| self.user_view(u)).collect())
+        Ok(users
+            .into_iter()
+            .filter(|u| authz::authorize(caller, Action::ReadUser, &Object::User(&u.id)).is_ok())
+            .map(|u| self.user_view(u))
+            .collect())
     }
 
-    pub async fn create_model(&self, input: ModelInput) -> AdminResult<ModelRoute> {
+    async fn permit_models(&self, caller: &Caller, action: Action, name: &str) -> AdminResult<()> {
+        self.permit(caller, action, Object::Global, Target::new("model", name))
+            .await
+    }
+
+    pub async fn create_model(
+        &self,
+        caller: &Caller,
+        input: ModelInput,
+    ) -> AdminResult<ModelRoute> {
+        self.permit_models(caller, Action::ManageModels, &input.name)
+            .await?;
         let model = ModelRoute {
             name: domain::parse_route_name(&input.name)?,
             upstream_model: domain::parse_upstream_model(&input.upstream_model)?,
@@ -587,10 +776,31 @@ impl<S: Store> Admin<S> {
         };
         self.store.create_model(&model).await?;
         tracing::info!(model = %model.name, "model route created");
+        let changes = access::changes(&[], &access::model_fields(&model));
+        self.record_write(
+            caller,
+            Action::ManageModels,
+            Target::new("model", &model.name),
+            changes,
+        )
+        .await;
         Ok(model)
     }
 
-    pub async fn update_model(&self, name: &str, update: ModelUpdate) -> AdminResult<ModelRoute> {
+    pub async fn update_model(
+        &self,
+        caller: &Caller,
+        name: &str,
+        update: ModelUpdate,
+    ) -> AdminResult<ModelRoute> {
+        self.permit_models(caller, Action::ManageModels, name)
+            .await?;
+        let before = self
+            .store
+            .list_models()
+            .await?
+            .into_iter()
+            .find(|m| m.name == name.trim());
         let optional = |v: Option<Option<String>>| match v {
             None => Change::Keep,
             Some(None) => Change::Clear,
@@ -627,35 +837,71 @@ impl<S: Store> Admin<S> {
         };
         let model = self.store.update_model(name.trim(), &patch).await?;
         tracing::info!(model = %model.name, "model route updated");
+        let before = before
+            .as_ref()
+            .map(access::model_fields)
+            .unwrap_or_default();
+        let changes = access::changes(&before, &access::model_fields(&model));
+        self.record_write(
+            caller,
+            Action::ManageModels,
+            Target::new("model", &model.name),
+            changes,
+        )
+        .await;
         Ok(model)
     }
 
-    pub async fn delete_model(&self, name: &str) -> AdminResult<ModelRoute> {
+    pub async fn delete_model(&self, caller: &Caller, name: &str) -> AdminResult<ModelRoute> {
+        self.permit_models(caller, Action::ManageModels, name)
+            .await?;
         let model = self.store.delete_model(name.trim()).await?;
         tracing::info!(model = %model.name, "model route deleted");
+        let changes = access::changes(&access::model_fields(&model), &[]);
+        self.record_write(
+            caller,
+            Action::ManageModels,
+            Target::new("model", &model.name),
+            changes,
+        )
+        .await;
         Ok(model)
     }
 
-    pub async fn list_models(&self) -> AdminResult<Vec<ModelRoute>> {
+    pub async fn list_models(&self, caller: &Caller) -> AdminResult<Vec<ModelRoute>> {
+        self.permit_models(caller, Action::ReadModels, "").await?;
         Ok(self.store.list_models().await?)
     }
 
     /// Spend of one scope: its current window (read from the usage records, so it includes
     /// what arrived since the last tick) and `history_days` of daily totals.
-    pub async fn spend(&self, scope: SpendScope, history_days: u32) -> AdminResult<SpendReport> {
+    pub async fn spend(
+        &self,
+        caller: &Caller,
+        scope: SpendScope,
+        history_days: u32,
+    ) -> AdminResult<SpendReport> {
         let now = Timestamp::now();
         let (kind, id, limits, created_at) = match scope {
             SpendScope::Key(key) => {
-                let view = self.get_key(&key).await?;
-                let k = view.key;
+                let k = self
+                    .permitted_key(caller, Action::ReadSpend, &key)
+                    .await?
+                    .key;
                 (ScopeKind::Key, k.public_id, k.limits, k.created_at)
             }
             SpendScope::Team(team) => {
-                let t = self.get_team(&team).await?.team;
+                let t = self.find_team(&team).await?;
+                let target = Target::new("team", &t.id);
+                self.permit(caller, Action::ReadSpend, Object::Team(&t.id), target)
+                    .await?;
                 (ScopeKind::Team, t.id, t.limits, t.created_at)
             }
             SpendScope::User(user) => {
                 let user = user.trim().to_owned();
+                let target = Target::new("user", &user);
+                self.permit(caller, Action::ReadSpend, Object::User(&user), target)
+                    .await?;
                 // Keys name users freely, so spend exists for users without a record.
                 match self.store.find_user(&user).await? {
                     Some(u) => (ScopeKind::User, u.id, u.limits, u.created_at),
@@ -699,6 +945,14 @@ impl<S: Store> Admin<S> {
             total_spend,
             history,
         })
+    }
+}
+
+/// A key as [`authz::authorize`] sees it: its team and owner.
+fn key_object(key: &ApiKey) -> Object<'_> {
+    Object::Key {
+        team_id: &key.team_id,
+        user_id: key.user_id.as_deref(),
     }
 }
 

@@ -1,7 +1,8 @@
 //! A LiteLLM-compatible admin REST API on the HTTP port, for scripts that already speak it.
 //!
-//! Every route needs `Authorization: Bearer <master key>` and maps its JSON onto the same
-//! [`Admin`] service as the gRPC API. Field names are LiteLLM's (`team_alias`, `rpm_limit`,
+//! Every route needs `Authorization: Bearer <admin key>` (or the master key, break-glass):
+//! the middleware turns it into the [`Caller`] each handler passes to the same [`Admin`]
+//! service as the gRPC API, which asks whether the caller's role allows the call. Field names are LiteLLM's (`team_alias`, `rpm_limit`,
 //! `tpm_limit`, `max_parallel_requests`, `max_budget`, `budget_duration`, `duration`,
 //! `metadata`, …) plus Modelgate's own (`budget_reset`, `redaction_policy`, `high_trust`,
 //! `keep_redacted_prompt`, `upstream_model`, `cluster`). In updates a field left out keeps
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, Extension, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -31,13 +32,14 @@ use crate::admin::{
     Admin, AdminError, KeyInput, KeyQuery, KeyUpdate, KeyView, ModelInput, ModelUpdate,
     SpendReport, SpendScope, TeamInput, TeamUpdate, TeamView, UserView,
 };
+use crate::authz::Caller;
 use crate::clock::Timestamp;
 use crate::domain::ModelRoute;
 use crate::limits::{Limits, LimitsInput};
 use crate::spend::SpendState;
 use crate::store::{Store, StoreError};
 
-/// The REST routes, all behind the master key.
+/// The REST routes, all behind an admin credential.
 pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
     Router::new()
         .route("/key/generate", post(key_generate::<S>))
@@ -66,7 +68,7 @@ pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
         .route("/spend/user", get(spend_user::<S>))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&admin),
-            require_master_key::<S>,
+            authenticate::<S>,
         ))
         .with_state(admin)
 }
@@ -81,9 +83,10 @@ fn params<T>(q: Params<T>) -> Result<T, RestError> {
         .map_err(|e| RestError::bad_request(format!("invalid query string: {}", e.body_text())))
 }
 
-async fn require_master_key<S: Store>(
+/// Establishes the [`Caller`] once per request and hands it to the handler.
+async fn authenticate<S: Store>(
     State(admin): Shared<S>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let peer = request
@@ -93,17 +96,20 @@ async fn require_master_key<S: Store>(
     let authorization = match request.headers().get(header::AUTHORIZATION) {
         None => None,
         Some(v) => match v.to_str() {
-            Ok(v) => Some(v),
+            Ok(v) => Some(v.to_owned()),
             Err(_) => {
                 return RestError::from(AdminError::Unauthenticated(
-                    "malformed authorization: expected 'Bearer <master key>'",
+                    "malformed authorization: expected 'Bearer <admin key>'".into(),
                 ))
                 .into_response()
             }
         },
     };
-    match admin.authorize(authorization, &peer).await {
-        Ok(()) => next.run(request).await,
+    match admin.authenticate(authorization.as_deref(), &peer).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(e) => RestError::from(e).into_response(),
     }
 }
@@ -138,16 +144,19 @@ impl RestError {
 impl From<AdminError> for RestError {
     fn from(e: AdminError) -> Self {
         let (status, kind) = match &e {
-            AdminError::Invalid(_) | AdminError::Store(StoreError::Invalid(_)) => {
+            AdminError::Invalid(_)
+            | AdminError::AdminKey(_)
+            | AdminError::Store(StoreError::Invalid(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
             AdminError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "auth_error"),
-            AdminError::PermissionDenied => (StatusCode::FORBIDDEN, "permission_error"),
+            AdminError::Denied(_) => (StatusCode::FORBIDDEN, "permission_error"),
             AdminError::Store(
                 StoreError::TeamNotFound(_)
                 | StoreError::KeyNotFound(_)
                 | StoreError::UserNotFound(_)
-                | StoreError::ModelNotFound(_),
+                | StoreError::ModelNotFound(_)
+                | StoreError::AdminKeyNotFound(_),
             ) => (StatusCode::NOT_FOUND, "not_found_error"),
             AdminError::Store(
                 StoreError::TeamAliasTaken(_)
@@ -431,7 +440,11 @@ struct KeyRequest {
     blocked: Option<bool>,
 }
 
-async fn key_generate<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn key_generate<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let r: KeyRequest = body(&bytes)?;
     let input = KeyInput {
         team: required(r.team_id, "team_id")?,
@@ -443,13 +456,17 @@ async fn key_generate<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer
         metadata: r.metadata.flatten().map(json_text),
         blocked: r.blocked.unwrap_or(false),
     };
-    let created = admin.create_key(input).await?;
+    let created = admin.create_key(&caller, input).await?;
     let mut out = object(key_json(&created.view));
     out.insert("key".into(), json!(created.secret.expose()));
     Ok(Json(Value::Object(out)))
 }
 
-async fn key_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn key_update<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let r: KeyRequest = body(&bytes)?;
     let key = required(r.key, "key")?;
     if r.team_id.is_some() {
@@ -482,7 +499,9 @@ async fn key_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
         blocked: r.blocked,
         clear,
     };
-    Ok(Json(key_json(&admin.update_key(&key, update).await?)))
+    Ok(Json(key_json(
+        &admin.update_key(&caller, &key, update).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -490,14 +509,18 @@ struct KeyList {
     keys: Vec<String>,
 }
 
-async fn key_delete<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn key_delete<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let r: KeyList = body(&bytes)?;
     if r.keys.is_empty() {
         return Err(RestError::missing("keys"));
     }
     let mut revoked = Vec::with_capacity(r.keys.len());
     for key in &r.keys {
-        revoked.push(admin.revoke_key(key).await?.key.public_id);
+        revoked.push(admin.revoke_key(&caller, key).await?.key.public_id);
     }
     Ok(Json(json!({ "deleted_keys": revoked })))
 }
@@ -507,19 +530,35 @@ struct KeyRef {
     key: Option<String>,
 }
 
-async fn key_block<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn key_block<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let key = required(body::<KeyRef>(&bytes)?.key, "key")?;
-    Ok(Json(key_json(&admin.set_key_blocked(&key, true).await?)))
+    Ok(Json(key_json(
+        &admin.set_key_blocked(&caller, &key, true).await?,
+    )))
 }
 
-async fn key_unblock<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn key_unblock<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let key = required(body::<KeyRef>(&bytes)?.key, "key")?;
-    Ok(Json(key_json(&admin.set_key_blocked(&key, false).await?)))
+    Ok(Json(key_json(
+        &admin.set_key_blocked(&caller, &key, false).await?,
+    )))
 }
 
-async fn key_info<S: Store>(State(admin): Shared<S>, q: Params<KeyRef>) -> Answer {
+async fn key_info<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<KeyRef>,
+) -> Answer {
     let q = params(q)?;
-    let view = admin.get_key(&required(q.key, "key")?).await?;
+    let view = admin.get_key(&caller, &required(q.key, "key")?).await?;
     Ok(Json(
         json!({"key": view.key.public_id, "info": key_json(&view)}),
     ))
@@ -527,7 +566,11 @@ async fn key_info<S: Store>(State(admin): Shared<S>, q: Params<KeyRef>) -> Answe
 
 /// `team_id`, `user_id`, `tag=name=value` (repeatable), `expired`, `unused_days`,
 /// `include_revoked`, `return_full_object` (LiteLLM lists key ids unless asked for objects).
-async fn key_list<S: Store>(State(admin): Shared<S>, q: Params<Vec<(String, String)>>) -> Answer {
+async fn key_list<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<Vec<(String, String)>>,
+) -> Answer {
     let pairs = params(q)?;
     let mut query = KeyQuery::default();
     let mut full = false;
@@ -560,7 +603,7 @@ async fn key_list<S: Store>(State(admin): Shared<S>, q: Params<Vec<(String, Stri
             }
         }
     }
-    let keys = admin.list_keys(query).await?;
+    let keys = admin.list_keys(&caller, query).await?;
     let items: Vec<Value> = keys
         .iter()
         .map(|k| {
@@ -599,7 +642,11 @@ struct TeamRequest {
     idp_groups: Option<Vec<String>>,
 }
 
-async fn team_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn team_new<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let r: TeamRequest = body(&bytes)?;
     if r.team_id.is_some() {
         return Err(RestError::bad_request(
@@ -617,10 +664,14 @@ async fn team_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
         blocked: r.blocked.unwrap_or(false),
         idp_groups: r.idp_groups.unwrap_or_default(),
     };
-    Ok(Json(team_json(&admin.create_team(input).await?)))
+    Ok(Json(team_json(&admin.create_team(&caller, input).await?)))
 }
 
-async fn team_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn team_update<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let r: TeamRequest = body(&bytes)?;
     let team = required(r.team_id, "team_id")?;
     let mut clear = r.limits.nulls();
@@ -642,7 +693,9 @@ async fn team_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer 
         clear,
         idp_groups: r.idp_groups,
     };
-    Ok(Json(team_json(&admin.update_team(&team, update).await?)))
+    Ok(Json(team_json(
+        &admin.update_team(&caller, &team, update).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -650,26 +703,45 @@ struct TeamRef {
     team_id: Option<String>,
 }
 
-async fn team_block<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
-    let team = required(body::<TeamRef>(&bytes)?.team_id, "team_id")?;
-    Ok(Json(team_json(&admin.set_team_blocked(&team, true).await?)))
-}
-
-async fn team_unblock<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn team_block<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let team = required(body::<TeamRef>(&bytes)?.team_id, "team_id")?;
     Ok(Json(team_json(
-        &admin.set_team_blocked(&team, false).await?,
+        &admin.set_team_blocked(&caller, &team, true).await?,
     )))
 }
 
-async fn team_info<S: Store>(State(admin): Shared<S>, q: Params<TeamRef>) -> Answer {
+async fn team_unblock<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
+    let team = required(body::<TeamRef>(&bytes)?.team_id, "team_id")?;
+    Ok(Json(team_json(
+        &admin.set_team_blocked(&caller, &team, false).await?,
+    )))
+}
+
+async fn team_info<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<TeamRef>,
+) -> Answer {
     let q = params(q)?;
-    let view = admin.get_team(&required(q.team_id, "team_id")?).await?;
+    let view = admin
+        .get_team(&caller, &required(q.team_id, "team_id")?)
+        .await?;
     let keys = admin
-        .list_keys(KeyQuery {
-            team: Some(view.team.id.clone()),
-            ..KeyQuery::default()
-        })
+        .list_keys(
+            &caller,
+            KeyQuery {
+                team: Some(view.team.id.clone()),
+                ..KeyQuery::default()
+            },
+        )
         .await?;
     Ok(Json(json!({
         "team_id": view.team.id,
@@ -678,8 +750,11 @@ async fn team_info<S: Store>(State(admin): Shared<S>, q: Params<TeamRef>) -> Ans
     })))
 }
 
-async fn team_list<S: Store>(State(admin): Shared<S>) -> Answer {
-    let teams = admin.list_teams().await?;
+async fn team_list<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+) -> Answer {
+    let teams = admin.list_teams(&caller).await?;
     Ok(Json(json!(teams.iter().map(team_json).collect::<Vec<_>>())))
 }
 
@@ -699,19 +774,27 @@ impl UserRequest {
     }
 }
 
-async fn user_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn user_new<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let mut r: UserRequest = body(&bytes)?;
     let id = r.id()?;
     Ok(Json(user_json(
-        &admin.create_user(&id, r.limits.input()).await?,
+        &admin.create_user(&caller, &id, r.limits.input()).await?,
     )))
 }
 
-async fn user_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn user_update<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let mut r: UserRequest = body(&bytes)?;
     let id = r.id()?;
     let user = admin
-        .update_user(&id, r.limits.input(), &r.limits.nulls())
+        .update_user(&caller, &id, r.limits.input(), &r.limits.nulls())
         .await?;
     Ok(Json(user_json(&user)))
 }
@@ -721,14 +804,23 @@ struct UserRef {
     user_id: Option<String>,
 }
 
-async fn user_info<S: Store>(State(admin): Shared<S>, q: Params<UserRef>) -> Answer {
+async fn user_info<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<UserRef>,
+) -> Answer {
     let q = params(q)?;
-    let view = admin.get_user(&required(q.user_id, "user_id")?).await?;
+    let view = admin
+        .get_user(&caller, &required(q.user_id, "user_id")?)
+        .await?;
     let keys = admin
-        .list_keys(KeyQuery {
-            user_id: Some(view.user.id.clone()),
-            ..KeyQuery::default()
-        })
+        .list_keys(
+            &caller,
+            KeyQuery {
+                user_id: Some(view.user.id.clone()),
+                ..KeyQuery::default()
+            },
+        )
         .await?;
     Ok(Json(json!({
         "user_id": view.user.id,
@@ -737,8 +829,11 @@ async fn user_info<S: Store>(State(admin): Shared<S>, q: Params<UserRef>) -> Ans
     })))
 }
 
-async fn user_list<S: Store>(State(admin): Shared<S>) -> Answer {
-    let users = admin.list_users().await?;
+async fn user_list<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+) -> Answer {
+    let users = admin.list_users(&caller).await?;
     Ok(Json(
         json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
     ))
@@ -785,7 +880,11 @@ impl ModelRequest {
     }
 }
 
-async fn model_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn model_new<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let r: ModelRequest = body(&bytes)?;
     let (input, output) = r.prices();
     let model = ModelInput {
@@ -796,10 +895,14 @@ async fn model_new<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
         default_max_tokens: r.default_max_tokens.unwrap_or(0),
         name: required(r.model_name, "model_name")?,
     };
-    Ok(Json(model_json(&admin.create_model(model).await?)))
+    Ok(Json(model_json(&admin.create_model(&caller, model).await?)))
 }
 
-async fn model_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn model_update<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let r: ModelRequest = body(&bytes)?;
     let (input, output) = r.prices();
     let update = ModelUpdate {
@@ -810,7 +913,9 @@ async fn model_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer
         default_max_tokens: r.default_max_tokens,
     };
     let name = required(r.model_name, "model_name")?;
-    Ok(Json(model_json(&admin.update_model(&name, update).await?)))
+    Ok(Json(model_json(
+        &admin.update_model(&caller, &name, update).await?,
+    )))
 }
 
 #[derive(Deserialize, Default)]
@@ -821,14 +926,21 @@ struct ModelRef {
     id: Option<String>,
 }
 
-async fn model_delete<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
+async fn model_delete<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    bytes: Bytes,
+) -> Answer {
     let r: ModelRef = body(&bytes)?;
     let name = required(r.model_name.or(r.id), "model_name")?;
-    Ok(Json(model_json(&admin.delete_model(&name).await?)))
+    Ok(Json(model_json(&admin.delete_model(&caller, &name).await?)))
 }
 
-async fn model_info<S: Store>(State(admin): Shared<S>) -> Answer {
-    let models = admin.list_models().await?;
+async fn model_info<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+) -> Answer {
+    let models = admin.list_models(&caller).await?;
     Ok(Json(
         json!({"data": models.iter().map(model_json).collect::<Vec<_>>()}),
     ))
@@ -846,27 +958,44 @@ struct SpendQuery {
 
 const DEFAULT_HISTORY_DAYS: u32 = 30;
 
-async fn spend<S: Store>(admin: &Admin<S>, scope: SpendScope, days: Option<u32>) -> Answer {
+async fn spend<S: Store>(
+    admin: &Admin<S>,
+    caller: &Caller,
+    scope: SpendScope,
+    days: Option<u32>,
+) -> Answer {
     let report = admin
-        .spend(scope, days.unwrap_or(DEFAULT_HISTORY_DAYS))
+        .spend(caller, scope, days.unwrap_or(DEFAULT_HISTORY_DAYS))
         .await?;
     Ok(Json(spend_report_json(&report)))
 }
 
-async fn spend_key<S: Store>(State(admin): Shared<S>, q: Params<SpendQuery>) -> Answer {
+async fn spend_key<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<SpendQuery>,
+) -> Answer {
     let q = params(q)?;
     let key = required(q.key, "key")?;
-    spend(&admin, SpendScope::Key(key), q.days).await
+    spend(&admin, &caller, SpendScope::Key(key), q.days).await
 }
 
-async fn spend_team<S: Store>(State(admin): Shared<S>, q: Params<SpendQuery>) -> Answer {
+async fn spend_team<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<SpendQuery>,
+) -> Answer {
     let q = params(q)?;
     let team = required(q.team_id, "team_id")?;
-    spend(&admin, SpendScope::Team(team), q.days).await
+    spend(&admin, &caller, SpendScope::Team(team), q.days).await
 }
 
-async fn spend_user<S: Store>(State(admin): Shared<S>, q: Params<SpendQuery>) -> Answer {
+async fn spend_user<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<SpendQuery>,
+) -> Answer {
     let q = params(q)?;
     let user = required(q.user_id, "user_id")?;
-    spend(&admin, SpendScope::User(user), q.days).await
+    spend(&admin, &caller, SpendScope::User(user), q.days).await
 }

@@ -278,5 +278,5 @@ async fn admins_mint_list_and_revoke_data_plane_tokens() {
         )
         .fails()
         .to_owned();
-    assert!(err.contains("refused the master key"), "{err}");
+    assert!(err.contains("refused the credential"), "{err}");
 }
