@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod http;
 pub mod postgres;
