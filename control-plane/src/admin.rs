@@ -1,22 +1,32 @@
 //! Admin operations, shared by the gRPC `AdminService` and the LiteLLM-compatible REST API:
-//! who may call them, how raw input becomes validated domain values, key minting, and what
-//! admins see (entities with their current budget state). Transports only map their wire
-//! format to these inputs and [`AdminError`] to their status codes.
+//! how raw input becomes validated domain values, key minting, and what admins see (entities
+//! with their current budget state). Every operation takes the [`Caller`] first and asks
+//! [`access`] whether it may, with the action and the object it resolved. Transports only
+//! map their wire format to these inputs and [`AdminError`] to their status codes.
+//!
+//! One file per kind of object: `teams`, `virtual_keys`, `users`, `models`, `spend`,
+//! `admin_keys`; [`access`] holds authentication, the permission check and the admin records.
+
+pub mod access;
+mod admin_keys;
+mod models;
+mod spend;
+mod teams;
+mod users;
+mod virtual_keys;
 
 use std::sync::Arc;
 
-use modelgate_proto::v1::UsageRecord;
-use prost::Message;
+pub use access::{FieldChange, Target};
+pub use admin_keys::{AdminKeyInput, CreatedAdminKey};
 
-use crate::audit::AuditFilter;
-use crate::budget::{Budget, Window, DAY_MS};
+use crate::admin_key::AdminKeyError;
+use crate::audit::AuditLog;
+use crate::authz::Denied;
+use crate::budget::Window;
 use crate::clock::Timestamp;
-use crate::domain::{
-    self, ApiKey, Change, DailySpend, KeyFilter, KeyPatch, KeyStatus, Metadata, ModelPatch,
-    ModelRoute, NewKey, ScopeKind, Team, TeamAlias, TeamPatch, User, UserPatch, ValidationError,
-};
-use crate::identity;
-use crate::keys::{self, KeySecret, MintedKey, RandomnessError};
+use crate::domain::{ApiKey, DailySpend, Metadata, ScopeKind, Team, User, ValidationError};
+use crate::keys::{KeySecret, RandomnessError};
 use crate::limits::{Limits, LimitsInput};
 use crate::master_key::MasterKey;
 use crate::spend::{SpendState, SpendTracker};
@@ -34,9 +44,11 @@ pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
-    Unauthenticated(&'static str),
-    #[error("virtual keys cannot call the admin API; use the master key")]
-    PermissionDenied,
+    Unauthenticated(String),
+    #[error(transparent)]
+    AdminKey(#[from] AdminKeyError),
+    #[error("permission denied: {0}")]
+    Denied(#[from] Denied),
     #[error("cannot draw a key: {0}")]
     Random(#[from] RandomnessError),
     #[error("an audit record does not decode (run `modelgate audit verify`): {0}")]
@@ -46,7 +58,10 @@ pub enum AdminError {
 impl AdminError {
     /// Validation failures, whether found before or inside a store transaction.
     pub fn is_invalid(&self) -> bool {
-        matches!(self, Self::Invalid(_) | Self::Store(StoreError::Invalid(_)))
+        matches!(
+            self,
+            Self::Invalid(_) | Self::AdminKey(_) | Self::Store(StoreError::Invalid(_))
+        )
     }
 }
 
@@ -196,6 +211,8 @@ pub struct Admin<S> {
     store: S,
     spend: Arc<SpendTracker>,
     master_key: MasterKey,
+    /// Where admin writes and denials are chained; `None` only in tools without a log.
+    audit: Option<Arc<AuditLog<S>>>,
 }
 
 fn text(s: Option<&str>) -> Option<&str> {
@@ -207,42 +224,18 @@ fn metadata(json: Option<&str>) -> Result<Metadata, ValidationError> {
 }
 
 impl<S: Store> Admin<S> {
-    pub fn new(store: S, spend: Arc<SpendTracker>, master_key: MasterKey) -> Self {
+    pub fn new(
+        store: S,
+        spend: Arc<SpendTracker>,
+        master_key: MasterKey,
+        audit: Option<Arc<AuditLog<S>>>,
+    ) -> Self {
         Self {
             store,
             spend,
             master_key,
+            audit,
         }
-    }
-
-    /// Admits `Bearer <master key>`. A valid virtual key is a known caller without the admin
-    /// role ([`AdminError::PermissionDenied`]); anything else is unauthenticated.
-    pub async fn authorize(&self, authorization: Option<&str>, peer: &str) -> AdminResult<()> {
-        let Some(value) = authorization else {
-            tracing::warn!(%peer, "admin call without authorization");
-            return Err(AdminError::Unauthenticated(
-                "missing authorization: send 'Authorization: Bearer <master key>'",
-            ));
-        };
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .ok_or(AdminError::Unauthenticated(
-                "malformed authorization: expected 'Bearer <master key>'",
-            ))?;
-        if self.master_key.matches(token) {
-            return Ok(());
-        }
-        if keys::public_id_of(token).is_some() {
-            let known = self.store.find_key_by_hash(&keys::hash_key(token)).await?;
-            if known.is_some_and(|k| k.status == KeyStatus::Active) {
-                tracing::warn!(%peer, "admin call with a virtual key");
-                return Err(AdminError::PermissionDenied);
-            }
-        }
-        tracing::warn!(%peer, "admin call with an invalid master key");
-        Err(AdminError::Unauthenticated("invalid master key"))
     }
 
     fn state_of(&self, kind: ScopeKind, id: &str, limits: &Limits) -> Option<SpendState> {
@@ -273,520 +266,6 @@ impl<S: Store> Admin<S> {
             user,
         }
     }
-
-    pub async fn create_team(&self, input: TeamInput) -> AdminResult<TeamView> {
-        let now = Timestamp::now();
-        let alias = TeamAlias::parse(&input.alias)?;
-        let id = match text(input.id.as_deref()) {
-            Some(id) => domain::parse_team_id(id)?,
-            None => domain::new_team_id()?,
-        };
-        let mut team = Team::new(
-            id,
-            alias.into_string(),
-            domain::parse_models(&input.models)?,
-            now,
-        );
-        team.limits = input.limits.to_limits(now)?;
-        team.metadata = metadata(input.metadata.as_deref())?;
-        team.redaction_policy =
-            domain::parse_redaction_policy(input.redaction_policy.as_deref().unwrap_or_default())?;
-        team.high_trust = input.high_trust;
-        team.keep_redacted_prompt = input.keep_redacted_prompt;
-        team.blocked = input.blocked;
-        team.idp_groups = identity::parse_names("IdP group", &input.idp_groups)?;
-        self.store.create_team(&team).await?;
-        tracing::info!(team_id = %team.id, alias = %team.alias, "team created");
-        Ok(self.team_view(team))
-    }
-
-    pub async fn list_teams(&self) -> AdminResult<Vec<TeamView>> {
-        let teams = self.store.list_teams().await?;
-        Ok(teams.into_iter().map(|t| self.team_view(t)).collect())
-    }
-
-    pub async fn get_team(&self, team: &str) -> AdminResult<TeamView> {
-        let team = team_ref(team)?;
-        let found = self
-            .store
-            .find_team(team)
-            .await?
-            .ok_or_else(|| StoreError::TeamNotFound(team.to_owned()))?;
-        Ok(self.team_view(found))
-    }
-
-    pub async fn update_team(&self, team: &str, update: TeamUpdate) -> AdminResult<TeamView> {
-        let team = team_ref(team)?;
-        let (limits_clear, own) = domain::parse_clear_list(
-            update.clear.iter().map(String::as_str),
-            &["metadata", "redaction_policy"],
-            TeamPatch::CLEARABLE,
-        )?;
-        let patch = TeamPatch {
-            alias: update.alias.as_deref().map(TeamAlias::parse).transpose()?,
-            models: update.models.map(domain::parse_models).transpose()?,
-            limits: update.limits,
-            limits_clear,
-            metadata: Change::set_or_clear(
-                update
-                    .metadata
-                    .as_deref()
-                    .map(Metadata::parse)
-                    .transpose()?,
-                own.contains(&"metadata"),
-                "metadata",
-            )?,
-            redaction_policy: redaction_change(
-                update.redaction_policy.as_deref(),
-                own.contains(&"redaction_policy"),
-            )?,
-            high_trust: update.high_trust,
-            keep_redacted_prompt: update.keep_redacted_prompt,
-            blocked: update.blocked,
-            idp_groups: update
-                .idp_groups
-                .map(|g| identity::parse_names("IdP group", g))
-                .transpose()?,
-        };
-        self.patch_team(team, &patch).await
-    }
-
-    pub async fn set_team_blocked(&self, team: &str, blocked: bool) -> AdminResult<TeamView> {
-        self.patch_team(team_ref(team)?, &TeamPatch::blocked(blocked))
-            .await
-    }
-
-    async fn patch_team(&self, team: &str, patch: &TeamPatch) -> AdminResult<TeamView> {
-        let updated = self
-            .store
-            .update_team(team, patch, Timestamp::now())
-            .await?;
-        tracing::info!(team_id = %updated.id, blocked = updated.blocked, "team updated");
-        Ok(self.team_view(updated))
-    }
-
-    pub async fn create_key(&self, input: KeyInput) -> AdminResult<CreatedKey> {
-        let team = team_ref(&input.team)?;
-        let now = Timestamp::now();
-        let user_id = domain::parse_user_id(input.user_id.as_deref().unwrap_or_default())?;
-        let alias = domain::parse_key_alias(input.alias.as_deref().unwrap_or_default())?;
-        let models = domain::parse_models(&input.models)?;
-        let expires_at = keys::parse_expiry(input.expires.as_deref().unwrap_or_default(), now)
-            .map_err(ValidationError::from)?;
-        let limits = input.limits.to_limits(now)?;
-        let metadata = metadata(input.metadata.as_deref())?;
-
-        for _ in 0..MINT_ATTEMPTS {
-            let minted = MintedKey::generate()?;
-            let new_key = NewKey {
-                team: team.to_owned(),
-                public_id: minted.public_id.clone(),
-                key_sha256: minted.sha256,
-                last4: minted.last4.clone(),
-                user_id: user_id.clone(),
-                alias: alias.clone(),
-                models: models.clone(),
-                limits,
-                metadata: metadata.clone(),
-                blocked: input.blocked,
-                created_at: now,
-                expires_at,
-            };
-            match self.store.create_key(&new_key).await {
-                Ok(key) => {
-                    tracing::info!(public_id = %key.public_id, team_id = %key.team_id, "key created");
-                    return Ok(CreatedKey {
-                        view: self.key_view(key, None),
-                        secret: minted.secret,
-                    });
-                }
-                Err(StoreError::KeyIdTaken) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::KeyIdTaken.into())
-    }
-
-    pub async fn list_keys(&self, query: KeyQuery) -> AdminResult<Vec<KeyView>> {
-        let now = Timestamp::now();
-        let filter = KeyFilter {
-            team: text(query.team.as_deref()).map(str::to_owned),
-            include_revoked: query.include_revoked,
-            user_id: text(query.user_id.as_deref()).map(str::to_owned),
-            tags: query
-                .tags
-                .iter()
-                .map(|t| domain::parse_tag(t))
-                .collect::<Result<_, _>>()?,
-            expired_at: query.expired.then_some(now),
-            unused_since: query
-                .unused_days
-                .map(|days| Timestamp::from_millis(now.as_millis() - i64::from(days) * DAY_MS)),
-        };
-        let keys = self.store.list_keys(&filter).await?;
-        Ok(keys
-            .into_iter()
-            .map(|k| self.key_view(k.key, k.last_used_at))
-            .collect())
-    }
-
-    /// The public id of the live key named `alias` (LiteLLM addresses keys by `key_alias`
-    /// too).
-    pub async fn key_by_alias(&self, alias: &str) -> AdminResult<String> {
-        let keys = self.store.list_keys(&KeyFilter::default()).await?;
-        let mut named = keys
-            .into_iter()
-            .filter(|k| k.key.alias.as_deref() == Some(alias));
-        match (named.next(), named.next()) {
-            (Some(k), None) => Ok(k.key.public_id),
-            (None, _) => Err(StoreError::KeyNotFound(alias.to_owned()).into()),
-            (Some(_), Some(_)) => Err(ValidationError::AmbiguousKeyAlias(alias.to_owned()).into()),
-        }
-    }
-
-    /// A key by public id or by the whole key.
-    pub async fn get_key(&self, key: &str) -> AdminResult<KeyView> {
-        let public_id = self.resolve_key(key).await?;
-        let found = self
-            .store
-            .find_key(&public_id)
-            .await?
-            .ok_or(StoreError::KeyNotFound(public_id))?;
-        Ok(self.key_view(found.key, found.last_used_at))
-    }
-
-    pub async fn update_key(&self, key: &str, update: KeyUpdate) -> AdminResult<KeyView> {
-        let public_id = self.resolve_key(key).await?;
-        let (limits_clear, own) = domain::parse_clear_list(
-            update.clear.iter().map(String::as_str),
-            &["metadata", "expires", "key_alias", "user_id", "models"],
-            KeyPatch::CLEARABLE,
-        )?;
-        let cleared = |f| own.contains(&f);
-        let expires = text(update.expires.as_deref())
-            .map(|e| keys::parse_expiry(e, Timestamp::now()))
-            .transpose()
-            .map_err(ValidationError::from)?
-            .flatten();
-        let models = match (update.models, cleared("models")) {
-            (Some(_), true) => return Err(ValidationError::SetAndCleared("models").into()),
-            (Some(m), false) => Some(domain::parse_models(&m)?),
-            (None, true) => Some(Vec::new()),
-            (None, false) => None,
-        };
-        let patch = KeyPatch {
-            alias: Change::set_or_clear(
-                text(update.alias.as_deref())
-                    .map(domain::parse_key_alias)
-                    .transpose()?
-                    .flatten(),
-                cleared("key_alias"),
-                "key_alias",
-            )?,
-            user_id: Change::set_or_clear(
-                text(update.user_id.as_deref())
-                    .map(domain::parse_user_id)
-                    .transpose()?
-                    .flatten(),
-                cleared("user_id"),
-                "user_id",
-            )?,
-            expires_at: Change::set_or_clear(expires, cleared("expires"), "expires")?,
-            models,
-            limits: update.limits,
-            limits_clear,
-            metadata: Change::set_or_clear(
-                update
-                    .metadata
-                    .as_deref()
-                    .map(Metadata::parse)
-                    .transpose()?,
-                cleared("metadata"),
-                "metadata",
-            )?,
-            blocked: update.blocked,
-        };
-        self.patch_key(&public_id, &patch).await
-    }
-
-    pub async fn set_key_blocked(&self, key: &str, blocked: bool) -> AdminResult<KeyView> {
-        let public_id = self.resolve_key(key).await?;
-        self.patch_key(&public_id, &KeyPatch::blocked(blocked))
-            .await
-    }
-
-    async fn patch_key(&self, public_id: &str, patch: &KeyPatch) -> AdminResult<KeyView> {
-        let updated = self
-            .store
-            .update_key(public_id, patch, Timestamp::now())
-            .await?;
-        tracing::info!(public_id = %updated.public_id, blocked = updated.blocked, "key updated");
-        self.get_key(&updated.public_id).await
-    }
-
-    pub async fn revoke_key(&self, key: &str) -> AdminResult<KeyView> {
-        let public_id = self.resolve_key(key).await?;
-        let key = self.store.revoke_key(&public_id, Timestamp::now()).await?;
-        tracing::info!(public_id = %key.public_id, "key revoked");
-        Ok(self.key_view(key, None))
-    }
-
-    /// The public id of a key given by public id or as the whole key (looked up by hash, so
-    /// the secret is never stored or echoed).
-    async fn resolve_key(&self, key: &str) -> AdminResult<String> {
-        let key = key.trim();
-        if !key.starts_with(keys::KEY_PREFIX) {
-            return Ok(domain::parse_public_id(key)?);
-        }
-        let hash = keys::hash_key(key);
-        // Named as the filter's logs name unknown keys, never by the secret.
-        let shown = keys::public_id_of(key).map_or_else(
-            || format!("unknown:{}", hex::encode(&hash[..4])),
-            str::to_owned,
-        );
-        let found = self.store.find_key_by_hash(&hash).await?;
-        Ok(found.ok_or(StoreError::KeyNotFound(shown))?.public_id)
-    }
-
-    pub async fn create_user(&self, user_id: &str, limits: LimitsInput) -> AdminResult<UserView> {
-        let now = Timestamp::now();
-        let user = User {
-            id: domain::parse_user_record_id(user_id)?,
-            limits: limits.to_limits(now)?,
-            created_at: now,
-        };
-        self.store.create_user(&user).await?;
-        tracing::info!(user_id = %user.id, "user created");
-        Ok(self.user_view(user))
-    }
-
-    pub async fn update_user(
-        &self,
-        user_id: &str,
-        limits: LimitsInput,
-        clear: &[String],
-    ) -> AdminResult<UserView> {
-        let (limits_clear, _) =
-            domain::parse_clear_list(clear.iter().map(String::as_str), &[], UserPatch::CLEARABLE)?;
-        let patch = UserPatch {
-            limits,
-            limits_clear,
-        };
-        let user = self
-            .store
-            .update_user(user_id.trim(), &patch, Timestamp::now())
-            .await?;
-        tracing::info!(user_id = %user.id, "user updated");
-        Ok(self.user_view(user))
-    }
-
-    pub async fn get_user(&self, user_id: &str) -> AdminResult<UserView> {
-        let user_id = user_id.trim();
-        let user = self
-            .store
-            .find_user(user_id)
-            .await?
-            .ok_or_else(|| StoreError::UserNotFound(user_id.to_owned()))?;
-        Ok(self.user_view(user))
-    }
-
-    pub async fn list_users(&self) -> AdminResult<Vec<UserView>> {
-        let users = self.store.list_users().await?;
-        Ok(users.into_iter().map(|u| self.user_view(u)).collect())
-    }
-
-    pub async fn create_model(&self, input: ModelInput) -> AdminResult<ModelRoute> {
-        let model = ModelRoute {
-            name: domain::parse_route_name(&input.name)?,
-            upstream_model: domain::parse_upstream_model(&input.upstream_model)?,
-            cluster: domain::parse_cluster(&input.cluster)?,
-            input_cost_per_mtok: domain::parse_price(
-                "input_cost_per_mtok",
-                input.input_cost_per_mtok,
-            )?,
-            output_cost_per_mtok: domain::parse_price(
-                "output_cost_per_mtok",
-                input.output_cost_per_mtok,
-            )?,
-            default_max_tokens: (input.default_max_tokens > 0).then_some(input.default_max_tokens),
-            created_at: Timestamp::now(),
-        };
-        self.store.create_model(&model).await?;
-        tracing::info!(model = %model.name, "model route created");
-        Ok(model)
-    }
-
-    pub async fn update_model(&self, name: &str, update: ModelUpdate) -> AdminResult<ModelRoute> {
-        let optional = |v: Option<Option<String>>| match v {
-            None => Change::Keep,
-            Some(None) => Change::Clear,
-            Some(Some(s)) => Change::Set(s),
-        };
-        let patch = ModelPatch {
-            upstream_model: optional(
-                update
-                    .upstream_model
-                    .as_deref()
-                    .map(domain::parse_upstream_model)
-                    .transpose()?,
-            ),
-            cluster: optional(
-                update
-                    .cluster
-                    .as_deref()
-                    .map(domain::parse_cluster)
-                    .transpose()?,
-            ),
-            input_cost_per_mtok: update
-                .input_cost_per_mtok
-                .map(|v| domain::parse_price("input_cost_per_mtok", v))
-                .transpose()?,
-            output_cost_per_mtok: update
-                .output_cost_per_mtok
-                .map(|v| domain::parse_price("output_cost_per_mtok", v))
-                .transpose()?,
-            default_max_tokens: match update.default_max_tokens {
-                None => Change::Keep,
-                Some(0) => Change::Clear,
-                Some(n) => Change::Set(n),
-            },
-        };
-        let model = self.store.update_model(name.trim(), &patch).await?;
-        tracing::info!(model = %model.name, "model route updated");
-        Ok(model)
-    }
-
-    /// A new secret for a live key (LiteLLM's `key/regenerate`); the old one stops working
-    /// at the next snapshot. The key keeps its public id, settings and spend.
-    pub async fn regenerate_key(&self, key: &str) -> AdminResult<CreatedKey> {
-        let public_id = self.resolve_key(key).await?;
-        let minted = MintedKey::with_public_id(public_id)?;
-        let key = self
-            .store
-            .replace_key_secret(&minted.public_id, &minted.sha256, &minted.last4)
-            .await?;
-        tracing::info!(public_id = %key.public_id, "key regenerated");
-        let view = self.get_key(&key.public_id).await?;
-        Ok(CreatedKey {
-            view,
-            secret: minted.secret,
-        })
-    }
-
-    /// The public id of a key given whole or by public id.
-    pub async fn key_id(&self, key: &str) -> AdminResult<String> {
-        self.resolve_key(key).await
-    }
-
-    /// Usage records matching `filter`, in time order, at most `limit`.
-    pub async fn usage_records(
-        &self,
-        filter: &AuditFilter,
-        limit: u32,
-    ) -> AdminResult<Vec<UsageRecord>> {
-        let stored = self.store.query_records(filter, None, limit).await?;
-        stored
-            .iter()
-            .map(|r| Ok(UsageRecord::decode(r.record.as_slice())?))
-            .collect()
-    }
-
-    /// Deletes teams (by id or alias) with all their keys, all or nothing; returns the
-    /// teams' ids and how many keys went.
-    pub async fn delete_teams(&self, teams: &[String]) -> AdminResult<(Vec<String>, u64)> {
-        let names = teams
-            .iter()
-            .map(|t| team_ref(t).map(str::to_owned))
-            .collect::<Result<Vec<_>, _>>()?;
-        let (deleted, keys) = self.store.delete_teams(&names).await?;
-        let ids: Vec<String> = deleted.into_iter().map(|t| t.id).collect();
-        tracing::info!(teams = ?ids, keys, "teams deleted");
-        Ok((ids, keys))
-    }
-
-    /// Deletes users with the keys they own, all or nothing; returns the users' ids and how
-    /// many keys went.
-    pub async fn delete_users(&self, users: &[String]) -> AdminResult<(Vec<String>, u64)> {
-        let ids = users
-            .iter()
-            .map(|u| domain::parse_user_record_id(u))
-            .collect::<Result<Vec<_>, _>>()?;
-        let (deleted, keys) = self.store.delete_users(&ids).await?;
-        let ids: Vec<String> = deleted.into_iter().map(|u| u.id).collect();
-        tracing::info!(users = ?ids, keys, "users deleted");
-        Ok((ids, keys))
-    }
-
-    pub async fn delete_model(&self, name: &str) -> AdminResult<ModelRoute> {
-        let model = self.store.delete_model(name.trim()).await?;
-        tracing::info!(model = %model.name, "model route deleted");
-        Ok(model)
-    }
-
-    pub async fn list_models(&self) -> AdminResult<Vec<ModelRoute>> {
-        Ok(self.store.list_models().await?)
-    }
-
-    /// Spend of one scope: its current window (read from the usage records, so it includes
-    /// what arrived since the last tick) and `history_days` of daily totals.
-    pub async fn spend(&self, scope: SpendScope, history_days: u32) -> AdminResult<SpendReport> {
-        let now = Timestamp::now();
-        let (kind, id, limits, created_at) = match scope {
-            SpendScope::Key(key) => {
-                let view = self.get_key(&key).await?;
-                let k = view.key;
-                (ScopeKind::Key, k.public_id, k.limits, k.created_at)
-            }
-            SpendScope::Team(team) => {
-                let t = self.get_team(&team).await?.team;
-                (ScopeKind::Team, t.id, t.limits, t.created_at)
-            }
-            SpendScope::User(user) => {
-                let user = user.trim().to_owned();
-                // Keys name users freely, so spend exists for users without a record.
-                match self.store.find_user(&user).await? {
-                    Some(u) => (ScopeKind::User, u.id, u.limits, u.created_at),
-                    None => (
-                        ScopeKind::User,
-                        user,
-                        Limits::default(),
-                        Timestamp::from_millis(0),
-                    ),
-                }
-            }
-        };
-        let window = limits.budget.map_or(
-            Window {
-                start: created_at,
-                reset_at: None,
-            },
-            |b: Budget| b.window_at(now),
-        );
-        let all = i64::MAX;
-        let spend = self.store.scope_spend(kind, &id, window.start, all).await?;
-        let total_spend = self
-            .store
-            .scope_spend(kind, &id, Timestamp::from_millis(0), all)
-            .await?;
-        let history = match history_days.min(MAX_HISTORY_DAYS) {
-            0 => Vec::new(),
-            days => {
-                let today = now.as_millis() - now.as_millis().rem_euclid(DAY_MS);
-                let since = Timestamp::from_millis(today - i64::from(days - 1) * DAY_MS);
-                self.store.spend_history(kind, &id, since).await?
-            }
-        };
-        Ok(SpendReport {
-            scope: kind,
-            exhausted: limits.budget.is_some_and(|b| b.is_exhausted(spend)),
-            id,
-            limits,
-            window,
-            spend,
-            total_spend,
-            history,
-        })
-    }
 }
 
 fn team_ref(team: &str) -> Result<&str, ValidationError> {
@@ -795,19 +274,5 @@ fn team_ref(team: &str) -> Result<&str, ValidationError> {
         Err(ValidationError::MissingTeam)
     } else {
         Ok(team)
-    }
-}
-
-fn redaction_change(json: Option<&str>, cleared: bool) -> Result<Change<String>, ValidationError> {
-    // Setting an empty policy is the same as clearing it: the filter's default applies.
-    let parsed = match json {
-        Some(j) => Some(domain::parse_redaction_policy(j)?),
-        None => None,
-    };
-    match (parsed, cleared) {
-        (Some(_), true) => Err(ValidationError::SetAndCleared("redaction_policy")),
-        (Some(Some(p)), false) => Ok(Change::Set(p)),
-        (Some(None), false) | (None, true) => Ok(Change::Clear),
-        (None, false) => Ok(Change::Keep),
     }
 }

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::clock::Timestamp;
-use crate::keys::{self, KeySecret, RandomnessError, PUBLIC_ID_LEN, SECRET_LEN};
+use crate::keys::{self, KeySecret, MintedToken, RandomnessError};
 use crate::store::{DataPlaneStore, StoreError};
 
 pub const TOKEN_PREFIX: &str = "mgdp-";
@@ -122,17 +122,14 @@ pub fn public_id_of(token: &str) -> Option<&str> {
 
 /// Draws a token: public id and secret from OS randomness.
 fn mint(name: &str, now: Timestamp) -> Result<(NewDataPlaneToken, KeySecret), RandomnessError> {
-    let public_id = keys::random_id(PUBLIC_ID_LEN)?;
-    let secret = keys::random_secret()?;
-    debug_assert_eq!(secret.len(), SECRET_LEN);
-    let whole = format!("{TOKEN_PREFIX}{public_id}-{secret}");
+    let minted = MintedToken::generate(TOKEN_PREFIX)?;
     let new = NewDataPlaneToken {
         name: name.to_owned(),
-        public_id,
-        sha256: keys::hash_key(&whole),
+        public_id: minted.public_id,
+        sha256: minted.sha256,
         created_at: now,
     };
-    Ok((new, KeySecret::new(whole)))
+    Ok((new, minted.secret))
 }
 
 /// Data-plane tokens over a store: what the admin API and `PolicyService` call.
@@ -228,6 +225,7 @@ impl<S: DataPlaneStore> DataPlanes<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::{PUBLIC_ID_LEN, SECRET_LEN};
 
     #[test]
     fn names_are_short_plain_words() {

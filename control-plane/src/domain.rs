@@ -835,6 +835,8 @@ pub struct UsageEntry {
     pub tokens_out: i64,
     pub spend: f64,
     pub status: crate::audit::RecordStatus,
+    /// A filter's request, or an admin call the control plane appended.
+    pub kind: crate::audit::RecordKind,
     /// The record exactly as the filter sent it (protobuf).
     pub encoded: Vec<u8>,
 }

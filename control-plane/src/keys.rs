@@ -28,11 +28,6 @@ pub struct RandomnessError(getrandom::Error);
 pub struct KeySecret(String);
 
 impl KeySecret {
-    /// Wraps a whole secret string just drawn (e.g. a data-plane token).
-    pub(crate) fn new(whole: String) -> Self {
-        Self(whole)
-    }
-
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -66,6 +61,27 @@ impl MintedKey {
         Ok(Self {
             sha256: hash_key(&whole),
             last4: last4(&whole),
+            public_id,
+            secret: KeySecret(whole),
+        })
+    }
+}
+
+/// A `<prefix><public id>-<secret>` credential just drawn (data-plane tokens, admin keys):
+/// its public id, the whole string to show once, and the SHA-256 that is stored.
+#[derive(Debug, Clone)]
+pub struct MintedToken {
+    pub public_id: String,
+    pub secret: KeySecret,
+    pub sha256: [u8; 32],
+}
+
+impl MintedToken {
+    pub fn generate(prefix: &str) -> Result<Self, RandomnessError> {
+        let public_id = random_id(PUBLIC_ID_LEN)?;
+        let whole = format!("{prefix}{public_id}-{}", random_secret()?);
+        Ok(Self {
+            sha256: hash_key(&whole),
             public_id,
             secret: KeySecret(whole),
         })

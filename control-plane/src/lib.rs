@@ -22,13 +22,18 @@
 //! - [`snapshot`]: the `PolicySnapshot` filters poll, built once per policy version.
 //! - [`admin`]: the admin operations behind both [`grpc`]'s `AdminService` and [`rest`].
 //! - [`dataplane`]: the tokens Envoys present to `PolicyService`, minted and revoked by admins.
-//! - [`grpc`]: `AdminService` (master key) and `PolicyService` (data plane), reflection.
+//! - [`authz`]: the caller of an admin call, the roles and the one authorization rule;
+//!   [`admin_key`]: the per-person admin credentials (`mgak-…`) that carry a role.
+//! - [`grpc`]: `AdminService` and `AuditService` (admin keys or the master key, by role) and
+//!   `PolicyService` (data plane), reflection.
 //! - [`server`] (`modelgate serve`), [`http`] (`/ready`, `/healthz`, the REST API), [`cli`]
 //!   (admin commands).
 
 pub mod admin;
+pub mod admin_key;
 pub mod allowlist;
 pub mod audit;
+pub mod authz;
 pub mod budget;
 pub mod cli;
 pub mod clock;
@@ -76,6 +81,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Redact(args) => cli::redact::run(args)?,
         Command::Audit(command) => cli::run_audit(&cli.global, command).await?,
         Command::Dataplane(command) => cli::run_dataplane(&cli.global, command).await?,
+        Command::AdminKey(command) => cli::run_admin_key(&cli.global, command).await?,
     }
     Ok(())
 }

@@ -185,7 +185,12 @@ async fn serve_store<S: Store>(
     let spend = Arc::new(SpendTracker::new());
     let spend_sync = SpendSync::start(store.clone(), Arc::clone(&spend), Timestamp::now()).await?;
     let snapshots = Arc::new(SnapshotCache::new(store.clone(), Arc::clone(&spend)));
-    let admin = Arc::new(Admin::new(store.clone(), spend, master_key));
+    let admin = Arc::new(Admin::new(
+        store.clone(),
+        spend,
+        master_key,
+        Some(Arc::clone(&audit_log)),
+    ));
     let jwks = Arc::new(JwksRefresher::new(store.clone())?);
     let identity = Arc::new(IdentityAdmin::new(store.clone(), Arc::clone(&jwks)));
     let admin_api = AdminApi::new(Arc::clone(&admin), DataPlanes::new(store.clone()), identity);

@@ -142,10 +142,27 @@ async fn a_compliance_team_reads_verifies_and_prunes_the_audit_log() {
     );
 
     // Query over gRPC and straight from the database give the same records.
-    let remote = cp.cli(&["audit", "query", "--remote", "--json"]).json();
-    let direct = cp.cli(&["audit", "query", "--json"]).json();
+    let remote = cp
+        .cli(&["audit", "query", "--remote", "--json", "--kind", "request"])
+        .json();
+    let direct = cp
+        .cli(&["audit", "query", "--json", "--kind", "request"])
+        .json();
     assert_eq!(remote, direct);
     assert_eq!(remote.as_array().unwrap().len(), 20);
+    // Minting the data-plane token the reports came with is in the chain too, as the master
+    // key's (break-glass) admin record.
+    let admin = cp
+        .cli(&["audit", "query", "--remote", "--json", "--kind", "admin"])
+        .json();
+    let admin = admin.as_array().unwrap();
+    assert_eq!(admin.len(), 1, "{admin:?}");
+    assert_eq!(admin[0]["seq"], 1);
+    assert_eq!(admin[0]["kind"], "admin");
+    assert_eq!(admin[0]["admin"]["principal"], "master_key");
+    assert_eq!(admin[0]["admin"]["action"], "manage_data_planes");
+    assert_eq!(admin[0]["admin"]["object_kind"], "data_plane_token");
+    assert!(admin[0]["key_id"].is_null() && admin[0]["team_id"].is_null());
     let r0 = &remote[0];
     assert_eq!(r0["request_id"], "req-0");
     assert_eq!(r0["model"], "llama3");
@@ -174,7 +191,9 @@ async fn a_compliance_team_reads_verifies_and_prunes_the_audit_log() {
     assert_eq!(table.lines().count(), 4, "{table}");
 
     let exported = cp
-        .cli(&["audit", "export", "--remote", "--from", "2h"])
+        .cli(&[
+            "audit", "export", "--remote", "--from", "2h", "--kind", "request",
+        ])
         .ok()
         .to_owned();
     assert_eq!(exported.lines().count(), 12);
@@ -201,9 +220,9 @@ async fn a_compliance_team_reads_verifies_and_prunes_the_audit_log() {
     assert!(by_team.starts_with("TEAM"), "{by_team}");
     assert!(by_team.contains("team_ml"), "{by_team}");
 
-    // The JSONL sink catches up with every accepted record.
+    // The JSONL sink catches up with every record: 20 requests and the admin record.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sink_lines(data) < 20 {
+    while sink_lines(data) < 21 {
         assert!(
             Instant::now() < deadline,
             "sink has {} lines",
@@ -213,27 +232,24 @@ async fn a_compliance_team_reads_verifies_and_prunes_the_audit_log() {
     }
 
     let verified = cp.cli(&["audit", "verify", "--remote"]).ok().to_owned();
-    assert!(verified.starts_with("OK: 20 records (1..20)"), "{verified}");
+    assert!(verified.starts_with("OK: 21 records (1..21)"), "{verified}");
 
     // Stopped: everything is signed and the log verifies from the file alone.
     let (clean, _, _) = cp.stop();
     assert!(clean);
     let verified = offline(data, &["audit", "verify", "--json"]).json();
     assert_eq!(verified["ok"], true);
-    assert_eq!(verified["records"], 20);
+    assert_eq!(verified["records"], 21);
     assert_eq!(verified["unsigned_records"], 0);
-    assert_eq!(sink_lines(data), 20);
+    assert_eq!(sink_lines(data), 21);
 
-    // Retention: the 100-day-old records go, the rest still verifies from a checkpoint.
+    // Retention removes only a prefix of the chain: the 100-day-old records sit behind the
+    // (young) admin record at position 1, so they stay, and the log still verifies whole.
     let pruned = offline(data, &["audit", "prune", "--older-than", "90d", "--json"]).json();
-    let first_seq = pruned["first_seq"].as_u64().unwrap();
-    assert!((2..=9).contains(&first_seq), "{pruned}");
-    assert_eq!(pruned["records_deleted"].as_u64().unwrap(), first_seq - 1);
+    assert_eq!(pruned["records_deleted"].as_u64().unwrap(), 0, "{pruned}");
     let verified = offline(data, &["audit", "verify"]);
     assert!(
-        verified
-            .ok()
-            .contains(&format!("the log starts at record {first_seq}")),
+        verified.ok().starts_with("OK: 21 records (1..21)"),
         "{verified:?}"
     );
 }
@@ -244,7 +260,8 @@ async fn tampered(data: &Path, sql: &str) {
     sqlx::query(sql).execute(&mut c).await.unwrap();
 }
 
-/// A log of 20 records written by a real server, then the server stopped.
+/// A log of 20 request records written by a real server after the admin record of minting
+/// their data-plane token (position 1), then the server stopped.
 async fn written_log() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(dir.path(), &["--audit-checkpoint-every", "5"], &[]);
@@ -285,11 +302,22 @@ async fn verify_names_the_spot_after_the_database_file_is_edited() {
             "FAILED: checkpoint 1: its signature",
         ),
         ("DELETE FROM usage_records WHERE seq > 15", "tail truncated"),
+        // An admin record edited: passed off as a request, or its action rewritten.
+        (
+            "UPDATE usage_records SET kind = 'request' WHERE seq = 1",
+            "FAILED: record 1: column kind",
+        ),
+        (
+            "UPDATE usage_records SET record = \
+             CAST(REPLACE(CAST(record AS TEXT), 'manage_data_planes', 'manage_admin_keys_') AS BLOB) \
+             WHERE seq = 1",
+            "FAILED: record 1:",
+        ),
     ];
     for (sql, expected) in cases {
         let dir = written_log().await;
         let before = offline(dir.path(), &["audit", "verify"]);
-        assert!(before.ok().starts_with("OK: 20 records"), "{before:?}");
+        assert!(before.ok().starts_with("OK: 21 records"), "{before:?}");
         tampered(dir.path(), sql).await;
         let after = offline(dir.path(), &["audit", "verify"]);
         assert_eq!(after.code, Some(1), "{sql}: {after:?}");

@@ -5,6 +5,8 @@
 #![cfg(test)]
 
 // Under `tests/store/` so Cargo does not take it for a test target of its own.
+#[path = "store/admin_key.rs"]
+mod admin_key;
 #[path = "store/dataplane.rs"]
 mod dataplane;
 mod support;
@@ -33,6 +35,7 @@ use modelgate_proto::v1 as pb;
 use sqlx::Connection;
 use support::postgres::TestDatabase;
 
+use admin_key::admin_keys_are_created_found_listed_and_revoked;
 use dataplane::{
     a_batch_id_belongs_to_the_data_plane_that_sent_it,
     data_plane_tokens_are_created_listed_and_revoked,
@@ -156,6 +159,7 @@ suite!(
     spend_tracking_follows_budget_changes_and_many_new_budgets,
     data_plane_tokens_are_created_listed_and_revoked,
     a_batch_id_belongs_to_the_data_plane_that_sent_it,
+    admin_keys_are_created_found_listed_and_revoked,
 );
 
 fn team(alias: &str, models: &[&str]) -> Team {
@@ -208,6 +212,7 @@ fn usage(batch_id: &str, n: usize) -> UsageBatch {
                 tokens_out: 20,
                 spend: 0.5,
                 status: modelgate_control_plane::audit::RecordStatus::Success,
+                kind: modelgate_control_plane::audit::RecordKind::Request,
                 encoded: vec![1, 2, 3, i as u8],
             })
             .collect(),

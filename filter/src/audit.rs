@@ -128,6 +128,8 @@ impl RecordDraft {
             stream: self.stream,
             auth_method: self.auth_method.as_str().to_owned(),
             issuer: self.issuer,
+            // Only the control plane's own records of admin calls carry one.
+            admin: None,
         }
     }
 }

@@ -387,9 +387,12 @@ impl ScriptedStack {
     }
 }
 
-/// Every audit record the control plane stored (`modelgate audit query --json`).
+/// Every request record the control plane stored (`modelgate audit query --json`); admin
+/// records (the harness's team and key creation) are left out.
 pub fn records(control_plane: &ControlPlane) -> Vec<Value> {
-    let output = control_plane.cli(&["audit", "query", "--limit", "0", "--json"]);
+    let output = control_plane.cli(&[
+        "audit", "query", "--limit", "0", "--json", "--kind", "request",
+    ]);
     assert!(
         output.status.success(),
         "modelgate audit query: {}\n{}",

@@ -153,7 +153,7 @@ fn cli_ok(cp: &ControlPlane, args: &[&str]) -> String {
 }
 
 fn audit_records(cp: &ControlPlane) -> Vec<Value> {
-    cp.cli_json(&["audit", "query", "--limit", "0"])
+    cp.cli_json(&["audit", "query", "--limit", "0", "--kind", "request"])
         .as_array()
         .unwrap()
         .clone()

@@ -44,7 +44,7 @@ pub mod verify;
 
 pub use log::{AuditError, AuditLog};
 pub use query::{AuditFilter, GroupBy, PruneOutcome, QueryCursor, ReportRow, StoredRecord};
-pub use record::{entry_from_record, RecordJson, RecordStatus};
+pub use record::{entry_from_record, RecordJson, RecordKind, RecordStatus};
 pub use seal::CheckpointPolicy;
 pub use store::{AuditStore, PAGE};
 pub use verify::{Failure, VerifyReport};

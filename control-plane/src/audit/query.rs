@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::record::RecordStatus;
+use super::record::{RecordKind, RecordStatus};
 use crate::clock::{parse_duration, DurationError, Timestamp};
 
 /// `None` fields match everything. Times: `from` inclusive, `to` exclusive.
@@ -16,6 +16,7 @@ pub struct AuditFilter {
     pub team_id: Option<String>,
     pub model: Option<String>,
     pub status: Option<RecordStatus>,
+    pub kind: Option<RecordKind>,
 }
 
 /// Where a page ends: records are ordered by `(timestamp, seq)`.

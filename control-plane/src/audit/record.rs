@@ -65,6 +65,38 @@ impl RecordStatus {
     }
 }
 
+/// What a record of the chain is about, as stored in the `kind` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// A request a filter reported.
+    Request,
+    /// An admin call (a write or a denial) the control plane appended.
+    Admin,
+}
+
+impl RecordKind {
+    pub const ALL: [Self; 2] = [Self::Request, Self::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn of(record: &pb::UsageRecord) -> Self {
+        if record.admin.is_some() {
+            Self::Admin
+        } else {
+            Self::Request
+        }
+    }
+}
+
 /// The stored form of a record: its canonical protobuf bytes plus the columns derived from
 /// it. Verification recomputes the columns the same way, so an edited column shows.
 pub fn entry_from_record(record: &pb::UsageRecord) -> UsageEntry {
@@ -83,6 +115,7 @@ pub fn entry_from_record(record: &pb::UsageRecord) -> UsageEntry {
         tokens_out: i64::try_from(record.tokens_out).unwrap_or(i64::MAX),
         spend: record.spend,
         status: RecordStatus::from_proto(record.status()),
+        kind: RecordKind::of(record),
         encoded: record.encode_to_vec(),
     }
 }
@@ -91,7 +124,7 @@ pub fn entry_from_record(record: &pb::UsageRecord) -> UsageEntry {
 /// `Err` when the bytes are not a record at all.
 pub fn mismatched_column(stored: &UsageEntry) -> Result<Option<&'static str>, prost::DecodeError> {
     let derived = entry_from_record(&pb::UsageRecord::decode(stored.encoded.as_slice())?);
-    let checks: [(&'static str, bool); 10] = [
+    let checks: [(&'static str, bool); 11] = [
         ("request_id", derived.request_id == stored.request_id),
         ("timestamp_ms", derived.timestamp == stored.timestamp),
         ("key_id", derived.key_id == stored.key_id),
@@ -103,6 +136,7 @@ pub fn mismatched_column(stored: &UsageEntry) -> Result<Option<&'static str>, pr
         // Bit equality: both databases store an f64 exactly.
         ("spend", derived.spend.to_bits() == stored.spend.to_bits()),
         ("status", derived.status == stored.status),
+        ("kind", derived.kind == stored.kind),
     ];
     Ok(checks.into_iter().find(|(_, ok)| !ok).map(|(name, _)| name))
 }
@@ -147,6 +181,56 @@ pub struct RecordJson<'a> {
     pub auth_method: Option<&'a str>,
     /// The JWT's issuer when `auth_method` is "jwt".
     pub issuer: Option<&'a str>,
+    /// "request" or "admin".
+    pub kind: &'static str,
+    /// What an admin record is about; `null` on requests.
+    pub admin: Option<AdminJson<'a>>,
+}
+
+/// An admin call in a record's JSON.
+#[derive(Debug, Serialize)]
+pub struct AdminJson<'a> {
+    /// "master_key" (break-glass) or "admin_key".
+    pub principal: &'a str,
+    pub admin_key_id: Option<&'a str>,
+    pub actor: &'a str,
+    pub role: &'a str,
+    pub action: &'a str,
+    pub object_kind: Option<&'a str>,
+    pub object_id: Option<&'a str>,
+    pub allowed: bool,
+    pub changes: Vec<ChangeJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChangeJson<'a> {
+    pub field: &'a str,
+    pub before: &'a str,
+    pub after: &'a str,
+}
+
+impl<'a> AdminJson<'a> {
+    fn new(a: &'a pb::AdminAction) -> Self {
+        Self {
+            principal: &a.principal,
+            admin_key_id: non_empty(&a.admin_key_id),
+            actor: &a.actor,
+            role: &a.role,
+            action: &a.action,
+            object_kind: non_empty(&a.object_kind),
+            object_id: non_empty(&a.object_id),
+            allowed: a.allowed,
+            changes: a
+                .changes
+                .iter()
+                .map(|c| ChangeJson {
+                    field: &c.field,
+                    before: &c.before,
+                    after: &c.after,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl<'a> RecordJson<'a> {
@@ -183,6 +267,8 @@ impl<'a> RecordJson<'a> {
             stream: r.stream,
             auth_method: non_empty(&r.auth_method),
             issuer: non_empty(&r.issuer),
+            kind: RecordKind::of(r).as_str(),
+            admin: r.admin.as_ref().map(AdminJson::new),
         }
     }
 

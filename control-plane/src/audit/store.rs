@@ -94,8 +94,8 @@ pub(crate) mod sql {
         "SELECT record_count, data_plane FROM usage_batches WHERE batch_id = $1";
     pub const INSERT_RECORD: &str = "INSERT INTO usage_records (batch_id, batch_index, seq, \
          prev_hash, hash, request_id, timestamp_ms, key_id, team_id, user_id, model, tokens_in, \
-         tokens_out, spend, status, record) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+         tokens_out, spend, status, kind, record) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
     macro_rules! checkpoint_columns {
         () => {
@@ -131,33 +131,33 @@ pub(crate) mod sql {
     );
 
     pub const SELECT_CHAIN_AFTER: &str = "SELECT seq, prev_hash, hash, record, request_id, \
-         timestamp_ms, key_id, team_id, user_id, model, tokens_in, tokens_out, spend, status \
-         FROM usage_records WHERE seq > $1 ORDER BY seq LIMIT $2";
+         timestamp_ms, key_id, team_id, user_id, model, tokens_in, tokens_out, spend, status, \
+         kind FROM usage_records WHERE seq > $1 ORDER BY seq LIMIT $2";
     pub const COUNT_UNCHAINED: &str = "SELECT COUNT(*) FROM usage_records WHERE seq IS NULL";
     pub const SELECT_UNCHAINED: &str =
         "SELECT id, record FROM usage_records WHERE seq IS NULL ORDER BY id";
-    pub const CHAIN_RECORD: &str =
-        "UPDATE usage_records SET seq = $1, prev_hash = $2, hash = $3, status = $4 WHERE id = $5";
+    pub const CHAIN_RECORD: &str = "UPDATE usage_records SET seq = $1, prev_hash = $2, \
+         hash = $3, status = $4, kind = $5 WHERE id = $6";
 
     pub const SELECT_RECORDS_AFTER: &str = "SELECT seq, timestamp_ms, record FROM usage_records \
          WHERE seq > $1 ORDER BY seq LIMIT $2";
 
-    /// `$1..$7`: from, to, user, key, team, model, status (NULL = any).
+    /// `$1..$8`: from, to, user, key, team, model, status, kind (NULL = any).
     macro_rules! filter {
         () => {
             "seq IS NOT NULL \
              AND ($1 IS NULL OR timestamp_ms >= $1) AND ($2 IS NULL OR timestamp_ms < $2) \
              AND ($3 IS NULL OR user_id = $3) AND ($4 IS NULL OR key_id = $4) \
              AND ($5 IS NULL OR team_id = $5) AND ($6 IS NULL OR model = $6) \
-             AND ($7 IS NULL OR status = $7)"
+             AND ($7 IS NULL OR status = $7) AND ($8 IS NULL OR kind = $8)"
         };
     }
-    /// `$8`, `$9`: the cursor (NULL for the first page); `$10`: the limit.
+    /// `$9`, `$10`: the cursor (NULL for the first page); `$11`: the limit.
     pub const QUERY_RECORDS: &str = concat!(
         "SELECT seq, timestamp_ms, record FROM usage_records WHERE ",
         filter!(),
-        " AND ($8 IS NULL OR timestamp_ms > $8 OR (timestamp_ms = $8 AND seq > $9)) \
-         ORDER BY timestamp_ms, seq LIMIT $10"
+        " AND ($9 IS NULL OR timestamp_ms > $9 OR (timestamp_ms = $9 AND seq > $10)) \
+         ORDER BY timestamp_ms, seq LIMIT $11"
     );
 
     macro_rules! report {
@@ -218,7 +218,7 @@ macro_rules! impl_audit_store {
         use $crate::audit::query::{
             AuditFilter, GroupBy, PruneOutcome, QueryCursor, ReportRow, StoredRecord,
         };
-        use $crate::audit::record::{entry_from_record, RecordStatus};
+        use $crate::audit::record::{entry_from_record, RecordKind, RecordStatus};
         use $crate::audit::seal::Sealer;
         use $crate::audit::store::{hash32, sql, to_i64, to_u64, Appended, AuditStore, PAGE};
         use $crate::audit::verify::{ChainRow, Failure, Verifier, VerifyReport};
@@ -281,6 +281,7 @@ macro_rules! impl_audit_store {
 
         fn chain_row(row: &DbRow) -> Result<ChainRow, String> {
             let status: String = row.try_get("status").map_err(|e| e.to_string())?;
+            let kind: String = row.try_get("kind").map_err(|e| e.to_string())?;
             let get = |e: sqlx::Error| e.to_string();
             let seq: i64 = row.try_get("seq").map_err(get)?;
             Ok(ChainRow {
@@ -299,6 +300,8 @@ macro_rules! impl_audit_store {
                     spend: row.try_get("spend").map_err(get)?,
                     status: RecordStatus::parse(&status)
                         .ok_or_else(|| format!("column status has an unknown value {status:?}"))?,
+                    kind: RecordKind::parse(&kind)
+                        .ok_or_else(|| format!("column kind has an unknown value {kind:?}"))?,
                     encoded: row.try_get("record").map_err(get)?,
                 },
             })
@@ -364,6 +367,7 @@ macro_rules! impl_audit_store {
                 .bind(f.team_id.as_deref())
                 .bind(f.model.as_deref())
                 .bind(f.status.map(RecordStatus::as_str))
+                .bind(f.kind.map(RecordKind::as_str))
         }
 
         impl AuditStore for $store {
@@ -425,6 +429,7 @@ macro_rules! impl_audit_store {
                         .bind(entry.tokens_out)
                         .bind(entry.spend)
                         .bind(entry.status.as_str())
+                        .bind(entry.kind.as_str())
                         .bind(&entry.encoded)
                         .execute(&mut *tx)
                         .await?;
@@ -468,8 +473,11 @@ macro_rules! impl_audit_store {
                 for row in &rows {
                     let id: i64 = row.try_get("id")?;
                     let bytes: Vec<u8> = row.try_get("record")?;
-                    let status = modelgate_proto::v1::UsageRecord::decode(bytes.as_slice())
-                        .map_or(RecordStatus::Unspecified, |r| entry_from_record(&r).status);
+                    let (status, kind) = modelgate_proto::v1::UsageRecord::decode(bytes.as_slice())
+                        .map_or((RecordStatus::Unspecified, RecordKind::Request), |r| {
+                            let entry = entry_from_record(&r);
+                            (entry.status, entry.kind)
+                        });
                     let seq = head.seq + 1;
                     let hash = record_hash(&head.hash, seq, &bytes);
                     sqlx::query(sql::CHAIN_RECORD)
@@ -477,6 +485,7 @@ macro_rules! impl_audit_store {
                         .bind(head.hash.to_vec())
                         .bind(hash.to_vec())
                         .bind(status.as_str())
+                        .bind(kind.as_str())
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
@@ -620,10 +629,15 @@ macro_rules! impl_audit_store {
                     GroupBy::User => sql::REPORT_BY_USER,
                     GroupBy::Model => sql::REPORT_BY_MODEL,
                 };
+                // Admin records are not requests: they never count in a report.
+                let requests = AuditFilter {
+                    kind: Some(RecordKind::Request),
+                    ..filter.clone()
+                };
                 let count = |row: &DbRow, name: &str| -> StoreResult<u64> {
                     to_u64(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0), name)
                 };
-                bind_filter(sqlx::query(query), filter)
+                bind_filter(sqlx::query(query), &requests)
                     .fetch_all(&self.pool)
                     .await?
                     .iter()

@@ -22,7 +22,7 @@ use crate::audit::query::{parse_time_arg, TimeArgError};
 use crate::audit::signing::{self, SigningKeyError};
 use crate::audit::{
     AuditError, AuditFilter, AuditStore, CheckpointPolicy, Failure, GroupBy, PruneOutcome,
-    QueryCursor, RecordJson, RecordStatus, ReportRow, VerifyReport, PAGE,
+    QueryCursor, RecordJson, RecordKind, RecordStatus, ReportRow, VerifyReport, PAGE,
 };
 use crate::clock::{parse_duration, DurationError, Timestamp};
 use crate::grpc::audit as convert;
@@ -48,6 +48,8 @@ pub enum AuditCliError {
     PublicKey(String),
     #[error("invalid --status {0:?}: use success, blocked, errored, cancelled or unspecified")]
     Status(String),
+    #[error("invalid --kind {0:?}: use request or admin")]
+    Kind(String),
     #[error("the control plane returned a record that does not decode: {0}")]
     Decode(#[from] prost::DecodeError),
     #[error("the audit log FAILED verification")]
@@ -180,6 +182,9 @@ pub struct FilterArgs {
     /// success, blocked, errored, cancelled.
     #[arg(long)]
     status: Option<String>,
+    /// request (the filters' records) or admin (admin calls and denials); default both.
+    #[arg(long)]
+    kind: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -209,6 +214,10 @@ impl FilterArgs {
             Some(s) => Some(RecordStatus::parse(s.trim()).ok_or(AuditCliError::Status(s))?),
             None => None,
         };
+        let kind = match self.kind {
+            Some(k) => Some(RecordKind::parse(k.trim()).ok_or(AuditCliError::Kind(k))?),
+            None => None,
+        };
         Ok(AuditFilter {
             from: time(self.from)?,
             to: time(self.to)?,
@@ -217,6 +226,7 @@ impl FilterArgs {
             team_id: text(self.team),
             model: text(self.model),
             status,
+            kind,
         })
     }
 }
@@ -573,17 +583,31 @@ fn records_table(
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|(seq, r)| {
+            // An admin record shows its actor, admin key and action where requests show
+            // theirs.
+            let (key, user, what) = match &r.admin {
+                Some(a) => (
+                    a.admin_key_id.clone(),
+                    a.actor.clone(),
+                    format!("{} {}:{}", r.path, a.object_kind, a.object_id),
+                ),
+                None => (
+                    r.key_id.clone(),
+                    r.user_id.clone(),
+                    if r.model_resolved.is_empty() {
+                        r.model_requested.clone()
+                    } else {
+                        r.model_resolved.clone()
+                    },
+                ),
+            };
             vec![
                 Timestamp::from_millis(r.timestamp_ms).to_rfc3339(),
                 seq.to_string(),
-                dash(&r.key_id),
-                dash(&r.user_id),
+                dash(&key),
+                dash(&user),
                 dash(&r.team_id),
-                dash(if r.model_resolved.is_empty() {
-                    &r.model_requested
-                } else {
-                    &r.model_resolved
-                }),
+                dash(&what),
                 RecordStatus::from_proto(r.status()).as_str().to_owned(),
                 r.http_status.to_string(),
                 r.tokens_in.to_string(),

@@ -1,6 +1,7 @@
-//! A thin admin client: connects once, sends the master key on every call, and turns gRPC
-//! failures into one readable line.
+//! A thin admin client: connects once, sends the admin credential (an admin key, else the
+//! master key) on every call, and turns gRPC failures into one readable line.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ pub enum CliError {
 fn status_message(status: &Status) -> String {
     let msg = status.message();
     match status.code() {
-        Code::Unauthenticated => format!("the control plane refused the master key: {msg}"),
+        Code::Unauthenticated => format!("the control plane refused the credential: {msg}"),
         Code::PermissionDenied => format!("permission denied: {msg}"),
         Code::Unavailable => format!("control plane unavailable: {msg}"),
         Code::DeadlineExceeded => "the control plane did not answer in time".to_owned(),
@@ -73,6 +74,35 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// What the CLI authenticates with: an admin key (`--admin-key`), or the master key.
+/// `Debug` never shows it.
+pub struct AdminCredential(String);
+
+impl fmt::Debug for AdminCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminCredential(<redacted>)")
+    }
+}
+
+impl AdminCredential {
+    pub fn admin_key(key: &str) -> Result<Self, CliError> {
+        let key = key.trim();
+        if crate::admin_key::public_id_of(key).is_none() {
+            return Err(CliError::Usage(
+                "--admin-key (MODELGATE_ADMIN_KEY) must be a whole admin key, mgak-<public id>-<secret>"
+                    .to_owned(),
+            ));
+        }
+        Ok(Self(key.to_owned()))
+    }
+}
+
+impl From<MasterKey> for AdminCredential {
+    fn from(key: MasterKey) -> Self {
+        Self(key.expose().to_owned())
+    }
+}
+
 #[derive(Clone)]
 pub(super) struct BearerAuth(MetadataValue<Ascii>);
 
@@ -91,7 +121,7 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    pub async fn connect(addr: &str, master_key: MasterKey) -> Result<Self, CliError> {
+    pub async fn connect(addr: &str, credential: AdminCredential) -> Result<Self, CliError> {
         // `127.0.0.1:50051` is what people type; the endpoint wants a URL.
         let url = if addr.contains("://") {
             addr.to_owned()
@@ -106,7 +136,7 @@ impl AdminClient {
             addr: url,
             reason: error_chain(&e),
         })?;
-        let mut header: MetadataValue<Ascii> = format!("Bearer {}", master_key.expose())
+        let mut header: MetadataValue<Ascii> = format!("Bearer {}", credential.0)
             .parse()
             .map_err(|_| MasterKeyError::Malformed)?;
         header.set_sensitive(true);
@@ -119,7 +149,7 @@ impl AdminClient {
         })
     }
 
-    /// The admin service, with the master key on every call.
+    /// The admin service, with the credential on every call.
     pub(super) fn admin(
         &mut self,
     ) -> &mut AdminServiceClient<InterceptedService<Channel, BearerAuth>> {

@@ -1,7 +1,8 @@
 //! The `modelgate` command line: `serve`, and admin commands that talk gRPC to a running
-//! control plane with the master key.
+//! control plane with an admin key, or the master key (break-glass).
 
 mod admin;
+mod admin_key;
 mod audit;
 mod client;
 mod dataplane;
@@ -18,8 +19,9 @@ pub use admin::{
     run_key, run_model, run_spend, run_team, run_user, KeyCommand, ModelCommand, SpendArgs,
     TeamCommand, UserCommand,
 };
+pub use admin_key::{run_admin_key, AdminKeyCommand};
 pub use audit::{AuditCliError, AuditCommand, AuditServeArgs};
-pub use client::CliError;
+pub use client::{AdminCredential, CliError};
 pub use dataplane::{run_dataplane, DataplaneCommand};
 pub use idp::{run_idp, IdpCommand};
 
@@ -51,7 +53,15 @@ pub struct GlobalArgs {
         global = true
     )]
     pub addr: String,
-    /// Master key (admin credential). Default: read DATA_DIR/master.key.
+    /// Admin key (mgak-…) for admin commands; without one they use the master key.
+    #[arg(
+        long,
+        env = "MODELGATE_ADMIN_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_key: Option<String>,
+    /// Master key (bootstrap and break-glass credential). Default: read DATA_DIR/master.key.
     #[arg(
         long,
         env = "MODELGATE_MASTER_KEY",
@@ -98,6 +108,10 @@ pub enum Command {
     /// Data-plane tokens: the credentials Envoys present to the policy service.
     #[command(subcommand)]
     Dataplane(DataplaneCommand),
+    /// Admin keys: per-person admin credentials with a role (admin, team_admin, auditor,
+    /// member).
+    #[command(subcommand)]
+    AdminKey(AdminKeyCommand),
 }
 
 impl Command {
@@ -151,8 +165,14 @@ fn master_key(global: &GlobalArgs) -> Result<MasterKey, CliError> {
     master_key::read_file(&path)?.ok_or(CliError::NoMasterKey(path))
 }
 
-fn connect_args(global: &GlobalArgs) -> Result<(&str, MasterKey), CliError> {
-    Ok((&global.addr, master_key(global)?))
+/// Where admin commands connect and what they present: `--admin-key` when given, else the
+/// master key.
+fn connect_args(global: &GlobalArgs) -> Result<(&str, AdminCredential), CliError> {
+    let credential = match global.admin_key.as_deref().filter(|k| !k.trim().is_empty()) {
+        Some(key) => AdminCredential::admin_key(key)?,
+        None => AdminCredential::from(master_key(global)?),
+    };
+    Ok((&global.addr, credential))
 }
 
 pub use audit::run_audit;

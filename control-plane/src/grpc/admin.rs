@@ -1,5 +1,7 @@
-//! `modelgate.v1.AdminService`: teams, keys, users, model routes and spend, for holders of
-//! the master key. Each call maps its message onto [`crate::admin::Admin`].
+//! `modelgate.v1.AdminService`: teams, keys, users, model routes, spend, data planes,
+//! identity providers and admin keys. Each call establishes its [`Caller`] from the bearer
+//! credential and maps its message onto [`crate::admin::Admin`], which asks whether the
+//! caller's role allows it.
 
 use std::sync::Arc;
 
@@ -8,7 +10,8 @@ use modelgate_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
 use super::{convert, dataplane, identity, store_status};
-use crate::admin::{Admin, AdminError, SpendScope};
+use crate::admin::{Admin, AdminError, AdminKeyInput, SpendScope, Target};
+use crate::authz::{Action, Caller, Object};
 use crate::dataplane::DataPlanes;
 use crate::identity::admin::IdentityAdmin;
 use crate::store::Store;
@@ -42,21 +45,42 @@ impl<S: Store> AdminApi<S> {
         }
     }
 
-    /// Admits the master key (see [`Admin::authorize`]).
-    pub(super) async fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    /// The caller behind the request's credential (see [`Admin::authenticate`]).
+    pub(super) async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let value = match request.metadata().get("authorization") {
             None => None,
             Some(v) => Some(v.to_str().map_err(|_| {
-                Status::unauthenticated("malformed authorization: expected 'Bearer <master key>'")
+                Status::unauthenticated("malformed authorization: expected 'Bearer <admin key>'")
             })?),
         };
         self.admin
-            .authorize(value, &peer)
+            .authenticate(value, &peer)
             .await
             .map_err(admin_status)
+    }
+
+    /// Asks whether `caller` may `action` something that is not a team, key or user (data
+    /// planes, identity providers, the audit log), through the same rule as every call.
+    pub(super) async fn permit(
+        &self,
+        caller: &Caller,
+        action: Action,
+        target: Target<'_>,
+    ) -> Result<(), Status> {
+        self.admin
+            .permit(caller, action, Object::Global, target)
+            .await
+            .map_err(admin_status)
+    }
+
+    /// Appends a write that succeeded to the audit chain.
+    pub(super) async fn record_write(&self, caller: &Caller, action: Action, target: Target<'_>) {
+        self.admin
+            .record_write(caller, action, target, Vec::new())
+            .await;
     }
 }
 
@@ -64,9 +88,10 @@ impl<S: Store> AdminApi<S> {
 pub(super) fn admin_status(e: AdminError) -> Status {
     match e {
         AdminError::Invalid(e) => Status::invalid_argument(e.to_string()),
+        AdminError::AdminKey(e) => Status::invalid_argument(e.to_string()),
         AdminError::Store(e) => store_status(e),
         AdminError::Unauthenticated(msg) => Status::unauthenticated(msg),
-        AdminError::PermissionDenied => Status::permission_denied(e.to_string()),
+        AdminError::Denied(e) => Status::permission_denied(format!("permission denied: {e}")),
         AdminError::CorruptRecord(e) => {
             tracing::error!(error = %e, "an audit record does not decode");
             Status::data_loss("an audit record does not decode; run `modelgate audit verify`")
@@ -89,17 +114,17 @@ fn answer<T, U>(result: Result<T, AdminError>, to_proto: impl FnOnce(&T) -> U) -
 #[tonic::async_trait]
 impl<S: Store> AdminService for AdminApi<S> {
     async fn create_team(&self, request: Request<pb::CreateTeamRequest>) -> Answer<pb::Team> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         let input = convert::team_input(request.into_inner());
-        answer(self.admin.create_team(input).await, convert::team)
+        answer(self.admin.create_team(&caller, input).await, convert::team)
     }
 
     async fn list_teams(
         &self,
         request: Request<pb::ListTeamsRequest>,
     ) -> Answer<pb::ListTeamsResponse> {
-        self.authorize(&request).await?;
-        answer(self.admin.list_teams().await, |teams| {
+        let caller = self.caller(&request).await?;
+        answer(self.admin.list_teams(&caller).await, |teams| {
             pb::ListTeamsResponse {
                 teams: teams.iter().map(convert::team).collect(),
             }
@@ -110,9 +135,9 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<pb::CreateKeyRequest>,
     ) -> Answer<pb::CreateKeyResponse> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         let input = convert::key_input(request.into_inner());
-        answer(self.admin.create_key(input).await, |created| {
+        answer(self.admin.create_key(&caller, input).await, |created| {
             pb::CreateKeyResponse {
                 key: Some(convert::key(&created.view)),
                 secret: created.secret.expose().to_owned(),
@@ -124,9 +149,9 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Answer<pb::ListKeysResponse> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         let query = convert::key_query(request.into_inner());
-        answer(self.admin.list_keys(query).await, |keys| {
+        answer(self.admin.list_keys(&caller, query).await, |keys| {
             pb::ListKeysResponse {
                 keys: keys.iter().map(convert::key).collect(),
             }
@@ -134,117 +159,129 @@ impl<S: Store> AdminService for AdminApi<S> {
     }
 
     async fn revoke_key(&self, request: Request<pb::RevokeKeyRequest>) -> Answer<pb::Key> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         // The field names a public id: a whole key here is refused, not looked up.
         let public_id = crate::domain::parse_public_id(&request.get_ref().public_id)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        answer(self.admin.revoke_key(&public_id).await, convert::key)
+        answer(
+            self.admin.revoke_key(&caller, &public_id).await,
+            convert::key,
+        )
     }
 
     async fn get_team(&self, request: Request<pb::TeamRef>) -> Answer<pb::Team> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         answer(
-            self.admin.get_team(&request.get_ref().team).await,
+            self.admin.get_team(&caller, &request.get_ref().team).await,
             convert::team,
         )
     }
 
     async fn update_team(&self, request: Request<pb::UpdateTeamRequest>) -> Answer<pb::Team> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let team = req.team.clone();
         answer(
             self.admin
-                .update_team(&team, convert::team_update(req))
+                .update_team(&caller, &team, convert::team_update(req))
                 .await,
             convert::team,
         )
     }
 
     async fn block_team(&self, request: Request<pb::TeamRef>) -> Answer<pb::Team> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         answer(
             self.admin
-                .set_team_blocked(&request.get_ref().team, true)
+                .set_team_blocked(&caller, &request.get_ref().team, true)
                 .await,
             convert::team,
         )
     }
 
     async fn unblock_team(&self, request: Request<pb::TeamRef>) -> Answer<pb::Team> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         answer(
             self.admin
-                .set_team_blocked(&request.get_ref().team, false)
+                .set_team_blocked(&caller, &request.get_ref().team, false)
                 .await,
             convert::team,
         )
     }
 
     async fn get_key(&self, request: Request<pb::KeyRef>) -> Answer<pb::Key> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         answer(
-            self.admin.get_key(&request.get_ref().key).await,
+            self.admin.get_key(&caller, &request.get_ref().key).await,
             convert::key,
         )
     }
 
     async fn update_key(&self, request: Request<pb::UpdateKeyRequest>) -> Answer<pb::Key> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let key = req.key.clone();
         answer(
-            self.admin.update_key(&key, convert::key_update(req)).await,
+            self.admin
+                .update_key(&caller, &key, convert::key_update(req))
+                .await,
             convert::key,
         )
     }
 
     async fn block_key(&self, request: Request<pb::KeyRef>) -> Answer<pb::Key> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         answer(
             self.admin
-                .set_key_blocked(&request.get_ref().key, true)
+                .set_key_blocked(&caller, &request.get_ref().key, true)
                 .await,
             convert::key,
         )
     }
 
     async fn unblock_key(&self, request: Request<pb::KeyRef>) -> Answer<pb::Key> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         answer(
             self.admin
-                .set_key_blocked(&request.get_ref().key, false)
+                .set_key_blocked(&caller, &request.get_ref().key, false)
                 .await,
             convert::key,
         )
     }
 
     async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Answer<pb::User> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         answer(
             self.admin
-                .create_user(&req.user_id, convert::limits_input(req.limits))
+                .create_user(&caller, &req.user_id, convert::limits_input(req.limits))
                 .await,
             convert::user,
         )
     }
 
     async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Answer<pb::User> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         answer(
             self.admin
-                .update_user(&req.user_id, convert::limits_input(req.limits), &req.clear)
+                .update_user(
+                    &caller,
+                    &req.user_id,
+                    convert::limits_input(req.limits),
+                    &req.clear,
+                )
                 .await,
             convert::user,
         )
     }
 
     async fn get_user(&self, request: Request<pb::UserRef>) -> Answer<pb::User> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         answer(
-            self.admin.get_user(&request.get_ref().user_id).await,
+            self.admin
+                .get_user(&caller, &request.get_ref().user_id)
+                .await,
             convert::user,
         )
     }
@@ -253,8 +290,8 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Answer<pb::ListUsersResponse> {
-        self.authorize(&request).await?;
-        answer(self.admin.list_users().await, |users| {
+        let caller = self.caller(&request).await?;
+        answer(self.admin.list_users(&caller).await, |users| {
             pb::ListUsersResponse {
                 users: users.iter().map(convert::user).collect(),
             }
@@ -262,18 +299,21 @@ impl<S: Store> AdminService for AdminApi<S> {
     }
 
     async fn create_model(&self, request: Request<pb::CreateModelRequest>) -> Answer<pb::Model> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         let input = convert::model_input(request.into_inner());
-        answer(self.admin.create_model(input).await, convert::model)
+        answer(
+            self.admin.create_model(&caller, input).await,
+            convert::model,
+        )
     }
 
     async fn update_model(&self, request: Request<pb::UpdateModelRequest>) -> Answer<pb::Model> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let name = req.name.clone();
         answer(
             self.admin
-                .update_model(&name, convert::model_update(req))
+                .update_model(&caller, &name, convert::model_update(req))
                 .await,
             convert::model,
         )
@@ -283,8 +323,8 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<pb::ListModelsRequest>,
     ) -> Answer<pb::ListModelsResponse> {
-        self.authorize(&request).await?;
-        answer(self.admin.list_models().await, |models| {
+        let caller = self.caller(&request).await?;
+        answer(self.admin.list_models(&caller).await, |models| {
             pb::ListModelsResponse {
                 models: models.iter().map(convert::model).collect(),
             }
@@ -292,15 +332,17 @@ impl<S: Store> AdminService for AdminApi<S> {
     }
 
     async fn delete_model(&self, request: Request<pb::ModelRef>) -> Answer<pb::Model> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         answer(
-            self.admin.delete_model(&request.get_ref().name).await,
+            self.admin
+                .delete_model(&caller, &request.get_ref().name)
+                .await,
             convert::model,
         )
     }
 
     async fn get_spend(&self, request: Request<pb::GetSpendRequest>) -> Answer<pb::SpendReport> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let scope = match req.scope {
             Some(pb::get_spend_request::Scope::Key(k)) => SpendScope::Key(k),
@@ -313,7 +355,7 @@ impl<S: Store> AdminService for AdminApi<S> {
             }
         };
         answer(
-            self.admin.spend(scope, req.history_days).await,
+            self.admin.spend(&caller, scope, req.history_days).await,
             convert::spend_report,
         )
     }
@@ -322,15 +364,29 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<pb::CreateDataPlaneTokenRequest>,
     ) -> Answer<pb::CreateDataPlaneTokenResponse> {
-        self.authorize(&request).await?;
-        dataplane::create(&self.data_planes, request.into_inner()).await
+        let caller = self.caller(&request).await?;
+        let action = Action::ManageDataPlanes;
+        let name = request.get_ref().name.clone();
+        self.permit(&caller, action, Target::new("data_plane_token", &name))
+            .await?;
+        let created = dataplane::create(&self.data_planes, request.into_inner()).await?;
+        let public_id = created
+            .get_ref()
+            .token
+            .as_ref()
+            .map(|t| t.public_id.clone());
+        let target = Target::new("data_plane_token", public_id.as_deref().unwrap_or(&name));
+        self.record_write(&caller, action, target).await;
+        Ok(created)
     }
 
     async fn list_data_plane_tokens(
         &self,
         request: Request<pb::ListDataPlaneTokensRequest>,
     ) -> Answer<pb::ListDataPlaneTokensResponse> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
+        self.permit(&caller, Action::ManageDataPlanes, Target::NONE)
+            .await?;
         dataplane::list(&self.data_planes, request.into_inner()).await
     }
 
@@ -338,37 +394,58 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<pb::RevokeDataPlaneTokenRequest>,
     ) -> Answer<pb::DataPlaneToken> {
-        self.authorize(&request).await?;
-        dataplane::revoke(&self.data_planes, request.into_inner()).await
+        let caller = self.caller(&request).await?;
+        let action = Action::ManageDataPlanes;
+        let token = request.get_ref().token.clone();
+        self.permit(&caller, action, Target::new("data_plane_token", &token))
+            .await?;
+        let revoked = dataplane::revoke(&self.data_planes, request.into_inner()).await?;
+        let public_id = revoked.get_ref().public_id.clone();
+        self.record_write(&caller, action, Target::new("data_plane_token", &public_id))
+            .await;
+        Ok(revoked)
     }
 
     async fn create_identity_provider(
         &self,
         request: Request<pb::CreateIdentityProviderRequest>,
     ) -> Answer<pb::IdentityProviderInfo> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
+        let action = Action::ManageIdentityProviders;
+        let issuer = request.get_ref().issuer.clone();
+        let target = Target::new("identity_provider", &issuer);
+        self.permit(&caller, action, target).await?;
         let input = identity::input(request.into_inner());
-        answer(self.identity.create(input).await, identity::info)
+        let created = answer(self.identity.create(input).await, identity::info)?;
+        self.record_write(&caller, action, target).await;
+        Ok(created)
     }
 
     async fn update_identity_provider(
         &self,
         request: Request<pb::UpdateIdentityProviderRequest>,
     ) -> Answer<pb::IdentityProviderInfo> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
+        let action = Action::ManageIdentityProviders;
         let req = request.into_inner();
         let issuer = req.issuer.clone();
-        answer(
+        let target = Target::new("identity_provider", &issuer);
+        self.permit(&caller, action, target).await?;
+        let updated = answer(
             self.identity.update(&issuer, identity::update(req)).await,
             identity::info,
-        )
+        )?;
+        self.record_write(&caller, action, target).await;
+        Ok(updated)
     }
 
     async fn list_identity_providers(
         &self,
         request: Request<pb::ListIdentityProvidersRequest>,
     ) -> Answer<pb::ListIdentityProvidersResponse> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
+        self.permit(&caller, Action::ManageIdentityProviders, Target::NONE)
+            .await?;
         answer(self.identity.list().await, |providers| {
             pb::ListIdentityProvidersResponse {
                 identity_providers: providers.iter().map(identity::info).collect(),
@@ -380,10 +457,72 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<pb::IdentityProviderRef>,
     ) -> Answer<pb::IdentityProviderInfo> {
-        self.authorize(&request).await?;
+        let caller = self.caller(&request).await?;
+        let action = Action::ManageIdentityProviders;
+        let issuer = request.get_ref().issuer.clone();
+        let target = Target::new("identity_provider", &issuer);
+        self.permit(&caller, action, target).await?;
+        let deleted = answer(self.identity.delete(&issuer).await, identity::info)?;
+        self.record_write(&caller, action, target).await;
+        Ok(deleted)
+    }
+
+    async fn create_admin_key(
+        &self,
+        request: Request<pb::CreateAdminKeyRequest>,
+    ) -> Answer<pb::CreateAdminKeyResponse> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let input = AdminKeyInput {
+            user_id: req.user_id,
+            role: req.role,
+            teams: req.teams,
+        };
         answer(
-            self.identity.delete(&request.get_ref().issuer).await,
-            identity::info,
+            self.admin.create_admin_key(&caller, input).await,
+            |created| pb::CreateAdminKeyResponse {
+                key: Some(admin_key(&created.key)),
+                secret: created.secret.expose().to_owned(),
+            },
         )
+    }
+
+    async fn list_admin_keys(
+        &self,
+        request: Request<pb::ListAdminKeysRequest>,
+    ) -> Answer<pb::ListAdminKeysResponse> {
+        let caller = self.caller(&request).await?;
+        let include_revoked = request.get_ref().include_revoked;
+        answer(
+            self.admin.list_admin_keys(&caller, include_revoked).await,
+            |keys| pb::ListAdminKeysResponse {
+                keys: keys.iter().map(admin_key).collect(),
+            },
+        )
+    }
+
+    async fn revoke_admin_key(
+        &self,
+        request: Request<pb::RevokeAdminKeyRequest>,
+    ) -> Answer<pb::AdminKey> {
+        let caller = self.caller(&request).await?;
+        answer(
+            self.admin
+                .revoke_admin_key(&caller, &request.get_ref().public_id)
+                .await,
+            admin_key,
+        )
+    }
+}
+
+fn admin_key(k: &crate::admin_key::AdminKey) -> pb::AdminKey {
+    pb::AdminKey {
+        public_id: k.public_id.clone(),
+        user_id: k.user_id.clone(),
+        role: k.role.as_str().to_owned(),
+        teams: k.teams.clone(),
+        created_at_ms: k.created_at.as_millis(),
+        revoked_at_ms: k.revoked_at.map_or(0, |at| at.as_millis()),
+        last_used_at_ms: k.last_used_at.map_or(0, |at| at.as_millis()),
     }
 }

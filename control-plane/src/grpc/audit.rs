@@ -1,4 +1,5 @@
-//! `modelgate.v1.AuditService`: the audit log for holders of the master key.
+//! `modelgate.v1.AuditService`: the audit log, for callers whose role may read it (pruning:
+//! admins only).
 
 use std::sync::Arc;
 
@@ -9,10 +10,12 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{store_status, AdminApi};
+use crate::admin::Target;
 use crate::audit::{
-    AuditError, AuditFilter, AuditLog, Failure, GroupBy, QueryCursor, RecordStatus, ReportRow,
-    StoredRecord, VerifyReport,
+    AuditError, AuditFilter, AuditLog, Failure, GroupBy, QueryCursor, RecordKind, RecordStatus,
+    ReportRow, StoredRecord, VerifyReport,
 };
+use crate::authz::Action;
 use crate::clock::Timestamp;
 use crate::store::Store;
 
@@ -49,6 +52,7 @@ pub fn filter_from_proto(f: Option<&pb::AuditFilter>) -> AuditFilter {
             pb::RequestStatus::Unspecified => None,
             s => Some(RecordStatus::from_proto(s)),
         },
+        kind: RecordKind::parse(f.kind.trim()),
     }
 }
 
@@ -64,6 +68,11 @@ pub fn filter_to_proto(f: &AuditFilter) -> pb::AuditFilter {
             .status
             .map_or(pb::RequestStatus::Unspecified, RecordStatus::to_proto)
             .into(),
+        kind: f
+            .kind
+            .map(RecordKind::as_str)
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 
@@ -160,7 +169,10 @@ impl<S: Store> AuditService for AuditApi<S> {
         &self,
         request: Request<pb::AuditQueryRequest>,
     ) -> Result<Response<pb::AuditQueryResponse>, Status> {
-        self.admin.authorize(&request).await?;
+        let caller = self.admin.caller(&request).await?;
+        self.admin
+            .permit(&caller, Action::ReadAudit, Target::NONE)
+            .await?;
         let req = request.into_inner();
         let filter = filter_from_proto(req.filter.as_ref());
         let limit = match req.page_size {
@@ -203,7 +215,10 @@ impl<S: Store> AuditService for AuditApi<S> {
         &self,
         request: Request<pb::AuditReportRequest>,
     ) -> Result<Response<pb::AuditReportResponse>, Status> {
-        self.admin.authorize(&request).await?;
+        let caller = self.admin.caller(&request).await?;
+        self.admin
+            .permit(&caller, Action::ReadAudit, Target::NONE)
+            .await?;
         let req = request.into_inner();
         let by = group_by_from_proto(req.group_by())
             .ok_or_else(|| Status::invalid_argument("group_by is required"))?;
@@ -222,7 +237,10 @@ impl<S: Store> AuditService for AuditApi<S> {
         &self,
         request: Request<pb::AuditVerifyRequest>,
     ) -> Result<Response<pb::AuditVerifyResponse>, Status> {
-        self.admin.authorize(&request).await?;
+        let caller = self.admin.caller(&request).await?;
+        self.admin
+            .permit(&caller, Action::ReadAudit, Target::NONE)
+            .await?;
         let keys = request
             .get_ref()
             .trusted_public_keys
@@ -249,7 +267,10 @@ impl<S: Store> AuditService for AuditApi<S> {
         &self,
         request: Request<pb::AuditPruneRequest>,
     ) -> Result<Response<pb::AuditPruneResponse>, Status> {
-        self.admin.authorize(&request).await?;
+        let caller = self.admin.caller(&request).await?;
+        self.admin
+            .permit(&caller, Action::PruneAudit, Target::NONE)
+            .await?;
         let cutoff = Timestamp::from_millis(request.get_ref().older_than_ms);
         if cutoff.as_millis() <= 0 || cutoff > Timestamp::now() {
             return Err(Status::invalid_argument(
@@ -263,6 +284,9 @@ impl<S: Store> AuditService for AuditApi<S> {
             checkpoints = outcome.checkpoints_deleted,
             "audit log pruned"
         );
+        self.admin
+            .record_write(&caller, Action::PruneAudit, Target::NONE)
+            .await;
         let (anchor_checkpoint_no, anchor_seq) = outcome.anchor.unwrap_or((0, 0));
         Ok(Response::new(pb::AuditPruneResponse {
             records_deleted: outcome.records_deleted,
@@ -276,7 +300,10 @@ impl<S: Store> AuditService for AuditApi<S> {
         &self,
         request: Request<pb::GetAuditPublicKeyRequest>,
     ) -> Result<Response<pb::GetAuditPublicKeyResponse>, Status> {
-        self.admin.authorize(&request).await?;
+        let caller = self.admin.caller(&request).await?;
+        self.admin
+            .permit(&caller, Action::ReadAudit, Target::NONE)
+            .await?;
         Ok(Response::new(pb::GetAuditPublicKeyResponse {
             public_key: self.log.public_key().to_vec(),
         }))

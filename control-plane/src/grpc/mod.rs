@@ -51,7 +51,8 @@ fn store_status(e: StoreError) -> Status {
         | StoreError::KeyNotFound(_)
         | StoreError::UserNotFound(_)
         | StoreError::ModelNotFound(_)
-        | StoreError::DataPlaneTokenNotFound(_) => Status::not_found(e.to_string()),
+        | StoreError::DataPlaneTokenNotFound(_)
+        | StoreError::AdminKeyNotFound(_) => Status::not_found(e.to_string()),
         StoreError::Invalid(_) => Status::invalid_argument(e.to_string()),
         StoreError::KeyRevoked(_) => Status::failed_precondition(e.to_string()),
         StoreError::KeyIdTaken => Status::aborted("key id collision, please retry"),

@@ -118,6 +118,12 @@ impl<S: Store> PolicyService for PolicyApi<S> {
                 "batch_id and node_id must be at most {MAX_ID_LEN} bytes"
             )));
         }
+        // Admin records are appended by the control plane alone: a data plane cannot forge one.
+        if req.records.iter().any(|r| r.admin.is_some()) {
+            return Err(Status::invalid_argument(
+                "usage records cannot carry an admin action",
+            ));
+        }
         let batch = UsageBatch {
             batch_id: batch_id.to_owned(),
             node_id: req.node_id.clone(),

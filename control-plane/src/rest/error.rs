@@ -67,16 +67,19 @@ impl RestError {
 impl From<AdminError> for RestError {
     fn from(e: AdminError) -> Self {
         let (status, kind) = match &e {
-            AdminError::Invalid(_) | AdminError::Store(StoreError::Invalid(_)) => {
+            AdminError::Invalid(_)
+            | AdminError::AdminKey(_)
+            | AdminError::Store(StoreError::Invalid(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
             AdminError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "auth_error"),
-            AdminError::PermissionDenied => (StatusCode::FORBIDDEN, "permission_error"),
+            AdminError::Denied(_) => (StatusCode::FORBIDDEN, "permission_error"),
             AdminError::Store(
                 StoreError::TeamNotFound(_)
                 | StoreError::KeyNotFound(_)
                 | StoreError::UserNotFound(_)
-                | StoreError::ModelNotFound(_),
+                | StoreError::ModelNotFound(_)
+                | StoreError::AdminKeyNotFound(_),
             ) => (StatusCode::NOT_FOUND, "not_found_error"),
             AdminError::Store(
                 StoreError::TeamAliasTaken(_)

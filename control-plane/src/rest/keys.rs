@@ -1,5 +1,7 @@
 //! `/key/*`: generate, update, delete, block, info and list virtual keys.
 
+use crate::authz::Caller;
+use axum::extract::Extension;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
@@ -47,7 +49,11 @@ impl KeyRequest {
     }
 }
 
-pub(super) async fn key_generate<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn key_generate<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let r = KeyRequest::read(body)?;
     let input = KeyInput {
         team: required(r.team_id, "team_id")?,
@@ -59,13 +65,17 @@ pub(super) async fn key_generate<S: Store>(State(admin): Shared<S>, body: Body) 
         metadata: metadata_with_tags(r.metadata.flatten(), r.tags)?,
         blocked: r.blocked.unwrap_or(false),
     };
-    let created = admin.create_key(input).await?;
+    let created = admin.create_key(&caller, input).await?;
     let mut out = object(key_json(&created.view));
     out.insert("key".into(), json!(created.secret.expose()));
     Ok(Json(Value::Object(out)))
 }
 
-pub(super) async fn key_update<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn key_update<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let mut r = KeyRequest::read(body)?;
     // Addressed by key (then `key_alias` renames it), or by alias alone, as declarative
     // clients send their spec entries.
@@ -80,8 +90,8 @@ pub(super) async fn key_update<S: Store>(State(admin): Shared<S>, body: Body) ->
     // Declarative clients send the key's whole spec, team included: naming the team the key
     // is in already is no change.
     if let Some(team) = &r.team_id {
-        let current = admin.get_key(&key).await?.key.team_id;
-        if admin.get_team(team).await?.team.id != current {
+        let current = admin.get_key(&caller, &key).await?.key.team_id;
+        if admin.get_team(&caller, team).await?.team.id != current {
             return Err(RestError::invalid(
                 "team_id",
                 "team_id cannot change: a key stays in its team",
@@ -112,7 +122,7 @@ pub(super) async fn key_update<S: Store>(State(admin): Shared<S>, body: Body) ->
         metadata: match (r.metadata, r.tags) {
             // Tags alone are added to the key's current metadata, as LiteLLM does.
             (None, Some(tags)) => {
-                let current = admin.get_key(&key).await?.key.metadata;
+                let current = admin.get_key(&caller, &key).await?.key.metadata;
                 metadata_with_tags(Some(Value::Object(current.as_map().clone())), Some(tags))?
             }
             (metadata, tags) => metadata_with_tags(metadata.flatten(), tags)?,
@@ -120,10 +130,16 @@ pub(super) async fn key_update<S: Store>(State(admin): Shared<S>, body: Body) ->
         blocked: r.blocked,
         clear,
     };
-    Ok(Json(key_json(&admin.update_key(&key, update).await?)))
+    Ok(Json(key_json(
+        &admin.update_key(&caller, &key, update).await?,
+    )))
 }
 
-pub(super) async fn key_delete<S: Store>(State(admin): Shared<S>, mut body: Body) -> Answer {
+pub(super) async fn key_delete<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    mut body: Body,
+) -> Answer {
     let keys: Vec<String> = body.take("keys")?.unwrap_or_default();
     body.finish()?;
     if keys.is_empty() {
@@ -131,11 +147,11 @@ pub(super) async fn key_delete<S: Store>(State(admin): Shared<S>, mut body: Body
     }
     // Every key must exist before any is revoked, so a typo revokes nothing.
     for key in &keys {
-        admin.get_key(key).await?;
+        admin.get_key(&caller, key).await?;
     }
     let mut revoked = Vec::with_capacity(keys.len());
     for key in &keys {
-        revoked.push(admin.revoke_key(key).await?.key.public_id);
+        revoked.push(admin.revoke_key(&caller, key).await?.key.public_id);
     }
     Ok(Json(json!({ "deleted_keys": revoked })))
 }
@@ -150,7 +166,12 @@ pub(super) struct KeyRef {
 /// `grace_period` (LiteLLM's, e.g. `"24h"`) is accepted only as `0`/absent for now: the old
 /// secret stops working with the next snapshot, and a longer grace is refused rather than
 /// silently not honoured.
-async fn regenerate<S: Store>(admin: &Admin<S>, key: Option<String>, mut body: Body) -> Answer {
+async fn regenerate<S: Store>(
+    admin: &Admin<S>,
+    caller: &Caller,
+    key: Option<String>,
+    mut body: Body,
+) -> Answer {
     let key = match key.or(body.take("key")?) {
         Some(key) => key,
         None => match body.take::<String>("key_alias")? {
@@ -175,23 +196,28 @@ async fn regenerate<S: Store>(admin: &Admin<S>, key: Option<String>, mut body: B
             "grace_period is not supported yet: the old secret stops working at once; omit it or pass \"0\"",
         ));
     }
-    let created = admin.regenerate_key(&key).await?;
+    let created = admin.regenerate_key(caller, &key).await?;
     let mut out = object(key_json(&created.view));
     out.insert("key".into(), json!(created.secret.expose()));
     Ok(Json(Value::Object(out)))
 }
 
-pub(super) async fn key_regenerate<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
-    regenerate(&admin, None, body).await
+pub(super) async fn key_regenerate<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
+    regenerate(&admin, &caller, None, body).await
 }
 
 /// LiteLLM's `/key/{key}/regenerate` form (with a JSON body, `{}` when there is nothing more).
 pub(super) async fn key_regenerate_path<S: Store>(
     State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     body: Body,
 ) -> Answer {
-    regenerate(&admin, Some(key), body).await
+    regenerate(&admin, &caller, Some(key), body).await
 }
 
 /// The `key` of a block or unblock body.
@@ -201,19 +227,35 @@ fn key_ref(mut body: Body) -> Result<String, RestError> {
     Ok(key)
 }
 
-pub(super) async fn key_block<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn key_block<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let key = key_ref(body)?;
-    Ok(Json(key_json(&admin.set_key_blocked(&key, true).await?)))
+    Ok(Json(key_json(
+        &admin.set_key_blocked(&caller, &key, true).await?,
+    )))
 }
 
-pub(super) async fn key_unblock<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn key_unblock<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let key = key_ref(body)?;
-    Ok(Json(key_json(&admin.set_key_blocked(&key, false).await?)))
+    Ok(Json(key_json(
+        &admin.set_key_blocked(&caller, &key, false).await?,
+    )))
 }
 
-pub(super) async fn key_info<S: Store>(State(admin): Shared<S>, q: Params<KeyRef>) -> Answer {
+pub(super) async fn key_info<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<KeyRef>,
+) -> Answer {
     let q = params(q)?;
-    let view = admin.get_key(&required(q.key, "key")?).await?;
+    let view = admin.get_key(&caller, &required(q.key, "key")?).await?;
     Ok(Json(
         json!({"key": view.key.public_id, "info": key_json(&view)}),
     ))
@@ -223,6 +265,7 @@ pub(super) async fn key_info<S: Store>(State(admin): Shared<S>, q: Params<KeyRef
 /// `include_revoked`, `return_full_object` (LiteLLM lists key ids unless asked for objects).
 pub(super) async fn key_list<S: Store>(
     State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
     q: Params<Vec<(String, String)>>,
 ) -> Answer {
     let pairs = params(q)?;
@@ -258,7 +301,7 @@ pub(super) async fn key_list<S: Store>(
             }
         }
     }
-    let keys = admin.list_keys(query).await?;
+    let keys = admin.list_keys(&caller, query).await?;
     let items: Vec<Value> = keys
         .iter()
         .map(|k| {

@@ -1,7 +1,9 @@
 //! A LiteLLM-compatible admin REST API on the HTTP port, for scripts that already speak it.
 //!
-//! Every route needs `Authorization: Bearer <master key>` and maps its JSON onto the same
-//! [`Admin`] service as the gRPC API. Field names are LiteLLM's (`team_alias`, `rpm_limit`,
+//! Every route needs `Authorization: Bearer <admin key>` (or the master key, break-glass):
+//! the middleware turns it into the [`Caller`](crate::authz::Caller) each handler passes to
+//! the same [`Admin`] service as the gRPC API, which asks whether the caller's role allows
+//! the call. Field names are LiteLLM's (`team_alias`, `rpm_limit`,
 //! `tpm_limit`, `max_parallel_requests`, `max_budget`, `budget_duration`, `duration`,
 //! `metadata`, …) plus Modelgate's own (`budget_reset`, `redaction_policy`, `high_trust`,
 //! `keep_redacted_prompt`, `upstream_model`, `cluster`). In updates a field left out keeps
@@ -53,7 +55,7 @@ use users::{user_delete, user_info, user_list, user_new, user_update};
 use crate::admin::{Admin, AdminError};
 use crate::store::Store;
 
-/// The REST routes, all behind the master key.
+/// The REST routes, all behind an admin credential.
 pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
     Router::new()
         .route("/key/generate", post(key_generate::<S>))
@@ -88,7 +90,7 @@ pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
         .layer(DefaultBodyLimit::max(input::MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&admin),
-            require_master_key::<S>,
+            authenticate::<S>,
         ))
         .with_state(admin)
 }
@@ -103,9 +105,11 @@ pub(super) fn params<T>(q: Params<T>) -> Result<T, RestError> {
         .map_err(|e| RestError::bad_request(format!("invalid query string: {}", e.body_text())))
 }
 
-async fn require_master_key<S: Store>(
+/// Establishes the [`Caller`](crate::authz::Caller) once per request and hands it to the
+/// handler.
+async fn authenticate<S: Store>(
     State(admin): Shared<S>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let peer = request
@@ -115,17 +119,20 @@ async fn require_master_key<S: Store>(
     let authorization = match request.headers().get(header::AUTHORIZATION) {
         None => None,
         Some(v) => match v.to_str() {
-            Ok(v) => Some(v),
+            Ok(v) => Some(v.to_owned()),
             Err(_) => {
                 return RestError::from(AdminError::Unauthenticated(
-                    "malformed authorization: expected 'Bearer <master key>'",
+                    "malformed authorization: expected 'Bearer <admin key>'".into(),
                 ))
                 .into_response()
             }
         },
     };
-    match admin.authorize(authorization, &peer).await {
-        Ok(()) => next.run(request).await,
+    match admin.authenticate(authorization.as_deref(), &peer).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(e) => RestError::from(e).into_response(),
     }
 }

@@ -1,5 +1,7 @@
 //! `/model/*`: the model routes (upstream name, cluster, prices).
 
+use crate::authz::Caller;
+use axum::extract::Extension;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
@@ -67,7 +69,11 @@ impl ModelRequest {
     }
 }
 
-pub(super) async fn model_new<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn model_new<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let r = ModelRequest::read(body)?;
     let (input, output) = r.prices();
     let model = ModelInput {
@@ -78,10 +84,14 @@ pub(super) async fn model_new<S: Store>(State(admin): Shared<S>, body: Body) -> 
         default_max_tokens: r.default_max_tokens.unwrap_or(0),
         name: required(r.model_name, "model_name")?,
     };
-    Ok(Json(model_json(&admin.create_model(model).await?)))
+    Ok(Json(model_json(&admin.create_model(&caller, model).await?)))
 }
 
-pub(super) async fn model_update<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn model_update<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let r = ModelRequest::read(body)?;
     let (input, output) = r.prices();
     let update = ModelUpdate {
@@ -92,20 +102,29 @@ pub(super) async fn model_update<S: Store>(State(admin): Shared<S>, body: Body) 
         default_max_tokens: r.default_max_tokens,
     };
     let name = required(r.model_name, "model_name")?;
-    Ok(Json(model_json(&admin.update_model(&name, update).await?)))
+    Ok(Json(model_json(
+        &admin.update_model(&caller, &name, update).await?,
+    )))
 }
 
-pub(super) async fn model_delete<S: Store>(State(admin): Shared<S>, mut body: Body) -> Answer {
+pub(super) async fn model_delete<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    mut body: Body,
+) -> Answer {
     let model_name: Option<String> = body.take("model_name")?;
     // LiteLLM deletes by `id`; a route's id is its name.
     let id: Option<String> = body.take("id")?;
     body.finish()?;
     let name = required(model_name.or(id), "model_name")?;
-    Ok(Json(model_json(&admin.delete_model(&name).await?)))
+    Ok(Json(model_json(&admin.delete_model(&caller, &name).await?)))
 }
 
-pub(super) async fn model_info<S: Store>(State(admin): Shared<S>) -> Answer {
-    let models = admin.list_models().await?;
+pub(super) async fn model_info<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+) -> Answer {
+    let models = admin.list_models(&caller).await?;
     Ok(Json(
         json!({"data": models.iter().map(model_json).collect::<Vec<_>>()}),
     ))

@@ -1,5 +1,7 @@
 //! `/spend/*`: spend reports of a key, team or user.
 
+use crate::authz::Caller;
+use axum::extract::Extension;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
@@ -29,31 +31,44 @@ pub(super) const DEFAULT_HISTORY_DAYS: u32 = 30;
 
 pub(super) async fn spend<S: Store>(
     admin: &Admin<S>,
+    caller: &Caller,
     scope: SpendScope,
     days: Option<u32>,
 ) -> Answer {
     let report = admin
-        .spend(scope, days.unwrap_or(DEFAULT_HISTORY_DAYS))
+        .spend(caller, scope, days.unwrap_or(DEFAULT_HISTORY_DAYS))
         .await?;
     Ok(Json(spend_report_json(&report)))
 }
 
-pub(super) async fn spend_key<S: Store>(State(admin): Shared<S>, q: Params<SpendQuery>) -> Answer {
+pub(super) async fn spend_key<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<SpendQuery>,
+) -> Answer {
     let q = params(q)?;
     let key = required(q.key, "key")?;
-    spend(&admin, SpendScope::Key(key), q.days).await
+    spend(&admin, &caller, SpendScope::Key(key), q.days).await
 }
 
-pub(super) async fn spend_team<S: Store>(State(admin): Shared<S>, q: Params<SpendQuery>) -> Answer {
+pub(super) async fn spend_team<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<SpendQuery>,
+) -> Answer {
     let q = params(q)?;
     let team = required(q.team_id, "team_id")?;
-    spend(&admin, SpendScope::Team(team), q.days).await
+    spend(&admin, &caller, SpendScope::Team(team), q.days).await
 }
 
-pub(super) async fn spend_user<S: Store>(State(admin): Shared<S>, q: Params<SpendQuery>) -> Answer {
+pub(super) async fn spend_user<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<SpendQuery>,
+) -> Answer {
     let q = params(q)?;
     let user = required(q.user_id, "user_id")?;
-    spend(&admin, SpendScope::User(user), q.days).await
+    spend(&admin, &caller, SpendScope::User(user), q.days).await
 }
 
 /// LiteLLM's `/spend/logs` filters. Dates are `YYYY-MM-DD` (UTC; `end_date` inclusive) or
@@ -103,6 +118,7 @@ fn date(
 /// request records.
 pub(super) async fn spend_logs<S: Store>(
     State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
     q: Params<SpendLogsQuery>,
 ) -> Answer {
     let q = params(q)?;
@@ -116,12 +132,14 @@ pub(super) async fn spend_logs<S: Store>(
         user_id: q.user_id,
         key_id,
         team_id: match q.team_id {
-            Some(team) => Some(admin.get_team(&team).await?.team.id),
+            Some(team) => Some(admin.get_team(&caller, &team).await?.team.id),
             None => None,
         },
         ..AuditFilter::default()
     };
-    let records = admin.usage_records(&filter, MAX_SPEND_LOGS).await?;
+    let records = admin
+        .usage_records(&caller, &filter, MAX_SPEND_LOGS)
+        .await?;
     Ok(Json(Value::Array(
         records.iter().map(spend_log_json).collect(),
     )))

@@ -1,5 +1,7 @@
 //! `/team/*`: create, update, block, show and list teams.
 
+use crate::authz::Caller;
+use axum::extract::Extension;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
@@ -49,7 +51,11 @@ impl TeamRequest {
     }
 }
 
-pub(super) async fn team_new<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn team_new<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let r = TeamRequest::read(body)?;
     let input = TeamInput {
         id: r.team_id,
@@ -63,10 +69,14 @@ pub(super) async fn team_new<S: Store>(State(admin): Shared<S>, body: Body) -> A
         blocked: r.blocked.unwrap_or(false),
         idp_groups: r.idp_groups.unwrap_or_default(),
     };
-    Ok(Json(team_json(&admin.create_team(input).await?)))
+    Ok(Json(team_json(&admin.create_team(&caller, input).await?)))
 }
 
-pub(super) async fn team_update<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn team_update<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let mut r = TeamRequest::read(body)?;
     // Addressed by id (then `team_alias` renames), or by alias alone, as declarative
     // clients send their spec entries.
@@ -88,7 +98,7 @@ pub(super) async fn team_update<S: Store>(State(admin): Shared<S>, body: Body) -
         metadata: match (r.metadata, r.tags) {
             // Tags alone are added to the team's current metadata, as LiteLLM does.
             (None, Some(tags)) => {
-                let current = admin.get_team(&team).await?.team.metadata;
+                let current = admin.get_team(&caller, &team).await?.team.metadata;
                 metadata_with_tags(Some(Value::Object(current.as_map().clone())), Some(tags))?
             }
             (metadata, tags) => metadata_with_tags(metadata.flatten(), tags)?,
@@ -100,7 +110,9 @@ pub(super) async fn team_update<S: Store>(State(admin): Shared<S>, body: Body) -
         clear,
         idp_groups: r.idp_groups,
     };
-    Ok(Json(team_json(&admin.update_team(&team, update).await?)))
+    Ok(Json(team_json(
+        &admin.update_team(&caller, &team, update).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -110,13 +122,17 @@ pub(super) struct TeamRef {
 }
 
 /// LiteLLM's `{"team_ids": [...]}`; like LiteLLM, the teams' keys are deleted with them.
-pub(super) async fn team_delete<S: Store>(State(admin): Shared<S>, mut body: Body) -> Answer {
+pub(super) async fn team_delete<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    mut body: Body,
+) -> Answer {
     let team_ids: Vec<String> = body.take("team_ids")?.unwrap_or_default();
     body.finish()?;
     if team_ids.is_empty() {
         return Err(RestError::missing("team_ids"));
     }
-    let (deleted, keys) = admin.delete_teams(&team_ids).await?;
+    let (deleted, keys) = admin.delete_teams(&caller, &team_ids).await?;
     Ok(Json(
         json!({"deleted_teams": deleted, "deleted_keys": keys}),
     ))
@@ -129,26 +145,45 @@ fn team_ref(mut body: Body) -> Result<String, RestError> {
     Ok(team)
 }
 
-pub(super) async fn team_block<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
-    let team = team_ref(body)?;
-    Ok(Json(team_json(&admin.set_team_blocked(&team, true).await?)))
-}
-
-pub(super) async fn team_unblock<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn team_block<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let team = team_ref(body)?;
     Ok(Json(team_json(
-        &admin.set_team_blocked(&team, false).await?,
+        &admin.set_team_blocked(&caller, &team, true).await?,
     )))
 }
 
-pub(super) async fn team_info<S: Store>(State(admin): Shared<S>, q: Params<TeamRef>) -> Answer {
+pub(super) async fn team_unblock<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
+    let team = team_ref(body)?;
+    Ok(Json(team_json(
+        &admin.set_team_blocked(&caller, &team, false).await?,
+    )))
+}
+
+pub(super) async fn team_info<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<TeamRef>,
+) -> Answer {
     let q = params(q)?;
-    let view = admin.get_team(&required(q.team_id, "team_id")?).await?;
+    let view = admin
+        .get_team(&caller, &required(q.team_id, "team_id")?)
+        .await?;
     let keys = admin
-        .list_keys(KeyQuery {
-            team: Some(view.team.id.clone()),
-            ..KeyQuery::default()
-        })
+        .list_keys(
+            &caller,
+            KeyQuery {
+                team: Some(view.team.id.clone()),
+                ..KeyQuery::default()
+            },
+        )
         .await?;
     Ok(Json(json!({
         "team_id": view.team.id,
@@ -157,7 +192,10 @@ pub(super) async fn team_info<S: Store>(State(admin): Shared<S>, q: Params<TeamR
     })))
 }
 
-pub(super) async fn team_list<S: Store>(State(admin): Shared<S>) -> Answer {
-    let teams = admin.list_teams().await?;
+pub(super) async fn team_list<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+) -> Answer {
+    let teams = admin.list_teams(&caller).await?;
     Ok(Json(json!(teams.iter().map(team_json).collect::<Vec<_>>())))
 }

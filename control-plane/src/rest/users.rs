@@ -1,5 +1,7 @@
 //! `/user/*`: create, update, show and list users.
 
+use crate::authz::Caller;
+use axum::extract::Extension;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
@@ -22,29 +24,41 @@ fn user_request(mut body: Body) -> Result<(String, LimitFields), RestError> {
     Ok((required(user_id.or(user_email), "user_id")?, limits))
 }
 
-pub(super) async fn user_new<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn user_new<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let (id, limits) = user_request(body)?;
     Ok(Json(user_json(
-        &admin.create_user(&id, limits.input()).await?,
+        &admin.create_user(&caller, &id, limits.input()).await?,
     )))
 }
 
-pub(super) async fn user_update<S: Store>(State(admin): Shared<S>, body: Body) -> Answer {
+pub(super) async fn user_update<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Answer {
     let (id, limits) = user_request(body)?;
     let user = admin
-        .update_user(&id, limits.input(), &limits.nulls())
+        .update_user(&caller, &id, limits.input(), &limits.nulls())
         .await?;
     Ok(Json(user_json(&user)))
 }
 
 /// LiteLLM's `{"user_ids": [...]}`; like LiteLLM, the keys they own are deleted with them.
-pub(super) async fn user_delete<S: Store>(State(admin): Shared<S>, mut body: Body) -> Answer {
+pub(super) async fn user_delete<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    mut body: Body,
+) -> Answer {
     let user_ids: Vec<String> = body.take("user_ids")?.unwrap_or_default();
     body.finish()?;
     if user_ids.is_empty() {
         return Err(RestError::missing("user_ids"));
     }
-    let (deleted, keys) = admin.delete_users(&user_ids).await?;
+    let (deleted, keys) = admin.delete_users(&caller, &user_ids).await?;
     Ok(Json(
         json!({"deleted_users": deleted, "deleted_keys": keys}),
     ))
@@ -56,14 +70,23 @@ pub(super) struct UserRef {
     user_id: Option<String>,
 }
 
-pub(super) async fn user_info<S: Store>(State(admin): Shared<S>, q: Params<UserRef>) -> Answer {
+pub(super) async fn user_info<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<UserRef>,
+) -> Answer {
     let q = params(q)?;
-    let view = admin.get_user(&required(q.user_id, "user_id")?).await?;
+    let view = admin
+        .get_user(&caller, &required(q.user_id, "user_id")?)
+        .await?;
     let keys = admin
-        .list_keys(KeyQuery {
-            user_id: Some(view.user.id.clone()),
-            ..KeyQuery::default()
-        })
+        .list_keys(
+            &caller,
+            KeyQuery {
+                user_id: Some(view.user.id.clone()),
+                ..KeyQuery::default()
+            },
+        )
         .await?;
     Ok(Json(json!({
         "user_id": view.user.id,
@@ -72,8 +95,11 @@ pub(super) async fn user_info<S: Store>(State(admin): Shared<S>, q: Params<UserR
     })))
 }
 
-pub(super) async fn user_list<S: Store>(State(admin): Shared<S>) -> Answer {
-    let users = admin.list_users().await?;
+pub(super) async fn user_list<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+) -> Answer {
+    let users = admin.list_users(&caller).await?;
     Ok(Json(
         json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
     ))

@@ -17,6 +17,7 @@ use crate::domain::{
     ValidationError,
 };
 
+mod admin_key;
 mod dataplane;
 mod identity;
 mod migrations;
@@ -24,6 +25,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 
+pub use admin_key::AdminKeyStore;
 pub use dataplane::DataPlaneStore;
 pub use identity::IdentityStore;
 pub use postgres::PostgresStore;
@@ -56,6 +58,8 @@ pub enum StoreError {
     /// A batch id stored for one data plane, sent again by another.
     #[error("usage batch {0:?} was delivered by another data plane")]
     BatchFromAnotherDataPlane(String),
+    #[error("no admin key with public id {0:?}")]
+    AdminKeyNotFound(String),
     #[error("identity provider {0:?} not found")]
     IdentityProviderNotFound(String),
     #[error("identity provider {0:?} is already registered")]
@@ -323,6 +327,7 @@ pub trait Store:
     + UsageStore
     + PolicyStore
     + DataPlaneStore
+    + AdminKeyStore
     + IdentityStore
     + crate::audit::AuditStore
     + Clone

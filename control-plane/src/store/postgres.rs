@@ -35,6 +35,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "audit chain",
         sql: include_str!("migrations/postgres/0020_audit_chain.sql"),
     },
+    EmbeddedMigration {
+        version: 21,
+        description: "admin keys",
+        sql: include_str!("migrations/postgres/0021_admin_keys.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]

@@ -38,6 +38,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "audit chain",
         sql: include_str!("migrations/sqlite/0020_audit_chain.sql"),
     },
+    EmbeddedMigration {
+        version: 21,
+        description: "admin keys",
+        sql: include_str!("migrations/sqlite/0021_admin_keys.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]

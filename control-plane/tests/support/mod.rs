@@ -4,5 +4,6 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod http;
 pub mod postgres;
 pub mod rest;

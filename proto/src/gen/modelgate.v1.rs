@@ -257,6 +257,47 @@ pub struct UsageRecord {
     /// The JWT's issuer when auth_method is "jwt"; empty otherwise.
     #[prost(string, tag = "26")]
     pub issuer: ::prost::alloc::string::String,
+    /// Set only on records the control plane itself appends for admin calls (a numbering gap
+    /// leaves room for the filter's own fields); PolicyService refuses records that carry it.
+    #[prost(message, optional, tag = "100")]
+    pub admin: ::core::option::Option<AdminAction>,
+}
+/// One admin call in the audit chain: who, in which role, did what to which object, from
+/// where, and what changed. Never a secret: keys appear by public id only.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AdminAction {
+    /// "master_key" (break-glass) or "admin_key".
+    #[prost(string, tag = "1")]
+    pub principal: ::prost::alloc::string::String,
+    /// The admin key's public id; empty for the master key.
+    #[prost(string, tag = "2")]
+    pub admin_key_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub actor: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub role: ::prost::alloc::string::String,
+    /// e.g. "create_key", "update_team", "read_audit".
+    #[prost(string, tag = "5")]
+    pub action: ::prost::alloc::string::String,
+    /// e.g. "team", "key", "user", "model", "data_plane_token", "admin_key"; empty for none.
+    #[prost(string, tag = "6")]
+    pub object_kind: ::prost::alloc::string::String,
+    #[prost(string, tag = "7")]
+    pub object_id: ::prost::alloc::string::String,
+    /// False for a denial (the record's reason says why).
+    #[prost(bool, tag = "8")]
+    pub allowed: bool,
+    #[prost(message, repeated, tag = "9")]
+    pub changes: ::prost::alloc::vec::Vec<FieldChange>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FieldChange {
+    #[prost(string, tag = "1")]
+    pub field: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub before: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub after: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ReportUsageRequest {
@@ -924,6 +965,62 @@ pub struct ListIdentityProvidersResponse {
     #[prost(message, repeated, tag = "1")]
     pub identity_providers: ::prost::alloc::vec::Vec<IdentityProviderInfo>,
 }
+/// An admin key as stored: never its secret.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AdminKey {
+    #[prost(string, tag = "1")]
+    pub public_id: ::prost::alloc::string::String,
+    /// The person it was minted for.
+    #[prost(string, tag = "2")]
+    pub user_id: ::prost::alloc::string::String,
+    /// "admin", "team_admin", "auditor" or "member".
+    #[prost(string, tag = "3")]
+    pub role: ::prost::alloc::string::String,
+    /// Team ids the role applies to (team_admin and member).
+    #[prost(string, repeated, tag = "4")]
+    pub teams: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(int64, tag = "5")]
+    pub created_at_ms: i64,
+    /// 0 = live.
+    #[prost(int64, tag = "6")]
+    pub revoked_at_ms: i64,
+    /// 0 = never used.
+    #[prost(int64, tag = "7")]
+    pub last_used_at_ms: i64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateAdminKeyRequest {
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub role: ::prost::alloc::string::String,
+    /// Team ids or aliases: at least one for team_admin and member, none for admin and auditor.
+    #[prost(string, repeated, tag = "3")]
+    pub teams: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateAdminKeyResponse {
+    #[prost(message, optional, tag = "1")]
+    pub key: ::core::option::Option<AdminKey>,
+    /// The whole key (`mgak-<public id>-<secret>`), shown once.
+    #[prost(string, tag = "2")]
+    pub secret: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListAdminKeysRequest {
+    #[prost(bool, tag = "1")]
+    pub include_revoked: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListAdminKeysResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub keys: ::prost::alloc::vec::Vec<AdminKey>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeAdminKeyRequest {
+    #[prost(string, tag = "1")]
+    pub public_id: ::prost::alloc::string::String,
+}
 /// Empty strings and zero times mean "any".
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AuditFilter {
@@ -944,6 +1041,10 @@ pub struct AuditFilter {
     pub model: ::prost::alloc::string::String,
     #[prost(enumeration = "RequestStatus", tag = "7")]
     pub status: i32,
+    /// "request" (a filter's records), "admin" (admin calls the control plane appended); empty =
+    /// both.
+    #[prost(string, tag = "8")]
+    pub kind: ::prost::alloc::string::String,
 }
 /// One record and its place in the chain.
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -1157,6 +1157,76 @@ pub mod admin_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// Admin keys (`mgak-…`): per-person admin credentials with a role. Admins only.
+        pub async fn create_admin_key(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::CreateAdminKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::CreateAdminKeyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/CreateAdminKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("modelgate.v1.AdminService", "CreateAdminKey"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_admin_keys(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::ListAdminKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::ListAdminKeysResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/ListAdminKeys",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("modelgate.v1.AdminService", "ListAdminKeys"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn revoke_admin_key(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::RevokeAdminKeyRequest>,
+        ) -> std::result::Result<tonic::Response<crate::v1::AdminKey>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/RevokeAdminKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("modelgate.v1.AdminService", "RevokeAdminKey"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1333,6 +1403,25 @@ pub mod admin_service_server {
             tonic::Response<crate::v1::IdentityProviderInfo>,
             tonic::Status,
         >;
+        /// Admin keys (`mgak-…`): per-person admin credentials with a role. Admins only.
+        async fn create_admin_key(
+            &self,
+            request: tonic::Request<crate::v1::CreateAdminKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::CreateAdminKeyResponse>,
+            tonic::Status,
+        >;
+        async fn list_admin_keys(
+            &self,
+            request: tonic::Request<crate::v1::ListAdminKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::ListAdminKeysResponse>,
+            tonic::Status,
+        >;
+        async fn revoke_admin_key(
+            &self,
+            request: tonic::Request<crate::v1::RevokeAdminKeyRequest>,
+        ) -> std::result::Result<tonic::Response<crate::v1::AdminKey>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct AdminServiceServer<T> {
@@ -2726,6 +2815,141 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = DeleteIdentityProviderSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/CreateAdminKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct CreateAdminKeySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::CreateAdminKeyRequest>
+                    for CreateAdminKeySvc<T> {
+                        type Response = crate::v1::CreateAdminKeyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<crate::v1::CreateAdminKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::create_admin_key(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CreateAdminKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/ListAdminKeys" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListAdminKeysSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::ListAdminKeysRequest>
+                    for ListAdminKeysSvc<T> {
+                        type Response = crate::v1::ListAdminKeysResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<crate::v1::ListAdminKeysRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::list_admin_keys(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListAdminKeysSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/RevokeAdminKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct RevokeAdminKeySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::RevokeAdminKeyRequest>
+                    for RevokeAdminKeySvc<T> {
+                        type Response = crate::v1::AdminKey;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<crate::v1::RevokeAdminKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::revoke_admin_key(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RevokeAdminKeySvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
