@@ -58,12 +58,14 @@
 //! ```
 
 mod body;
+mod decode;
 mod detect;
 mod entity;
 pub mod jsonl;
 mod placeholder;
 mod policy;
 mod redactor;
+mod scope;
 mod stream;
 
 pub use body::{
@@ -77,4 +79,5 @@ pub use policy::{
     MAX_CUSTOM_PATTERNS, MAX_DENY_TERMS,
 };
 pub use redactor::{Redaction, Redactor, Verdict};
+pub use scope::{FieldKind, Scope};
 pub use stream::{StreamRedactor, StreamRestorer, CONTEXT_KEEP, MAX_HOLD};

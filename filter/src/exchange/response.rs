@@ -121,7 +121,8 @@ pub(super) fn rewrite_answer(text: &TextRewrite, body: &[u8]) -> AnswerRewrite {
     }
 }
 
-/// Placeholders restored in the content fields (or the whole text when not JSON).
+/// Placeholders restored in every generated text field (or the whole text when not JSON).
+/// Tool-call arguments are restored as parsed JSON, so a restored value is escaped as needed.
 fn restore_only(map: &PlaceholderMap, body: &[u8]) -> AnswerRewrite {
     let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
         let text = String::from_utf8_lossy(body);
@@ -132,7 +133,7 @@ fn restore_only(map: &PlaceholderMap, body: &[u8]) -> AnswerRewrite {
         };
     };
     let mut changed = false;
-    modelgate_redact::for_each_response_text(&mut value, &mut |s: &mut String| {
+    modelgate_redact::for_each_response_text(&mut value, &mut |_, s: &mut String| {
         if let std::borrow::Cow::Owned(restored) = map.restore(s) {
             *s = restored;
             changed = true;
