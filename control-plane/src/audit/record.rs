@@ -147,6 +147,9 @@ pub struct RecordJson<'a> {
     pub auth_method: Option<&'a str>,
     /// The JWT's issuer when `auth_method` is "jwt".
     pub issuer: Option<&'a str>,
+    /// Which request text redaction covered: "full" or the kinds ("messages,tool_calls");
+    /// `null` when no policy applied, or in records from filters that predate it.
+    pub redaction_scope: Option<&'a str>,
 }
 
 impl<'a> RecordJson<'a> {
@@ -183,6 +186,7 @@ impl<'a> RecordJson<'a> {
             stream: r.stream,
             auth_method: non_empty(&r.auth_method),
             issuer: non_empty(&r.issuer),
+            redaction_scope: non_empty(&r.redaction_scope),
         }
     }
 
@@ -285,6 +289,7 @@ mod tests {
             "stream",
             "auth_method",
             "issuer",
+            "redaction_scope",
         ] {
             assert!(v.get(field).is_some(), "{field}");
         }

@@ -257,6 +257,11 @@ pub struct UsageRecord {
     /// The JWT's issuer when auth_method is "jwt"; empty otherwise.
     #[prost(string, tag = "26")]
     pub issuer: ::prost::alloc::string::String,
+    /// Which request text the team's redaction policy covered: "full" (everything the model
+    /// can read) or the kinds it was narrowed to, comma-separated ("messages,tool_calls");
+    /// empty when no policy applied (none set, high trust, or no prompt).
+    #[prost(string, tag = "27")]
+    pub redaction_scope: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ReportUsageRequest {
