@@ -166,8 +166,8 @@ impl Exchange {
         Ok(())
     }
 
-    /// The whole request body: redacts its content fields, asks streams for usage and keeps
-    /// what the record needs. Refusals: `pii_blocked`, or a body the policy cannot check.
+    /// The whole request body: redacts what the policy's scope covers, asks streams for usage
+    /// and keeps what the record needs. Refusals: `pii_blocked`, or a body the policy cannot check.
     pub fn prepare_request(&mut self, body: &mut RequestBody) -> Result<(), Rejection> {
         let Some(endpoint) = self.endpoint else {
             return Ok(());

@@ -4,6 +4,8 @@
 mod request;
 mod response;
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 use thiserror::Error;
 
@@ -60,18 +62,29 @@ pub fn redact_request_body(
     body: &[u8],
     map: &mut PlaceholderMap,
 ) -> Result<BodyRedaction, BodyError> {
-    rewrite(
-        body,
-        &mut |value, f| for_each_request_text(value, redactor.scope(), f),
-        &mut |_, s: &str, entities, blocked| {
-            let r = redactor.redact(s, Phase::Request, map);
-            entities.extend(r.entities);
-            if let Verdict::Block { entity_types } = r.verdict {
-                blocked.extend(entity_types);
-            }
-            r.text
-        },
-    )
+    let mut value: Value = serde_json::from_slice(body)?;
+    if !value.is_object() {
+        return Err(BodyError::NotObject);
+    }
+    let mut entities = Vec::new();
+    let mut blocked = Vec::new();
+    let mut changed = false;
+    for_each_request_text(&mut value, redactor.scope(), &mut |_, s: &mut String| {
+        let r = redactor.redact(s, Phase::Request, map);
+        entities.extend(r.entities);
+        if let Verdict::Block { entity_types } = r.verdict {
+            blocked.extend(entity_types);
+        }
+        if r.text != *s {
+            *s = r.text;
+            changed = true;
+        }
+    });
+    Ok(BodyRedaction {
+        body: changed.then(|| serde_json::to_vec(&value)).transpose()?,
+        entities,
+        verdict: verdict(blocked),
+    })
 }
 
 /// Processes a non-streamed answer (post-call): in every generated text, removes the values
@@ -83,52 +96,44 @@ pub fn process_response_body(
     body: &[u8],
     map: &PlaceholderMap,
 ) -> Result<BodyRedaction, BodyError> {
-    let mut scratch = PlaceholderMap::new();
-    rewrite(
-        body,
-        &mut |value, f| for_each_response_text(value, f),
-        &mut |kind, s: &str, entities, _| {
-            if !redactor.scope().covers(kind) {
-                return map.restore(s).into_owned();
-            }
-            let r = redactor.redact(s, Phase::Response, &mut scratch);
-            entities.extend(r.entities);
-            map.restore(&r.text).into_owned()
-        },
-    )
-}
-
-type Visit<'a> = dyn FnMut(&mut Value, &mut dyn FnMut(FieldKind, &mut String)) + 'a;
-type Transform<'a> =
-    dyn FnMut(FieldKind, &str, &mut Vec<Entity>, &mut Vec<EntityType>) -> String + 'a;
-
-fn rewrite(
-    body: &[u8],
-    visit: &mut Visit<'_>,
-    transform: &mut Transform<'_>,
-) -> Result<BodyRedaction, BodyError> {
     let mut value: Value = serde_json::from_slice(body)?;
     if !value.is_object() {
         return Err(BodyError::NotObject);
     }
     let mut entities = Vec::new();
-    let mut blocked = Vec::new();
+    let changed = process_response_value(Some(redactor), &mut value, map, &mut entities);
+    Ok(BodyRedaction {
+        body: changed.then(|| serde_json::to_vec(&value)).transpose()?,
+        entities,
+        verdict: Verdict::Allow,
+    })
+}
+
+/// [`process_response_body`] on an answer (or one self-contained stream record) already
+/// parsed; without a redactor it only restores. Adds what it masked to `found`; true when
+/// any text changed.
+pub fn process_response_value(
+    redactor: Option<&Redactor>,
+    value: &mut Value,
+    map: &PlaceholderMap,
+    found: &mut Vec<Entity>,
+) -> bool {
+    let mut scratch = PlaceholderMap::new();
     let mut changed = false;
-    visit(&mut value, &mut |kind, s: &mut String| {
-        let new = transform(kind, s, &mut entities, &mut blocked);
-        if new != *s {
-            *s = new;
+    for_each_response_text(value, &mut |kind, s: &mut String| {
+        let masked = match redactor.filter(|r| r.scope().covers(kind)) {
+            Some(redactor) => {
+                let r = redactor.redact(s, Phase::Response, &mut scratch);
+                found.extend(r.entities);
+                Cow::Owned(r.text)
+            }
+            None => Cow::Borrowed(s.as_str()),
+        };
+        let restored = map.restore(&masked).into_owned();
+        if restored != *s {
+            *s = restored;
             changed = true;
         }
     });
-    let body = if changed {
-        Some(serde_json::to_vec(&value)?)
-    } else {
-        None
-    };
-    Ok(BodyRedaction {
-        body,
-        entities,
-        verdict: verdict(blocked),
-    })
+    changed
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use modelgate_redact::{
-    for_each_response_text, EntityType, FieldKind, Phase, PlaceholderMap, StreamRedactor,
+    process_response_value, EntityType, FieldKind, Phase, PlaceholderMap, StreamRedactor,
     StreamRestorer,
 };
 use serde_json::{json, Map, Value};
@@ -136,23 +136,15 @@ impl Rewriter {
             return false;
         };
         let mut holder = json!({"message": {"tool_calls": calls}});
-        let mut changed = false;
-        let text = &self.text;
-        let scratch = &mut self.scratch;
-        let found = &mut self.found;
-        for_each_response_text(&mut holder, &mut |kind, s: &mut String| {
-            let mut new = s.clone();
-            if let Some(redactor) = text.redactor().filter(|r| r.scope().covers(kind)) {
-                let redaction = redactor.redact(s, Phase::Response, scratch);
-                found.extend(redaction.counts());
-                new = redaction.text;
-            }
-            let new = text.map().restore(&new).into_owned();
-            if new != *s {
-                *s = new;
-                changed = true;
-            }
-        });
+        let mut masked = Vec::new();
+        let changed = process_response_value(
+            self.text.redactor(),
+            &mut holder,
+            self.text.map(),
+            &mut masked,
+        );
+        self.found
+            .extend(masked.into_iter().map(|e| (e.entity_type, 1)));
         if let Some(calls) = holder
             .get_mut("message")
             .and_then(|m| m.get_mut("tool_calls"))
