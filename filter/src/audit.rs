@@ -39,6 +39,8 @@ pub struct RecordDraft {
     /// Entity types found in the prompt and the answer, with counts (never values).
     pub redactions: Vec<(String, u32)>,
     pub redaction_bypassed: bool,
+    /// The redaction scope that applied (`full`, or the kinds), empty when none did.
+    pub redaction_scope: String,
     pub auth_method: AuthMethod,
     /// The JWT's issuer, for [`AuthMethod::Jwt`].
     pub issuer: String,
@@ -128,6 +130,7 @@ impl RecordDraft {
             stream: self.stream,
             auth_method: self.auth_method.as_str().to_owned(),
             issuer: self.issuer,
+            redaction_scope: self.redaction_scope,
             // Only the control plane's own records of admin calls carry one.
             admin: None,
         }

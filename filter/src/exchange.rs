@@ -4,8 +4,9 @@
 //!
 //! Pure: `flow` feeds it what Envoy reports; `wasm/http.rs` moves the bytes.
 //!
-//! - Request: the body is parsed once ([`RequestBody`]); the team's policy applies to content
-//!   fields only; `block` refuses naming entity types; a high-trust team bypasses and is
+//! - Request: the body is parsed once ([`RequestBody`]); the team's policy applies to every
+//!   string its scope covers (by default all the model can read, structural fields excepted),
+//!   and the record says which scope applied; `block` refuses naming entity types; a high-trust team bypasses and is
 //!   marked; a body the policy must check but cannot (too large, not a JSON object) is refused,
 //!   never forwarded unchecked. Streamed OpenAI requests get `stream_options.include_usage`,
 //!   and the client's own choice is remembered. `prompt_sha256` covers the body as sent.
@@ -165,8 +166,8 @@ impl Exchange {
         Ok(())
     }
 
-    /// The whole request body: redacts its content fields, asks streams for usage and keeps
-    /// what the record needs. Refusals: `pii_blocked`, or a body the policy cannot check.
+    /// The whole request body: redacts what the policy's scope covers, asks streams for usage
+    /// and keeps what the record needs. Refusals: `pii_blocked`, or a body the policy cannot check.
     pub fn prepare_request(&mut self, body: &mut RequestBody) -> Result<(), Rejection> {
         let Some(endpoint) = self.endpoint else {
             return Ok(());
@@ -345,8 +346,11 @@ impl Exchange {
         if let Some(hasher) = &response.hasher {
             draft.response_sha256 = hex::encode(hasher.clone().finalize());
         }
-        draft.redaction_bypassed =
-            self.team.bypassed() && self.endpoint.is_some_and(Endpoint::has_prompt);
+        let has_prompt = self.endpoint.is_some_and(Endpoint::has_prompt);
+        draft.redaction_bypassed = self.team.bypassed() && has_prompt;
+        if let Some(scope) = self.team.scope().filter(|_| has_prompt) {
+            draft.redaction_scope = scope.label();
+        }
         let streamed = match &response.mode {
             Mode::Streamed(stream) => stream.found(),
             _ => Vec::new(),

@@ -181,6 +181,9 @@ pub struct RecordJson<'a> {
     pub auth_method: Option<&'a str>,
     /// The JWT's issuer when `auth_method` is "jwt".
     pub issuer: Option<&'a str>,
+    /// Which request text redaction covered: "full" or the kinds ("messages,tool_calls");
+    /// `null` when no policy applied, or in records from filters that predate it.
+    pub redaction_scope: Option<&'a str>,
     /// "request" or "admin".
     pub kind: &'static str,
     /// What an admin record is about; `null` on requests.
@@ -267,6 +270,7 @@ impl<'a> RecordJson<'a> {
             stream: r.stream,
             auth_method: non_empty(&r.auth_method),
             issuer: non_empty(&r.issuer),
+            redaction_scope: non_empty(&r.redaction_scope),
             kind: RecordKind::of(r).as_str(),
             admin: r.admin.as_ref().map(AdminJson::new),
         }
@@ -371,6 +375,7 @@ mod tests {
             "stream",
             "auth_method",
             "issuer",
+            "redaction_scope",
         ] {
             assert!(v.get(field).is_some(), "{field}");
         }

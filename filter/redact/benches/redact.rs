@@ -1,11 +1,14 @@
 //! Throughput of `Redactor::redact` on mixed prompts (prose, code, names and PII values) of
-//! 1 KB, 16 KB and 1 MB, single-threaded; and of `StreamRedactor` on a 16 KB answer fed in
-//! small chunks, as the filter redacts a streamed response.
+//! 1 KB, 16 KB and 1 MB, single-threaded; of `StreamRedactor` on a 16 KB answer fed in
+//! small chunks, as the filter redacts a streamed response; and of `redact_request_body` on a
+//! mixed 16 KB chat request (messages, tool definitions, tool calls, unknown fields) with the
+//! full scope and with message text only, so the cost of the wider scope shows.
 
 #![cfg(test)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use modelgate_redact::{Phase, PlaceholderMap, Redactor, StreamRedactor};
+use modelgate_redact::{redact_request_body, Phase, PlaceholderMap, Redactor, StreamRedactor};
+use serde_json::{json, Value};
 
 const PARAGRAPHS: &[&str] = &[
     "Can you summarise the attached incident report? The outage started on Monday at 10:30 UTC when the load balancer in us-east-1 stopped passing health checks, version 2.14.3 of the ingress was rolled back after forty minutes. ",
@@ -95,5 +98,55 @@ fn split(text: &str, size: usize) -> Vec<&str> {
     chunks
 }
 
-criterion_group!(benches, bench, bench_stream);
+/// A chat request of about `size` bytes: turns of prose with PII, an assistant tool call per
+/// turn (JSON arguments), a tool result, and tool definitions with schema descriptions.
+fn mixed_request(size: usize) -> Vec<u8> {
+    let tools = json!([{"type": "function", "function": {
+        "name": "send_mail",
+        "description": "Send a mail on behalf of the user, e.g. to priya.raman@example.com",
+        "parameters": {"type": "object", "required": ["to", "body"], "properties": {
+            "to": {"type": "string", "format": "email", "description": "Recipient address"},
+            "body": {"type": "string", "description": "Plain text body, signed by Will Smith"},
+            "priority": {"type": "string", "enum": ["low", "normal", "high"]}
+        }}
+    }}]);
+    let mut messages: Vec<Value> = vec![json!({"role": "system", "content": PARAGRAPHS[3]})];
+    let mut body = json!({"model": "llama3", "messages": [], "tools": tools,
+                          "metadata": {"ticket": "INC-5512", "owner": "ops@example.com"}});
+    let mut turn = 0;
+    while body.to_string().len() < size {
+        let text = prompt(600 + 97 * (turn % 5));
+        messages.push(json!({"role": "user", "name": "priya", "content": text}));
+        messages.push(json!({"role": "assistant", "content": null, "tool_calls": [{
+            "id": format!("call_{turn}"), "type": "function", "function": {"name": "send_mail",
+            "arguments": json!({"to": "priya.raman@example.com", "body": PARAGRAPHS[turn % PARAGRAPHS.len()], "priority": "normal"}).to_string()}}]}));
+        messages.push(
+            json!({"role": "tool", "tool_call_id": format!("call_{turn}"),
+                             "content": "queued: id 55123, card 4111 1111 1111 1111 on file"}),
+        );
+        body["messages"] = Value::Array(messages.clone());
+        turn += 1;
+    }
+    body.to_string().into_bytes()
+}
+
+fn bench_body(c: &mut Criterion) {
+    let body = mixed_request(16 * 1024);
+    let mut group = c.benchmark_group("redact_body");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    for scope in ["full", "messages"] {
+        let redactor = Redactor::from_json(&format!(
+            r#"{{"scope": "{scope}", "entities": {{"PERSON": "reversible"}}}}"#
+        ))
+        .unwrap();
+        group.bench_with_input(
+            BenchmarkId::new("16KB_chat", format!("scope_{scope}")),
+            &body,
+            |b, body| b.iter(|| redact_request_body(&redactor, body, &mut PlaceholderMap::new())),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_stream, bench_body);
 criterion_main!(benches);

@@ -25,7 +25,8 @@
 //!   "deny_terms": [
 //!     {"name": "CODENAME", "terms": ["Bluebird", "Project Nightjar"], "action": "block"}
 //!   ],
-//!   "high_trust": false
+//!   "high_trust": false,
+//!   "scope": "full"
 //! }
 //! ```
 //!
@@ -42,6 +43,13 @@
 //! - `deny_terms`: literal terms matched on word boundaries, case-insensitive unless
 //!   `"case_sensitive": true`; reported as `name` (default `DENY_LIST`).
 //! - `high_trust`: bypass redaction; the caller marks the request as bypassed in its audit.
+//! - `scope` (default `"full"`: every string the model can read, structural fields excepted):
+//!   one [`FieldKind`] name or a list of them (`messages`, `tool_calls`, `tools`, `names`,
+//!   `other`); anything else is refused with [`PolicyError::Scope`]. The request walker in
+//!   `body/request.rs` is the one list of structural fields (the README prints it).
+//!
+//! In every text, percent and JSON escapes are decoded for detection; a finding masks the
+//! whole encoded range it came from.
 //!
 //! # Example
 //!
@@ -58,17 +66,19 @@
 //! ```
 
 mod body;
+mod decode;
 mod detect;
 mod entity;
 pub mod jsonl;
 mod placeholder;
 mod policy;
 mod redactor;
+mod scope;
 mod stream;
 
 pub use body::{
-    for_each_request_text, for_each_response_text, process_response_body, redact_request_body,
-    BodyError, BodyRedaction,
+    for_each_request_text, for_each_response_text, process_response_body, process_response_value,
+    redact_request_body, BodyError, BodyRedaction,
 };
 pub use entity::{Entity, EntityType};
 pub use placeholder::{PlaceholderMap, MAX_PLACEHOLDERS, MAX_PLACEHOLDER_BYTES};
@@ -77,4 +87,5 @@ pub use policy::{
     MAX_CUSTOM_PATTERNS, MAX_DENY_TERMS,
 };
 pub use redactor::{Redaction, Redactor, Verdict};
+pub use scope::{FieldKind, Scope};
 pub use stream::{StreamRedactor, StreamRestorer, CONTEXT_KEEP, MAX_HOLD};

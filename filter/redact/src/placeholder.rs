@@ -68,6 +68,17 @@ impl PlaceholderMap {
 
     /// `text` with every known placeholder replaced by its value; unknown ones stay.
     pub fn restore<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        self.restore_as(text, false)
+    }
+
+    /// Like [`Self::restore`] for JSON source text (streamed tool-call arguments): a value is
+    /// written escaped as inside a JSON string, so a quote or backslash in it keeps the JSON
+    /// valid.
+    pub fn restore_in_json<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        self.restore_as(text, true)
+    }
+
+    fn restore_as<'t>(&self, text: &'t str, json: bool) -> Cow<'t, str> {
         if self.is_empty() || !text.contains('<') {
             return Cow::Borrowed(text);
         }
@@ -82,7 +93,10 @@ impl PlaceholderMap {
             };
             if let Some(v) = self.value(&text[lt..lt + len]) {
                 out.push_str(&text[last..lt]);
-                out.push_str(v);
+                match serde_json::to_string(v) {
+                    Ok(quoted) if json => out.push_str(&quoted[1..quoted.len() - 1]),
+                    _ => out.push_str(v),
+                }
                 last = lt + len;
             }
         }

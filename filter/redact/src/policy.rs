@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::entity::EntityType;
+use crate::scope::Scope;
 
 /// What happens to a detected value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -112,6 +113,9 @@ pub struct RedactionPolicy {
     /// Bypass redaction entirely (the caller marks the request as bypassed).
     #[serde(default)]
     pub high_trust: bool,
+    /// Which kinds of request text are redacted (default: all of them).
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 impl Default for RedactionPolicy {
@@ -123,6 +127,7 @@ impl Default for RedactionPolicy {
             custom_patterns: Vec::new(),
             deny_terms: Vec::new(),
             high_trust: false,
+            scope: Scope::FULL,
         }
     }
 }
@@ -158,6 +163,9 @@ pub enum PolicyError {
     TooMany { what: &'static str, max: usize },
     #[error("deny-list {0:?} has an empty term")]
     EmptyTerm(String),
+    /// `scope` is not `"full"`, a field kind or a list of them.
+    #[error("{0}")]
+    Scope(String),
     #[error("built-in detector failed to compile: {0}")]
     Builtin(String),
 }
@@ -174,7 +182,8 @@ impl RedactionPolicy {
         if json.trim().is_empty() {
             return Ok(Self::default());
         }
-        Ok(serde_json::from_str(json)?)
+        serde_json::from_str(json)
+            .map_err(|err| scope_error(json).unwrap_or(PolicyError::Json(err)))
     }
 
     /// The rule for a built-in type, with the policy defaults filled in.
@@ -228,6 +237,14 @@ impl RedactionPolicy {
         }
         Ok(())
     }
+}
+
+/// The scope's own complaint when `scope` is what made `json` fail to parse (serde's message
+/// would call the whole policy invalid JSON).
+fn scope_error(json: &str) -> Option<PolicyError> {
+    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let scope = value.as_object_mut()?.remove("scope")?;
+    Scope::try_from(scope).err().map(PolicyError::Scope)
 }
 
 fn valid_custom_name(name: &str) -> bool {

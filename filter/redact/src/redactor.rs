@@ -2,10 +2,12 @@
 
 use std::collections::HashSet;
 
+use crate::decode::decode;
 use crate::detect::{resolve, Candidate, Detectors, Enabled, Slot};
 use crate::entity::{Entity, EntityType};
 use crate::placeholder::PlaceholderMap;
 use crate::policy::{Action, Direction, Phase, PolicyError, RedactionPolicy};
+use crate::scope::Scope;
 
 #[derive(Clone, Debug)]
 struct Rule {
@@ -60,6 +62,7 @@ pub struct Redactor {
     detectors: Detectors,
     rules: Vec<Rule>,
     high_trust: bool,
+    scope: Scope,
     enabled_request: Enabled,
     enabled_response: Enabled,
     customs_request: bool,
@@ -140,6 +143,7 @@ impl Redactor {
             detectors,
             rules,
             high_trust: policy.high_trust,
+            scope: policy.scope,
             deny_words,
         })
     }
@@ -152,6 +156,11 @@ impl Redactor {
     /// High-trust policies bypass redaction; the caller marks the request in its audit record.
     pub fn bypasses(&self) -> bool {
         self.high_trust
+    }
+
+    /// Which kinds of request text the policy redacts.
+    pub fn scope(&self) -> Scope {
+        self.scope
     }
 
     /// Whether anything would be looked for in this phase.
@@ -201,9 +210,28 @@ impl Redactor {
         cands
     }
 
+    /// Like [`Self::spans`], but when `text` holds percent or JSON escapes the detectors read
+    /// it decoded, and each finding covers the whole encoded range it came from (so masking
+    /// it leaves nothing of the value for a reader who decodes the result).
+    fn spans_decoded(&self, text: &str, phase: Phase) -> Vec<Candidate> {
+        if !self.active(phase) {
+            return Vec::new();
+        }
+        let Some(decoded) = decode(text) else {
+            return self.spans(text, phase);
+        };
+        let mut spans = self.spans(&decoded.text, phase);
+        for c in &mut spans {
+            c.start = decoded.origin(c.start);
+            c.end = decoded.origin(c.end);
+        }
+        spans.retain(|c| c.start < c.end && c.end <= text.len());
+        spans
+    }
+
     /// The entities in `text` that the policy acts on in `phase`.
     pub fn detect(&self, text: &str, phase: Phase) -> Vec<Entity> {
-        let spans = self.spans(text, phase);
+        let spans = self.spans_decoded(text, phase);
         self.to_entities(text, 0, 0, &spans)
     }
 
@@ -217,7 +245,7 @@ impl Redactor {
                 verdict: Verdict::Bypassed,
             };
         }
-        let spans = self.spans(text, phase);
+        let spans = self.spans_decoded(text, phase);
         let mut out = String::with_capacity(text.len());
         let mut blocked = Vec::new();
         self.apply(

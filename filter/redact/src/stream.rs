@@ -203,11 +203,29 @@ fn chainable_tail(redactor: &Redactor, text: &str, from: usize, end: usize) -> O
 #[derive(Debug, Default)]
 pub struct StreamRestorer {
     pending: String,
+    /// The stream is JSON source text (tool-call arguments): values are restored escaped.
+    json: bool,
 }
 
 impl StreamRestorer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// For JSON source text streamed in pieces (tool-call argument deltas).
+    pub fn in_json() -> Self {
+        Self {
+            pending: String::new(),
+            json: true,
+        }
+    }
+
+    fn restore(&self, text: &str, map: &PlaceholderMap) -> String {
+        if self.json {
+            map.restore_in_json(text).into_owned()
+        } else {
+            map.restore(text).into_owned()
+        }
     }
 
     pub fn push(&mut self, delta: &str, map: &PlaceholderMap) -> String {
@@ -218,11 +236,11 @@ impl StreamRestorer {
         };
         let rest = self.pending.split_off(split);
         let ready = std::mem::replace(&mut self.pending, rest);
-        map.restore(&ready).into_owned()
+        self.restore(&ready, map)
     }
 
     pub fn finish(&mut self, map: &PlaceholderMap) -> String {
         let rest = std::mem::take(&mut self.pending);
-        map.restore(&rest).into_owned()
+        self.restore(&rest, map)
     }
 }

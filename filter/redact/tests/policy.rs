@@ -114,7 +114,9 @@ fn invalid_policies_are_rejected() {
 
 #[test]
 fn request_body_only_content_changes() {
-    let r = Redactor::from_json(r#"{"entities": {"PERSON": "reversible"}}"#).unwrap();
+    // The narrow scope: message text only (the full default is in tests/scope.rs).
+    let r = Redactor::from_json(r#"{"scope": "messages", "entities": {"PERSON": "reversible"}}"#)
+        .unwrap();
     let body = br#"{"model":"llama3","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"I am Priya Raman, jane@example.com"},{"type":"image_url","image_url":{"url":"https://x/jane@example.com.png"}}]}],"temperature":0.2,"user":"jane@example.com","stream":true}"#;
     let mut map = PlaceholderMap::new();
     let out = redact_request_body(&r, body, &mut map).unwrap();

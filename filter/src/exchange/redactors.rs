@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use modelgate_proto::v1::TeamPolicy;
-use modelgate_redact::{Phase, Redactor};
+use modelgate_redact::{Phase, Redactor, Scope};
 
 /// Distinct policies kept per worker; past this the cache starts over (policies are per team,
 /// so only a deployment with this many differently-configured teams ever gets there).
@@ -105,6 +105,14 @@ impl TeamRedaction {
         self.redactor
             .as_ref()
             .filter(|r| !self.high_trust && r.active(phase))
+    }
+
+    /// The scope of the team's policy, when one applies (not for high-trust teams).
+    pub fn scope(&self) -> Option<Scope> {
+        self.redactor
+            .as_ref()
+            .filter(|_| !self.high_trust)
+            .map(|r| r.scope())
     }
 
     pub fn redacts_requests(&self) -> bool {

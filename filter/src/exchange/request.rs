@@ -1,7 +1,7 @@
 //! The request body, parsed once: routing, admission and redaction read and edit the same
 //! value, and it is serialized again only when one of them changed it.
 
-use modelgate_redact::{for_each_request_text, EntityType, Phase, PlaceholderMap, Redactor};
+use modelgate_redact::{for_each_request_text, EntityType, Phase, PlaceholderMap, Redactor, Scope};
 use serde_json::Value;
 
 use crate::usage::estimate_prompt_tokens;
@@ -94,15 +94,15 @@ pub(super) struct PromptRedaction {
     pub(super) blocked: Vec<EntityType>,
 }
 
-/// Redacts every content field of a request in place (only content: `messages[].content`,
-/// `prompt`, `input`, Ollama's `system`; the JSON keeps its shape).
+/// Redacts, in place, every string of a request the policy's scope covers (by default every
+/// string the model can read; structural fields stay); the JSON keeps its shape.
 pub(super) fn redact_prompt(
     redactor: &Redactor,
     value: &mut Value,
     map: &mut PlaceholderMap,
 ) -> PromptRedaction {
     let mut outcome = PromptRedaction::default();
-    for_each_request_text(value, &mut |text: &mut String| {
+    for_each_request_text(value, redactor.scope(), &mut |_, text: &mut String| {
         let redaction = redactor.redact(text, Phase::Request, map);
         outcome
             .found
@@ -123,14 +123,14 @@ pub(super) fn redact_prompt(
 /// The most prompt text an audit record keeps; records stay compact.
 const RECORD_PROMPT_BYTES: usize = 8 * 1024;
 
-/// The prompt for the audit record: the content fields of the body as sent upstream (already
+/// The prompt for the audit record: the message text of the body as sent upstream (already
 /// redacted by the team's policy, if any), each masked again with every built-in type so no
 /// raw value reaches the record whatever the team's policy leaves on, joined by newlines and
 /// cut at `RECORD_PROMPT_BYTES`.
 pub(super) fn record_prompt(masker: &Redactor, value: &mut Value) -> String {
     let mut scratch = PlaceholderMap::new();
     let mut out = String::new();
-    for_each_request_text(value, &mut |text: &mut String| {
+    for_each_request_text(value, Scope::MESSAGES, &mut |_, text: &mut String| {
         if out.len() >= RECORD_PROMPT_BYTES {
             return;
         }

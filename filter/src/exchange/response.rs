@@ -1,7 +1,9 @@
 //! Non-streamed answers: usage read from a bounded copy while the body passes, answers
 //! rewritten whole (placeholders restored, PII removed), upstream errors put in OpenAI shape.
 
-use modelgate_redact::{process_response_body, EntityType, Phase, PlaceholderMap};
+use modelgate_redact::{
+    process_response_body, process_response_value, EntityType, Phase, PlaceholderMap,
+};
 use serde_json::{json, Value};
 
 use super::stream::TextRewrite;
@@ -121,7 +123,8 @@ pub(super) fn rewrite_answer(text: &TextRewrite, body: &[u8]) -> AnswerRewrite {
     }
 }
 
-/// Placeholders restored in the content fields (or the whole text when not JSON).
+/// Placeholders restored in every generated text field (or the whole text when not JSON).
+/// Tool-call arguments are restored as parsed JSON, so a restored value is escaped as needed.
 fn restore_only(map: &PlaceholderMap, body: &[u8]) -> AnswerRewrite {
     let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
         let text = String::from_utf8_lossy(body);
@@ -131,13 +134,7 @@ fn restore_only(map: &PlaceholderMap, body: &[u8]) -> AnswerRewrite {
             found: Vec::new(),
         };
     };
-    let mut changed = false;
-    modelgate_redact::for_each_response_text(&mut value, &mut |s: &mut String| {
-        if let std::borrow::Cow::Owned(restored) = map.restore(s) {
-            *s = restored;
-            changed = true;
-        }
-    });
+    let changed = process_response_value(None, &mut value, map, &mut Vec::new());
     AnswerRewrite {
         body: changed.then(|| value.to_string().into_bytes()),
         found: Vec::new(),

@@ -2,23 +2,23 @@
 //! or an estimate), the usage chunk the gateway asked for hidden, and, when the team's policy
 //! calls for it, placeholders restored and PII removed from the generated text.
 //!
-//! Bytes pass through as they arrive. An event is rewritten only when its text changes; the
-//! text of each choice goes through a bounded hold-back window (`StreamRedactor`,
-//! `StreamRestorer`), so a placeholder or a value split across events or TCP chunks is still
-//! handled, and the held text comes out with the choice's last event (the one with
+//! Bytes pass through as they arrive. An event is rewritten only when its text changes; each
+//! text field of each choice (content, reasoning, refusal, tool-call arguments) goes through a
+//! bounded hold-back window ([`rewriter`]), so a placeholder or a value split across events or
+//! TCP chunks is still handled, and the held text comes out with the choice's last event (the one with
 //! `finish_reason`, Ollama's `done`), before the usage chunk or `[DONE]`, or in an event of
 //! its own when the stream ends without those.
 
-use std::collections::BTreeMap;
+mod rewriter;
+
 use std::rc::Rc;
 
-use modelgate_redact::{
-    EntityType, Phase, PlaceholderMap, Redactor, StreamRedactor, StreamRestorer,
-};
-use serde_json::{json, Map, Value};
+use modelgate_redact::{EntityType, PlaceholderMap, Redactor};
+use serde_json::{json, Value};
 
 use crate::sse::{NdjsonLine, NdjsonParser, SseBlock, SseParser};
 use crate::usage::{EventVerdict, StreamFormat, StreamUsage};
+use rewriter::Rewriter;
 
 /// What the answer's text goes through.
 #[derive(Debug)]
@@ -71,38 +71,6 @@ enum State {
     Withheld,
 }
 
-/// Per-choice hold-back state and what was found.
-#[derive(Debug)]
-struct Rewriter {
-    text: TextRewrite,
-    /// Response redaction uses no placeholders, but the engine takes a map.
-    scratch: PlaceholderMap,
-    slots: BTreeMap<u64, Slot>,
-    found: Vec<(EntityType, u32)>,
-    /// The last data event and its JSON, the shape for events the rewriter adds itself.
-    last_event: Option<(Option<SseBlock>, Value)>,
-}
-
-#[derive(Debug)]
-struct Slot {
-    site: Site,
-    redact: Option<StreamRedactor>,
-    restore: StreamRestorer,
-}
-
-/// Where a choice's text sits in a chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Site {
-    /// OpenAI chat: `choices[].delta.content`.
-    Delta,
-    /// OpenAI completions: `choices[].text`.
-    Text,
-    /// Ollama chat: `message.content`.
-    Message,
-    /// Ollama generate: `response`.
-    Response,
-}
-
 impl ResponseStream {
     pub fn new(
         format: StreamFormat,
@@ -117,13 +85,7 @@ impl ResponseStream {
         Self {
             framing,
             usage: StreamUsage::new(hide_usage_chunk),
-            rewrite: rewrite.map(|text| Rewriter {
-                text,
-                scratch: PlaceholderMap::new(),
-                slots: BTreeMap::new(),
-                found: Vec::new(),
-                last_event: None,
-            }),
+            rewrite: rewrite.map(Rewriter::new),
             state: State::Parsing,
         }
     }
@@ -173,16 +135,10 @@ impl ResponseStream {
 
     /// Entity types removed from the answer so far, with counts.
     pub fn found(&self) -> Vec<(EntityType, u32)> {
-        let Some(rewriter) = &self.rewrite else {
-            return Vec::new();
-        };
-        let mut found = rewriter.found.clone();
-        for slot in rewriter.slots.values() {
-            if let Some(redact) = &slot.redact {
-                found.extend(redact.counts());
-            }
-        }
-        found
+        self.rewrite
+            .as_ref()
+            .map(Rewriter::found)
+            .unwrap_or_default()
     }
 
     fn drain(&mut self, out: &mut Vec<u8>) {
@@ -295,183 +251,6 @@ impl ResponseStream {
                 out.extend_from_slice(&held);
                 self.state = State::Raw;
             }
-        }
-    }
-}
-
-impl Rewriter {
-    /// Rewrites the text of every choice of an OpenAI chunk; true when anything changed.
-    fn rewrite_choices(&mut self, chunk: &mut Value) -> bool {
-        let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) else {
-            return false;
-        };
-        let mut changed = false;
-        for (position, choice) in choices.iter_mut().enumerate() {
-            let Some(choice) = choice.as_object_mut() else {
-                continue;
-            };
-            let index = choice
-                .get("index")
-                .and_then(Value::as_u64)
-                .unwrap_or(position as u64);
-            let site = if choice.contains_key("delta") || !choice.contains_key("text") {
-                Site::Delta
-            } else {
-                Site::Text
-            };
-            let last = choice.get("finish_reason").is_some_and(|f| !f.is_null());
-            changed |= self.rewrite_site(choice, index, site, last);
-        }
-        changed
-    }
-
-    /// Rewrites an Ollama chat or generate line.
-    fn rewrite_ollama(&mut self, object: &mut Value) -> bool {
-        let last = object.get("done").and_then(Value::as_bool) == Some(true);
-        let Some(object) = object.as_object_mut() else {
-            return false;
-        };
-        let site = if object.contains_key("message") {
-            Site::Message
-        } else if object.contains_key("response") {
-            Site::Response
-        } else {
-            return false;
-        };
-        self.rewrite_site(object, 0, site, last)
-    }
-
-    fn rewrite_site(
-        &mut self,
-        holder: &mut Map<String, Value>,
-        index: u64,
-        site: Site,
-        last: bool,
-    ) -> bool {
-        let original = site.text(holder).map(str::to_owned);
-        let text = self.pass(index, site, original.as_deref().unwrap_or(""), last);
-        let unchanged = match &original {
-            Some(original) => *original == text,
-            None => text.is_empty(),
-        };
-        if !unchanged {
-            site.set_text(holder, text);
-        }
-        !unchanged
-    }
-
-    /// Feeds a choice's delta through its window; `last` empties the window.
-    fn pass(&mut self, index: u64, site: Site, delta: &str, last: bool) -> String {
-        let text = &self.text;
-        let slot = self.slots.entry(index).or_insert_with(|| Slot {
-            site,
-            redact: text.redacts().then(|| StreamRedactor::new(Phase::Response)),
-            restore: StreamRestorer::new(),
-        });
-        let redacted = match (&mut slot.redact, text.redactor()) {
-            (Some(redact), Some(redactor)) => redact.push(redactor, delta, &mut self.scratch),
-            _ => delta.to_owned(),
-        };
-        let mut out = slot.restore.push(&redacted, &text.map);
-        if last {
-            if let Some(slot) = self.slots.remove(&index) {
-                out.push_str(&self.close(slot));
-            }
-        }
-        out
-    }
-
-    /// Empties a slot's window and keeps what its redactor found.
-    fn close(&mut self, mut slot: Slot) -> String {
-        let tail = match (&mut slot.redact, self.text.redactor()) {
-            (Some(redact), Some(redactor)) => {
-                let tail = redact.finish(redactor, &mut self.scratch);
-                self.found.extend(redact.counts());
-                tail
-            }
-            _ => String::new(),
-        };
-        let mut out = slot.restore.push(&tail, &self.text.map);
-        out.push_str(&slot.restore.finish(&self.text.map));
-        out
-    }
-
-    /// Sends what every open window still holds, in events of their own shaped like the
-    /// last one seen.
-    fn flush_all(&mut self, out: &mut Vec<u8>) {
-        let slots = std::mem::take(&mut self.slots);
-        for (index, slot) in slots {
-            let site = slot.site;
-            let text = self.close(slot);
-            if text.is_empty() {
-                continue;
-            }
-            let Some((block, template)) = &self.last_event else {
-                continue;
-            };
-            let mut event = template.clone();
-            let Some(object) = event.as_object_mut() else {
-                continue;
-            };
-            object.remove("usage");
-            match site {
-                Site::Delta | Site::Text => {
-                    let mut choice = Map::new();
-                    choice.insert("index".to_owned(), json!(index));
-                    site.set_text(&mut choice, text);
-                    choice.insert("finish_reason".to_owned(), Value::Null);
-                    object.insert(
-                        "choices".to_owned(),
-                        Value::Array(vec![Value::Object(choice)]),
-                    );
-                }
-                Site::Message | Site::Response => {
-                    site.set_text(object, text);
-                    object.insert("done".to_owned(), Value::Bool(false));
-                }
-            }
-            match block {
-                Some(block) => out.extend_from_slice(&block.with_data(&event.to_string())),
-                None => {
-                    out.extend_from_slice(event.to_string().as_bytes());
-                    out.push(b'\n');
-                }
-            }
-        }
-    }
-}
-
-impl Site {
-    fn text(self, holder: &Map<String, Value>) -> Option<&str> {
-        match self {
-            Self::Delta => holder.get("delta")?.get("content")?.as_str(),
-            Self::Message => holder.get("message")?.get("content")?.as_str(),
-            Self::Text => holder.get("text")?.as_str(),
-            Self::Response => holder.get("response")?.as_str(),
-        }
-    }
-
-    fn set_text(self, holder: &mut Map<String, Value>, text: String) {
-        let (parent, field) = match self {
-            Self::Delta => ("delta", "content"),
-            Self::Message => ("message", "content"),
-            Self::Text => {
-                holder.insert("text".to_owned(), Value::String(text));
-                return;
-            }
-            Self::Response => {
-                holder.insert("response".to_owned(), Value::String(text));
-                return;
-            }
-        };
-        let parent = holder
-            .entry(parent)
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !parent.is_object() {
-            *parent = Value::Object(Map::new());
-        }
-        if let Some(parent) = parent.as_object_mut() {
-            parent.insert(field.to_owned(), Value::String(text));
         }
     }
 }

@@ -1065,3 +1065,5 @@ fn a_recorded_stream_split_anywhere_gives_the_same_answer_and_counts() {
         );
     }
 }
+
+mod scope;

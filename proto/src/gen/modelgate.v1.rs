@@ -257,6 +257,11 @@ pub struct UsageRecord {
     /// The JWT's issuer when auth_method is "jwt"; empty otherwise.
     #[prost(string, tag = "26")]
     pub issuer: ::prost::alloc::string::String,
+    /// Which request text the team's redaction policy covered: "full" (everything the model
+    /// can read) or the kinds it was narrowed to, comma-separated ("messages,tool_calls");
+    /// empty when no policy applied (none set, high trust, or no prompt).
+    #[prost(string, tag = "27")]
+    pub redaction_scope: ::prost::alloc::string::String,
     /// Set only on records the control plane itself appends for admin calls (a numbering gap
     /// leaves room for the filter's own fields); PolicyService refuses records that carry it.
     #[prost(message, optional, tag = "100")]
