@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::assertion::{AssertionPatch, AssertionSecret, UserAssertion};
 use crate::budget::{Budget, Window, DAY_MS};
 use crate::clock::Timestamp;
 use crate::domain::{
@@ -89,6 +90,10 @@ pub struct KeyInput {
     pub limits: LimitsInput,
     pub metadata: Option<String>,
     pub blocked: bool,
+    /// A service key: it may name the end user it calls for.
+    pub can_assert_user: bool,
+    /// HS256 secret of the signed form (implies `can_assert_user`); hidden from `Debug`.
+    pub assert_user_secret: Option<KeySecret>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,6 +105,8 @@ pub struct KeyUpdate {
     pub limits: LimitsInput,
     pub metadata: Option<String>,
     pub blocked: Option<bool>,
+    pub can_assert_user: Option<bool>,
+    pub assert_user_secret: Option<KeySecret>,
     pub clear: Vec<String>,
 }
 
@@ -363,6 +370,14 @@ impl<S: Store> Admin<S> {
             .map_err(ValidationError::from)?;
         let limits = input.limits.to_limits(now)?;
         let metadata = metadata(input.metadata.as_deref())?;
+        let user_assertion = UserAssertion::new(
+            input.can_assert_user,
+            input
+                .assert_user_secret
+                .as_ref()
+                .map(|secret| AssertionSecret::parse(secret.expose()))
+                .transpose()?,
+        );
 
         for _ in 0..MINT_ATTEMPTS {
             let minted = MintedKey::generate()?;
@@ -377,6 +392,7 @@ impl<S: Store> Admin<S> {
                 limits,
                 metadata: metadata.clone(),
                 blocked: input.blocked,
+                user_assertion: user_assertion.clone(),
                 created_at: now,
                 expires_at,
             };
@@ -433,7 +449,14 @@ impl<S: Store> Admin<S> {
         let public_id = self.resolve_key(key).await?;
         let (limits_clear, own) = domain::parse_clear_list(
             update.clear.iter().map(String::as_str),
-            &["metadata", "expires", "key_alias", "user_id", "models"],
+            &[
+                "metadata",
+                "expires",
+                "key_alias",
+                "user_id",
+                "models",
+                "assert_user_secret",
+            ],
             KeyPatch::CLEARABLE,
         )?;
         let cleared = |f| own.contains(&f);
@@ -479,6 +502,18 @@ impl<S: Store> Admin<S> {
                 "metadata",
             )?,
             blocked: update.blocked,
+            user_assertion: AssertionPatch {
+                can_assert_user: update.can_assert_user,
+                secret: Change::set_or_clear(
+                    update
+                        .assert_user_secret
+                        .as_ref()
+                        .map(|secret| AssertionSecret::parse(secret.expose()))
+                        .transpose()?,
+                    cleared("assert_user_secret"),
+                    "assert_user_secret",
+                )?,
+            },
         };
         self.patch_key(&public_id, &patch).await
     }

@@ -6,6 +6,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::allowlist::ModelPattern;
+use crate::assertion::{AssertionPatch, UserAssertion};
 use crate::budget::BudgetError;
 use crate::clock::Timestamp;
 use crate::limits::{self, Limits, LimitsClear, LimitsInput};
@@ -39,6 +40,8 @@ pub enum ValidationError {
     Email(String),
     #[error("key alias is invalid: use at most 64 printable characters")]
     KeyAlias,
+    #[error("assert_user_secret is invalid: use {min} to {max} bytes (e.g. `openssl rand -hex 32`)", min = crate::assertion::MIN_SECRET_BYTES, max = crate::assertion::MAX_SECRET_BYTES)]
+    AssertionSecret,
     #[error("a team is required (its id or alias)")]
     MissingTeam,
     #[error("{0:?} is not a key id: expected 12 characters a-z, 0-9 (the public id shown by `key list`)")]
@@ -542,6 +545,8 @@ pub struct ApiKey {
     pub metadata: Metadata,
     /// Blocked keys are refused but can be unblocked; revocation is final.
     pub blocked: bool,
+    /// A service key may name the end user it calls for.
+    pub user_assertion: UserAssertion,
     pub status: KeyStatus,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
@@ -562,6 +567,7 @@ pub struct NewKey {
     pub limits: Limits,
     pub metadata: Metadata,
     pub blocked: bool,
+    pub user_assertion: UserAssertion,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
 }
@@ -578,11 +584,13 @@ pub struct KeyPatch {
     pub limits_clear: LimitsClear,
     pub metadata: Change<Metadata>,
     pub blocked: Option<bool>,
+    pub user_assertion: AssertionPatch,
 }
 
 impl KeyPatch {
     pub const CLEARABLE: &'static str = "rpm_limit, tpm_limit, max_parallel_requests, \
-         max_budget, budget_duration, metadata, expires, key_alias, user_id, models";
+         max_budget, budget_duration, metadata, expires, key_alias, user_id, models, \
+         assert_user_secret";
 
     pub fn blocked(blocked: bool) -> Self {
         Self {
@@ -606,6 +614,7 @@ impl KeyPatch {
             limits: self.limits.apply(self.limits_clear, &key.limits, now)?,
             metadata: self.metadata.apply(Some(&key.metadata)).unwrap_or_default(),
             blocked: self.blocked.unwrap_or(key.blocked),
+            user_assertion: self.user_assertion.apply(&key.user_assertion)?,
             ..key.clone()
         };
         limits::check_key_within_team(&updated.models, &updated.limits, team)?;
@@ -723,6 +732,7 @@ pub struct PolicyKey {
     pub blocked: bool,
     pub status: KeyStatus,
     pub expires_at: Option<Timestamp>,
+    pub user_assertion: UserAssertion,
 }
 
 /// Everything a policy snapshot is built from, read at one consistent point.

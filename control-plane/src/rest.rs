@@ -33,6 +33,7 @@ use crate::admin::{
 };
 use crate::clock::Timestamp;
 use crate::domain::ModelRoute;
+use crate::keys::KeySecret;
 use crate::limits::{Limits, LimitsInput};
 use crate::spend::SpendState;
 use crate::store::{Store, StoreError};
@@ -359,6 +360,8 @@ fn key_json(v: &KeyView) -> Value {
         "revoked": k.status == crate::domain::KeyStatus::Revoked,
         "revoked_at": time(k.revoked_at),
         "metadata": Value::Object(k.metadata.as_map().clone()),
+        "can_assert_user": k.user_assertion.can_assert_user(),
+        "has_assert_user_secret": k.user_assertion.secret().is_some(),
     }));
     limits_json(&k.limits, &mut out);
     spend_json(v.spend, &mut out);
@@ -429,6 +432,11 @@ struct KeyRequest {
     #[serde(deserialize_with = "present")]
     metadata: Option<Option<Value>>,
     blocked: Option<bool>,
+    /// A service key (Open WebUI): it may name the end user it calls for.
+    can_assert_user: Option<bool>,
+    /// HS256 secret of Open WebUI's signed form; `null` on update = back to plain headers.
+    #[serde(deserialize_with = "present")]
+    assert_user_secret: Option<Option<String>>,
 }
 
 async fn key_generate<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
@@ -442,6 +450,8 @@ async fn key_generate<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer
         limits: r.limits.input(),
         metadata: r.metadata.flatten().map(json_text),
         blocked: r.blocked.unwrap_or(false),
+        can_assert_user: r.can_assert_user.unwrap_or(false),
+        assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
     };
     let created = admin.create_key(input).await?;
     let mut out = object(key_json(&created.view));
@@ -467,6 +477,10 @@ async fn key_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
         ("models", r.models.as_ref().is_some_and(Option::is_none)),
         ("expires", r.duration.as_ref().is_some_and(Option::is_none)),
         ("metadata", r.metadata.as_ref().is_some_and(Option::is_none)),
+        (
+            "assert_user_secret",
+            r.assert_user_secret.as_ref().is_some_and(Option::is_none),
+        ),
     ] {
         if null {
             clear.push(name.to_owned());
@@ -480,6 +494,8 @@ async fn key_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer {
         limits: r.limits.input(),
         metadata: r.metadata.flatten().map(json_text),
         blocked: r.blocked,
+        can_assert_user: r.can_assert_user,
+        assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
         clear,
     };
     Ok(Json(key_json(&admin.update_key(&key, update).await?)))

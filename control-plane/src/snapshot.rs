@@ -221,6 +221,12 @@ fn key_policy(
         models: key.models,
         limits: limits(&key.limits.inheriting(team)),
         spend,
+        can_assert_user: key.user_assertion.can_assert_user(),
+        assert_user_secret: key
+            .user_assertion
+            .secret()
+            .map(|secret| secret.expose().as_bytes().to_vec())
+            .unwrap_or_default(),
     }
 }
 

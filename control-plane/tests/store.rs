@@ -16,6 +16,7 @@ use identity_cases::*;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use modelgate_control_plane::assertion::{AssertionPatch, AssertionSecret, UserAssertion};
 use modelgate_control_plane::audit::entry_from_record;
 use modelgate_control_plane::budget::{Budget, DAY_MS};
 use modelgate_control_plane::clock::Timestamp;
@@ -129,6 +130,7 @@ suite!(
     team_aliases_are_unique,
     every_policy_change_bumps_the_version_once,
     keys_are_created_for_a_team_by_id_or_alias,
+    service_keys_keep_their_flag_and_secret,
     key_for_an_unknown_team_is_refused,
     a_taken_key_id_is_reported,
     keys_are_created_in_bulk_all_or_none,
@@ -180,6 +182,7 @@ fn new_key(team: &str) -> (NewKey, MintedKey) {
         limits: Limits::default(),
         metadata: Metadata::default(),
         blocked: false,
+        user_assertion: UserAssertion::Off,
         created_at: Timestamp::now(),
         expires_at: Some(Timestamp::from_millis(4_102_444_800_000)),
     };
@@ -531,7 +534,68 @@ fn policy_key(key: ApiKey) -> PolicyKey {
         blocked: key.blocked,
         status: key.status,
         expires_at: key.expires_at,
+        user_assertion: key.user_assertion,
     }
+}
+
+/// A service key's flag and secret are stored, read back, reach the snapshot's state and
+/// change with updates: off drops the secret, a secret turns the flag on.
+async fn service_keys_keep_their_flag_and_secret<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    store.create_team(&team("ml", &["*"])).await.unwrap();
+    let secret = AssertionSecret::parse("0123456789abcdef0123456789abcdef").unwrap();
+    let plain = key_with(&store, "ml", |k| k.user_assertion = UserAssertion::Headers).await;
+    let signed = key_with(&store, "ml", |k| {
+        k.user_assertion = UserAssertion::Signed(secret.clone());
+    })
+    .await;
+    let ordinary = create_key(&store, "ml").await;
+    let state = store.load_policy().await.unwrap();
+    for key in [&plain, &signed, &ordinary] {
+        assert_eq!(
+            store.find_key(&key.public_id).await.unwrap().unwrap().key,
+            *key
+        );
+        assert!(state.keys.contains(&policy_key(key.clone())));
+    }
+    assert_eq!(signed.user_assertion.secret(), Some(&secret));
+
+    let now = Timestamp::now();
+    let patch = |can_assert_user, secret| KeyPatch {
+        user_assertion: AssertionPatch {
+            can_assert_user,
+            secret,
+        },
+        ..KeyPatch::default()
+    };
+    let off = store
+        .update_key(&signed.public_id, &patch(Some(false), Change::Keep), now)
+        .await
+        .unwrap();
+    assert_eq!(off.user_assertion, UserAssertion::Off);
+    let resigned = store
+        .update_key(
+            &ordinary.public_id,
+            &patch(None, Change::Set(secret.clone())),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resigned.user_assertion, UserAssertion::Signed(secret));
+    let cleared = store
+        .update_key(&resigned.public_id, &patch(None, Change::Clear), now)
+        .await
+        .unwrap();
+    assert_eq!(cleared.user_assertion, UserAssertion::Headers);
+    assert_eq!(
+        store
+            .find_key(&cleared.public_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .key,
+        cleared
+    );
 }
 
 async fn snapshots_are_cached_by_version<B: Backend>() {

@@ -133,6 +133,8 @@ struct KeyJson<'a> {
     limits: LimitsJson<'a>,
     metadata: Value,
     spend: Option<SpendJson>,
+    can_assert_user: bool,
+    has_assert_user_secret: bool,
 }
 
 /// Expiry is not a stored state: the filter compares `expires_at` with its clock, and so
@@ -167,6 +169,8 @@ impl<'a> From<&'a pb::Key> for KeyJson<'a> {
             limits: k.limits.as_ref().into(),
             metadata: json_value(&k.metadata_json),
             spend: k.spend.as_ref().map(SpendJson::from),
+            can_assert_user: k.can_assert_user,
+            has_assert_user_secret: k.has_assert_user_secret,
         }
     }
 }
@@ -505,6 +509,14 @@ fn key_details(out: &mut impl Write, key: &pb::Key) -> Result<(), CliError> {
     }
     if key.metadata_json != "{}" && !key.metadata_json.is_empty() {
         writeln!(out, "metadata: {}", key.metadata_json)?;
+    }
+    if key.can_assert_user {
+        let form = if key.has_assert_user_secret {
+            "signed forwarded-user JWT only (secret set)"
+        } else {
+            "plain forwarded-user headers"
+        };
+        writeln!(out, "asserts:  end users, {form}")?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use crate::admin::{
 };
 use crate::clock::Timestamp;
 use crate::domain::{KeyStatus, ModelRoute};
+use crate::keys::KeySecret;
 use crate::limits::{Limits, LimitsInput};
 use crate::snapshot::spend_state;
 
@@ -78,6 +79,8 @@ pub(super) fn key_input(r: pb::CreateKeyRequest) -> KeyInput {
         limits: limits_input(r.limits),
         metadata: non_empty(r.metadata_json),
         blocked: r.blocked,
+        can_assert_user: r.can_assert_user,
+        assert_user_secret: non_empty(r.assert_user_secret).map(KeySecret::new),
     }
 }
 
@@ -90,6 +93,8 @@ pub(super) fn key_update(r: pb::UpdateKeyRequest) -> KeyUpdate {
         limits: limits_input(r.limits),
         metadata: r.metadata_json,
         blocked: r.blocked,
+        can_assert_user: r.can_assert_user,
+        assert_user_secret: r.assert_user_secret.map(KeySecret::new),
         clear: r.clear,
     }
 }
@@ -163,6 +168,8 @@ pub(super) fn key(v: &KeyView) -> pb::Key {
         blocked: k.blocked,
         spend: v.spend.as_ref().map(spend_state),
         last_used_at_ms: v.last_used_at.map_or(0, Timestamp::as_millis),
+        can_assert_user: k.user_assertion.can_assert_user(),
+        has_assert_user_secret: k.user_assertion.secret().is_some(),
     }
 }
 

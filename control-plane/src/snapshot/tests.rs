@@ -1,4 +1,5 @@
 use super::*;
+use crate::assertion::{AssertionSecret, UserAssertion};
 use crate::budget::{Budget, BudgetPeriod, CalendarPeriod};
 use crate::identity::{JwksSource, JwksState};
 
@@ -46,6 +47,7 @@ fn key(status: KeyStatus, blocked: bool) -> PolicyKey {
         blocked,
         status,
         expires_at: Some(Timestamp::from_millis(99)),
+        user_assertion: UserAssertion::Off,
     }
 }
 
@@ -118,6 +120,34 @@ fn snapshot_carries_hashes_status_and_teams() {
         Timestamp::from_millis(5),
     );
     assert_eq!(active.keys[0].status(), pb::KeyStatus::Active);
+}
+
+#[test]
+fn service_keys_carry_their_flag_and_secret_to_the_filters() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    let service = |user_assertion| PolicyKey {
+        user_assertion,
+        ..key(KeyStatus::Active, false)
+    };
+    let s = build(
+        vec![
+            service(UserAssertion::Off),
+            service(UserAssertion::Headers),
+            service(UserAssertion::Signed(
+                AssertionSecret::parse(secret).unwrap(),
+            )),
+        ],
+        Timestamp::from_millis(5),
+    );
+    let seen: Vec<(bool, &[u8])> = s
+        .keys
+        .iter()
+        .map(|k| (k.can_assert_user, k.assert_user_secret.as_slice()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(false, &b""[..]), (true, b""), (true, secret.as_bytes())]
+    );
 }
 
 #[test]

@@ -35,6 +35,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "audit chain",
         sql: include_str!("migrations/postgres/0020_audit_chain.sql"),
     },
+    EmbeddedMigration {
+        version: 22,
+        description: "service keys",
+        sql: include_str!("migrations/postgres/0022_service_keys.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]
