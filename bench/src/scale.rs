@@ -285,6 +285,7 @@ async fn seed(
             limits: Limits::default(),
             metadata: Default::default(),
             blocked: false,
+            user_assertion: Default::default(),
             created_at: now,
             expires_at: None,
         });

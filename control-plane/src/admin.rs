@@ -112,6 +112,10 @@ pub struct KeyInput {
     pub limits: LimitsInput,
     pub metadata: Option<String>,
     pub blocked: bool,
+    /// A service key: it may name the end user it calls for.
+    pub can_assert_user: bool,
+    /// HS256 secret of the signed form (implies `can_assert_user`); hidden from `Debug`.
+    pub assert_user_secret: Option<KeySecret>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -123,6 +127,8 @@ pub struct KeyUpdate {
     pub limits: LimitsInput,
     pub metadata: Option<String>,
     pub blocked: Option<bool>,
+    pub can_assert_user: Option<bool>,
+    pub assert_user_secret: Option<KeySecret>,
     pub clear: Vec<String>,
 }
 

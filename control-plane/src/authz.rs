@@ -102,6 +102,9 @@ pub enum Action {
     /// Settings, limits, blocking.
     UpdateKey,
     RevokeKey,
+    /// Letting a key name the end user it calls for (a service key such as Open WebUI's):
+    /// such a key can act as anyone, so only admins grant it.
+    GrantUserAssertion,
     CreateUser,
     ReadUser,
     UpdateUser,
@@ -128,6 +131,7 @@ impl Action {
             Self::ReadKey => "read_key",
             Self::UpdateKey => "update_key",
             Self::RevokeKey => "revoke_key",
+            Self::GrantUserAssertion => "grant_user_assertion",
             Self::CreateUser => "create_user",
             Self::ReadUser => "read_user",
             Self::UpdateUser => "update_user",

@@ -6,6 +6,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::allowlist::ModelPattern;
+use crate::assertion::{AssertionPatch, UserAssertion};
 use crate::budget::BudgetError;
 use crate::clock::Timestamp;
 use crate::limits::{self, Limits, LimitsClear, LimitsInput};
@@ -42,6 +43,8 @@ pub enum ValidationError {
     KeyAlias,
     #[error("key_alias {0:?} names several live keys: address the key by its token instead")]
     AmbiguousKeyAlias(String),
+    #[error("assert_user_secret is invalid: use {min} to {max} bytes (e.g. `openssl rand -hex 32`)", min = crate::assertion::MIN_SECRET_BYTES, max = crate::assertion::MAX_SECRET_BYTES)]
+    AssertionSecret,
     #[error("a team is required (its id or alias)")]
     MissingTeam,
     #[error("{0:?} is not a key id: expected 12 characters a-z, 0-9 (the public id shown by `key list`)")]
@@ -118,6 +121,7 @@ impl ValidationError {
             Self::RedactionPolicy(_) => Some("redaction_policy"),
             Self::Cluster(_) => Some("cluster"),
             Self::Expiry(_) => Some("duration"),
+            Self::AssertionSecret => Some("assert_user_secret"),
             Self::RouteWildcard(_)
             | Self::PublicId(_)
             | Self::WholeKeyGiven
@@ -585,6 +589,8 @@ pub struct ApiKey {
     pub metadata: Metadata,
     /// Blocked keys are refused but can be unblocked; revocation is final.
     pub blocked: bool,
+    /// A service key may name the end user it calls for.
+    pub user_assertion: UserAssertion,
     pub status: KeyStatus,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
@@ -605,6 +611,7 @@ pub struct NewKey {
     pub limits: Limits,
     pub metadata: Metadata,
     pub blocked: bool,
+    pub user_assertion: UserAssertion,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
 }
@@ -621,11 +628,13 @@ pub struct KeyPatch {
     pub limits_clear: LimitsClear,
     pub metadata: Change<Metadata>,
     pub blocked: Option<bool>,
+    pub user_assertion: AssertionPatch,
 }
 
 impl KeyPatch {
     pub const CLEARABLE: &'static str = "rpm_limit, tpm_limit, max_parallel_requests, \
-         max_budget, budget_duration, metadata, expires, key_alias, user_id, models";
+         max_budget, budget_duration, metadata, expires, key_alias, user_id, models, \
+         assert_user_secret";
 
     pub fn blocked(blocked: bool) -> Self {
         Self {
@@ -649,6 +658,7 @@ impl KeyPatch {
             limits: self.limits.apply(self.limits_clear, &key.limits, now)?,
             metadata: self.metadata.apply(Some(&key.metadata)).unwrap_or_default(),
             blocked: self.blocked.unwrap_or(key.blocked),
+            user_assertion: self.user_assertion.apply(&key.user_assertion)?,
             ..key.clone()
         };
         limits::check_key_within_team(&updated.models, &updated.limits, team)?;
@@ -683,6 +693,8 @@ pub struct ListedKey {
 pub struct User {
     /// Any stable string (an email, an IdP subject, a UUID).
     pub id: String,
+    /// The team the user belongs to when a service key names them (`None`: the key's).
+    pub team_id: Option<String>,
     pub limits: Limits,
     pub created_at: Timestamp,
 }
@@ -691,15 +703,19 @@ pub struct User {
 pub struct UserPatch {
     pub limits: LimitsInput,
     pub limits_clear: LimitsClear,
+    /// A team id or alias; the store resolves it to the id in the update's transaction.
+    pub team: Change<String>,
 }
 
 impl UserPatch {
     pub const CLEARABLE: &'static str =
-        "rpm_limit, tpm_limit, max_parallel_requests, max_budget, budget_duration";
+        "rpm_limit, tpm_limit, max_parallel_requests, max_budget, budget_duration, team";
 
+    /// The user after this change, `team` being a team id by now.
     pub fn apply(&self, user: &User, now: Timestamp) -> Result<User, ValidationError> {
         Ok(User {
             limits: self.limits.apply(self.limits_clear, &user.limits, now)?,
+            team_id: self.team.apply(user.team_id.as_ref()),
             ..user.clone()
         })
     }
@@ -766,6 +782,7 @@ pub struct PolicyKey {
     pub blocked: bool,
     pub status: KeyStatus,
     pub expires_at: Option<Timestamp>,
+    pub user_assertion: UserAssertion,
 }
 
 /// Everything a policy snapshot is built from, read at one consistent point.

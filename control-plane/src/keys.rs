@@ -28,6 +28,12 @@ pub struct RandomnessError(getrandom::Error);
 pub struct KeySecret(String);
 
 impl KeySecret {
+    /// Wraps a secret an admin typed (a service key's assertion secret), so it is kept out
+    /// of `Debug` output like the ones drawn here.
+    pub(crate) fn new(whole: String) -> Self {
+        Self(whole)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -9,7 +9,8 @@
 //! - [`domain`]: teams, keys, users, model routes, usage, the rules for valid input and for
 //!   applying changes; [`limits`] (rate limits, budgets, a key only narrowing its team),
 //!   [`budget`] (rolling and calendar windows), [`allowlist`] (segment-safe wildcards);
-//!   [`keys`] mints and hashes virtual keys and parses expiry; [`clock`] has timestamps and
+//!   [`keys`] mints and hashes virtual keys and parses expiry; [`assertion`] marks service
+//!   keys that may name their end user (Open WebUI); [`clock`] has timestamps and
 //!   `30d`-style durations.
 //! - [`store`]: one trait per concern (`TeamStore`, `KeyStore`, `UserStore`, `ModelStore`,
 //!   `SpendStore`, `UsageStore`, `PolicyStore`), SQL written once in `store/sql.rs` and run by
@@ -32,6 +33,7 @@
 pub mod admin;
 pub mod admin_key;
 pub mod allowlist;
+pub mod assertion;
 pub mod audit;
 pub mod authz;
 pub mod budget;

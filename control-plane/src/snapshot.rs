@@ -221,6 +221,12 @@ fn key_policy(
         models: key.models,
         limits: limits(&key.limits.inheriting(team)),
         spend,
+        can_assert_user: key.user_assertion.can_assert_user(),
+        assert_user_secret: key
+            .user_assertion
+            .secret()
+            .map(|secret| secret.expose().as_bytes().to_vec())
+            .unwrap_or_default(),
     }
 }
 
@@ -244,6 +250,7 @@ fn user_policy(user: &User, spend: &SpendReader<'_>, now: Timestamp) -> pb::User
         user_id: user.id.clone(),
         limits: limits(&user.limits),
         spend: scope_spend(spend, ScopeKind::User, &user.id, &user.limits, now),
+        team_id: user.team_id.clone().unwrap_or_default(),
     }
 }
 

@@ -18,6 +18,7 @@ use identity_cases::*;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use modelgate_control_plane::assertion::{AssertionPatch, AssertionSecret, UserAssertion};
 use modelgate_control_plane::audit::entry_from_record;
 use modelgate_control_plane::budget::{Budget, DAY_MS};
 use modelgate_control_plane::clock::Timestamp;
@@ -132,6 +133,8 @@ suite!(
     team_aliases_are_unique,
     every_policy_change_bumps_the_version_once,
     keys_are_created_for_a_team_by_id_or_alias,
+    service_keys_keep_their_flag_and_secret,
+    users_belong_to_a_team_by_id_or_alias,
     key_for_an_unknown_team_is_refused,
     a_taken_key_id_is_reported,
     keys_are_created_in_bulk_all_or_none,
@@ -184,6 +187,7 @@ fn new_key(team: &str) -> (NewKey, MintedKey) {
         limits: Limits::default(),
         metadata: Metadata::default(),
         blocked: false,
+        user_assertion: UserAssertion::Off,
         created_at: Timestamp::now(),
         expires_at: Some(Timestamp::from_millis(4_102_444_800_000)),
     };
@@ -536,7 +540,68 @@ fn policy_key(key: ApiKey) -> PolicyKey {
         blocked: key.blocked,
         status: key.status,
         expires_at: key.expires_at,
+        user_assertion: key.user_assertion,
     }
+}
+
+/// A service key's flag and secret are stored, read back, reach the snapshot's state and
+/// change with updates: off drops the secret, a secret turns the flag on.
+async fn service_keys_keep_their_flag_and_secret<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    store.create_team(&team("ml", &["*"])).await.unwrap();
+    let secret = AssertionSecret::parse("0123456789abcdef0123456789abcdef").unwrap();
+    let plain = key_with(&store, "ml", |k| k.user_assertion = UserAssertion::Headers).await;
+    let signed = key_with(&store, "ml", |k| {
+        k.user_assertion = UserAssertion::Signed(secret.clone());
+    })
+    .await;
+    let ordinary = create_key(&store, "ml").await;
+    let state = store.load_policy().await.unwrap();
+    for key in [&plain, &signed, &ordinary] {
+        assert_eq!(
+            store.find_key(&key.public_id).await.unwrap().unwrap().key,
+            *key
+        );
+        assert!(state.keys.contains(&policy_key(key.clone())));
+    }
+    assert_eq!(signed.user_assertion.secret(), Some(&secret));
+
+    let now = Timestamp::now();
+    let patch = |can_assert_user, secret| KeyPatch {
+        user_assertion: AssertionPatch {
+            can_assert_user,
+            secret,
+        },
+        ..KeyPatch::default()
+    };
+    let off = store
+        .update_key(&signed.public_id, &patch(Some(false), Change::Keep), now)
+        .await
+        .unwrap();
+    assert_eq!(off.user_assertion, UserAssertion::Off);
+    let resigned = store
+        .update_key(
+            &ordinary.public_id,
+            &patch(None, Change::Set(secret.clone())),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resigned.user_assertion, UserAssertion::Signed(secret));
+    let cleared = store
+        .update_key(&resigned.public_id, &patch(None, Change::Clear), now)
+        .await
+        .unwrap();
+    assert_eq!(cleared.user_assertion, UserAssertion::Headers);
+    assert_eq!(
+        store
+            .find_key(&cleared.public_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .key,
+        cleared
+    );
 }
 
 async fn snapshots_are_cached_by_version<B: Backend>() {
@@ -1155,6 +1220,7 @@ async fn users_are_created_updated_and_listed<B: Backend>() {
     let now = Timestamp::now();
     let ana = User {
         id: "ana@example.com".into(),
+        team_id: None,
         limits: limits(
             LimitsInput {
                 rpm: Some(10),
@@ -1166,6 +1232,7 @@ async fn users_are_created_updated_and_listed<B: Backend>() {
     };
     let bo = User {
         id: "bo@example.com".into(),
+        team_id: None,
         limits: Limits::default(),
         created_at: now,
     };
@@ -1194,6 +1261,7 @@ async fn users_are_created_updated_and_listed<B: Backend>() {
             rpm: true,
             ..LimitsClear::default()
         },
+        ..UserPatch::default()
     };
     let updated = store
         .update_user("ana@example.com", &patch, now)
@@ -1216,6 +1284,47 @@ async fn users_are_created_updated_and_listed<B: Backend>() {
         .unwrap_err();
     assert!(matches!(err, StoreError::UserNotFound(_)), "{err:?}");
     assert_eq!(store.load_policy().await.unwrap().users, vec![updated, bo]);
+}
+
+/// `user update --team` takes a team id or alias and stores the id; clearing puts the user
+/// back in whatever team names them (a service key's); an unknown team changes nothing.
+async fn users_belong_to_a_team_by_id_or_alias<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let ml = team("ml", &["*"]);
+    store.create_team(&ml).await.unwrap();
+    let now = Timestamp::now();
+    let ana = User {
+        id: "ana@example.com".into(),
+        team_id: None,
+        limits: Limits::default(),
+        created_at: now,
+    };
+    store.create_user(&ana).await.unwrap();
+    let to = |team: Change<String>| UserPatch {
+        team,
+        ..UserPatch::default()
+    };
+    let joined = store
+        .update_user(&ana.id, &to(Change::Set("ml".into())), now)
+        .await
+        .unwrap();
+    assert_eq!(joined.team_id.as_deref(), Some(ml.id.as_str()));
+    assert_eq!(
+        store.find_user(&ana.id).await.unwrap(),
+        Some(joined.clone())
+    );
+    assert_eq!(store.load_policy().await.unwrap().users, vec![joined]);
+    let err = store
+        .update_user(&ana.id, &to(Change::Set("nope".into())), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TeamNotFound(_)), "{err:?}");
+    let left = store
+        .update_user(&ana.id, &to(Change::Clear), now)
+        .await
+        .unwrap();
+    assert_eq!(left.team_id, None);
+    assert_eq!(store.find_user(&ana.id).await.unwrap(), Some(left));
 }
 
 async fn model_routes_are_created_updated_and_deleted<B: Backend>() {
@@ -1329,12 +1438,14 @@ async fn budget_windows_sum_the_same_in_sql_and_rust<B: Backend>() {
     .await;
     let monthly_user = User {
         id: "ana@example.com".into(),
+        team_id: None,
         limits: limits(budget(5.0, None, Some("calendar-month")), now),
         created_at: now,
     };
     store.create_user(&monthly_user).await.unwrap();
     let seven_days = User {
         id: "bo@example.com".into(),
+        team_id: None,
         limits: limits(budget(5.0, Some("7d"), None), plus(now, -20 * DAY_MS)),
         created_at: now,
     };
@@ -1689,6 +1800,7 @@ async fn budgets_are_loaded_at_their_version_without_revoked_keys<B: Backend>() 
     key_with(&store, "free", |_| {}).await;
     let ana = User {
         id: "ana@example.com".into(),
+        team_id: None,
         limits: limits(budget(2.0, Some("7d"), None), now),
         created_at: now,
     };

@@ -110,6 +110,20 @@ pub fn key_fields(k: &ApiKey) -> Vec<(&'static str, String)> {
             serde_json::Value::Object(k.metadata.as_map().clone()).to_string(),
         ),
         ("blocked", k.blocked.to_string()),
+        (
+            "can_assert_user",
+            k.user_assertion.can_assert_user().to_string(),
+        ),
+        // Whether a secret is set, never the secret.
+        (
+            "assert_user_secret",
+            if k.user_assertion.secret().is_some() {
+                "set"
+            } else {
+                ""
+            }
+            .to_owned(),
+        ),
         ("status", format!("{:?}", k.status)),
         (
             "expires",
@@ -119,7 +133,10 @@ pub fn key_fields(k: &ApiKey) -> Vec<(&'static str, String)> {
 }
 
 pub fn user_fields(u: &User) -> Vec<(&'static str, String)> {
-    vec![("limits", format!("{:?}", u.limits))]
+    vec![
+        ("team_id", u.team_id.clone().unwrap_or_default()),
+        ("limits", format!("{:?}", u.limits)),
+    ]
 }
 
 pub fn model_fields(m: &ModelRoute) -> Vec<(&'static str, String)> {

@@ -1,11 +1,11 @@
 //! Users (any stable id: emails, IdP subjects, …) and their limits, each asked of [`authz`] with the user.
 
 use super::access::{self, Target};
-use super::UserView;
+use super::{team_ref, text, UserView};
 use super::{Admin, AdminResult};
 use crate::authz::{self, Action, Caller, Object};
 use crate::clock::Timestamp;
-use crate::domain::{self, User, UserPatch};
+use crate::domain::{self, Change, User, UserPatch};
 use crate::limits::LimitsInput;
 use crate::store::{Store, StoreError};
 
@@ -19,6 +19,7 @@ impl<S: Store> Admin<S> {
         let now = Timestamp::now();
         let user = User {
             id: domain::parse_user_record_id(user_id)?,
+            team_id: None,
             limits: limits.to_limits(now)?,
             created_at: now,
         };
@@ -38,16 +39,22 @@ impl<S: Store> Admin<S> {
         caller: &Caller,
         user_id: &str,
         limits: LimitsInput,
+        team: Option<&str>,
         clear: &[String],
     ) -> AdminResult<UserView> {
         let before = self
             .permitted_user(caller, Action::UpdateUser, user_id)
             .await?;
-        let (limits_clear, _) =
-            domain::parse_clear_list(clear.iter().map(String::as_str), &[], UserPatch::CLEARABLE)?;
+        let (limits_clear, own) = domain::parse_clear_list(
+            clear.iter().map(String::as_str),
+            &["team"],
+            UserPatch::CLEARABLE,
+        )?;
+        let team = text(team).map(team_ref).transpose()?.map(str::to_owned);
         let patch = UserPatch {
             limits,
             limits_clear,
+            team: Change::set_or_clear(team, own.contains(&"team"), "team")?,
         };
         let user = self
             .store

@@ -4,6 +4,7 @@
 use super::access::{self, Target};
 use super::{metadata, text, CreatedKey, KeyInput, KeyQuery, KeyUpdate, KeyView, MINT_ATTEMPTS};
 use super::{Admin, AdminResult};
+use crate::assertion::{AssertionPatch, AssertionSecret, UserAssertion};
 use crate::authz::{self, Action, Caller, Object};
 use crate::budget::DAY_MS;
 use crate::clock::Timestamp;
@@ -29,6 +30,18 @@ impl<S: Store> Admin<S> {
             .map_err(ValidationError::from)?;
         let limits = input.limits.to_limits(now)?;
         let metadata = metadata(input.metadata.as_deref())?;
+        if input.can_assert_user || input.assert_user_secret.is_some() {
+            self.permit_user_assertion(caller, Target::new("team", team))
+                .await?;
+        }
+        let user_assertion = UserAssertion::new(
+            input.can_assert_user,
+            input
+                .assert_user_secret
+                .as_ref()
+                .map(|secret| AssertionSecret::parse(secret.expose()))
+                .transpose()?,
+        );
 
         for _ in 0..MINT_ATTEMPTS {
             let minted = MintedKey::generate()?;
@@ -43,6 +56,7 @@ impl<S: Store> Admin<S> {
                 limits,
                 metadata: metadata.clone(),
                 blocked: input.blocked,
+                user_assertion: user_assertion.clone(),
                 created_at: now,
                 expires_at,
             };
@@ -132,7 +146,14 @@ impl<S: Store> Admin<S> {
         let public_id = before.key.public_id.clone();
         let (limits_clear, own) = domain::parse_clear_list(
             update.clear.iter().map(String::as_str),
-            &["metadata", "expires", "key_alias", "user_id", "models"],
+            &[
+                "metadata",
+                "expires",
+                "key_alias",
+                "user_id",
+                "models",
+                "assert_user_secret",
+            ],
             KeyPatch::CLEARABLE,
         )?;
         let cleared = |f| own.contains(&f);
@@ -178,7 +199,24 @@ impl<S: Store> Admin<S> {
                 "metadata",
             )?,
             blocked: update.blocked,
+            user_assertion: AssertionPatch {
+                can_assert_user: update.can_assert_user,
+                secret: Change::set_or_clear(
+                    update
+                        .assert_user_secret
+                        .as_ref()
+                        .map(|secret| AssertionSecret::parse(secret.expose()))
+                        .transpose()?,
+                    cleared("assert_user_secret"),
+                    "assert_user_secret",
+                )?,
+            },
         };
+        if update.can_assert_user.is_some() || !matches!(patch.user_assertion.secret, Change::Keep)
+        {
+            self.permit_user_assertion(caller, Target::new("key", &public_id))
+                .await?;
+        }
         // Handing a key to another user is asked as an update of the key it becomes.
         let new_owner = match &patch.user_id {
             Change::Keep => None,
@@ -250,6 +288,13 @@ impl<S: Store> Admin<S> {
         )
         .await;
         Ok(self.key_view(key, None))
+    }
+
+    /// A key that may name the end user it calls for can act as any user, so granting or
+    /// changing that is asked separately of the key's team.
+    async fn permit_user_assertion(&self, caller: &Caller, target: Target<'_>) -> AdminResult<()> {
+        self.permit(caller, Action::GrantUserAssertion, Object::Global, target)
+            .await
     }
 
     /// A new secret for a live key (LiteLLM's `key/regenerate`); the old one stops working

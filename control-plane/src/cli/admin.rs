@@ -184,12 +184,20 @@ pub enum KeyCommand {
         /// Create the key blocked.
         #[arg(long)]
         blocked: bool,
+        /// A service key (Open WebUI): it may name the end user it calls for with Open
+        /// WebUI's forwarded-user headers, who then gets their own limits and audit line.
+        #[arg(long)]
+        can_assert_user: bool,
+        /// File holding Open WebUI's FORWARD_USER_INFO_HEADER_JWT_SECRET (`-` reads stdin):
+        /// only the signed form is then accepted. Implies --can-assert-user.
+        #[arg(long, value_name = "FILE")]
+        assert_secret_file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
     /// Change a key (within its team's models and limits). Clearable: rpm_limit, tpm_limit,
     /// max_parallel_requests, max_budget, budget_duration, metadata, expires, key_alias,
-    /// user_id, models.
+    /// user_id, models, assert_user_secret (back to plain forwarded-user headers).
     Update {
         /// The key's public id.
         public_id: String,
@@ -207,6 +215,12 @@ pub enum KeyCommand {
         limits: LimitArgs,
         #[arg(long, value_name = "JSON")]
         metadata: Option<String>,
+        /// Whether the key may name the end user it calls for (false also drops its secret).
+        #[arg(long, value_name = "BOOL")]
+        can_assert_user: Option<bool>,
+        /// Replaces the HS256 secret of Open WebUI's signed form (`-` reads stdin).
+        #[arg(long, value_name = "FILE")]
+        assert_secret_file: Option<PathBuf>,
         #[command(flatten)]
         clear: ClearArgs,
         #[arg(long)]
@@ -273,12 +287,16 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a user's limits. Clearable: rpm_limit, tpm_limit, max_parallel_requests,
-    /// max_budget, budget_duration.
+    /// Change a user's limits or team. Clearable: rpm_limit, tpm_limit, max_parallel_requests,
+    /// max_budget, budget_duration, team.
     Update {
         user_id: String,
         #[command(flatten)]
         limits: LimitArgs,
+        /// The team (id or alias) the user belongs to when a service key (Open WebUI) names
+        /// them; without one they are in the key's team.
+        #[arg(long)]
+        team: Option<String>,
         #[command(flatten)]
         clear: ClearArgs,
         #[arg(long)]
@@ -376,7 +394,7 @@ pub(super) async fn connect(global: &GlobalArgs) -> Result<AdminClient, CliError
     AdminClient::connect(addr, key).await
 }
 
-/// The file's text; `-` is stdin.
+/// The file's text (a redaction policy, a secret); `-` is stdin.
 pub(super) fn read_policy(path: &Path) -> Result<String, CliError> {
     let read = if path == Path::new("-") {
         std::io::read_to_string(std::io::stdin())
@@ -510,6 +528,8 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
             limits,
             metadata,
             blocked,
+            can_assert_user,
+            assert_secret_file,
             json,
         } => {
             let request = pb::CreateKeyRequest {
@@ -521,6 +541,12 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
                 limits: limits.settings(),
                 metadata_json: metadata.unwrap_or_default(),
                 blocked,
+                can_assert_user,
+                assert_user_secret: assert_secret_file
+                    .as_deref()
+                    .map(read_policy)
+                    .transpose()?
+                    .unwrap_or_default(),
             };
             let created = admin.create_key(request).await?.into_inner();
             output::key_created(&mut out, &created, team.trim(), json)
@@ -533,6 +559,8 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
             models,
             limits,
             metadata,
+            can_assert_user,
+            assert_secret_file,
             clear,
             json,
         } => {
@@ -546,6 +574,8 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
                 metadata_json: metadata,
                 blocked: None,
                 clear: clear.clear,
+                can_assert_user,
+                assert_user_secret: assert_secret_file.as_deref().map(read_policy).transpose()?,
             };
             let key = admin.update_key(request).await?.into_inner();
             output::key(&mut out, &key, "Updated", json)
@@ -640,6 +670,7 @@ pub async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), C
         UserCommand::Update {
             user_id,
             limits,
+            team,
             clear,
             json,
         } => {
@@ -647,6 +678,7 @@ pub async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), C
                 user_id,
                 limits: limits.settings(),
                 clear: clear.clear,
+                team,
             };
             let user = admin.update_user(request).await?.into_inner();
             output::user(&mut out, &user, "Updated user", json)

@@ -133,6 +133,8 @@ struct KeyJson<'a> {
     limits: LimitsJson<'a>,
     metadata: Value,
     spend: Option<SpendJson>,
+    can_assert_user: bool,
+    has_assert_user_secret: bool,
 }
 
 /// Expiry is not a stored state: the filter compares `expires_at` with its clock, and so
@@ -167,6 +169,8 @@ impl<'a> From<&'a pb::Key> for KeyJson<'a> {
             limits: k.limits.as_ref().into(),
             metadata: json_value(&k.metadata_json),
             spend: k.spend.as_ref().map(SpendJson::from),
+            can_assert_user: k.can_assert_user,
+            has_assert_user_secret: k.has_assert_user_secret,
         }
     }
 }
@@ -192,6 +196,7 @@ struct CreatedKeyJson<'a> {
 #[derive(Serialize)]
 struct UserJson<'a> {
     user_id: &'a str,
+    team_id: Option<&'a str>,
     created_at: Option<String>,
     #[serde(flatten)]
     limits: LimitsJson<'a>,
@@ -202,6 +207,7 @@ impl<'a> From<&'a pb::User> for UserJson<'a> {
     fn from(u: &'a pb::User) -> Self {
         Self {
             user_id: &u.user_id,
+            team_id: non_empty(&u.team_id),
             created_at: time(u.created_at_ms),
             limits: u.limits.as_ref().into(),
             spend: u.spend.as_ref().map(SpendJson::from),
@@ -506,6 +512,14 @@ fn key_details(out: &mut impl Write, key: &pb::Key) -> Result<(), CliError> {
     if key.metadata_json != "{}" && !key.metadata_json.is_empty() {
         writeln!(out, "metadata: {}", key.metadata_json)?;
     }
+    if key.can_assert_user {
+        let form = if key.has_assert_user_secret {
+            "signed forwarded-user JWT only (secret set)"
+        } else {
+            "plain forwarded-user headers"
+        };
+        writeln!(out, "asserts:  end users, {form}")?;
+    }
     Ok(())
 }
 
@@ -607,6 +621,9 @@ pub(super) fn user(
         return json_line(out, &UserJson::from(u));
     }
     writeln!(out, "{heading} {}", u.user_id)?;
+    if let Some(team) = non_empty(&u.team_id) {
+        writeln!(out, "team:     {team}")?;
+    }
     limit_lines(out, u.limits.as_ref())?;
     if let Some(s) = &u.spend {
         writeln!(out, "spend:    {}", spend_line(s, u.limits.as_ref()))?;

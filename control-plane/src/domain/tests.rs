@@ -233,6 +233,7 @@ fn key() -> ApiKey {
         },
         metadata: Metadata::parse(r#"{"env":"prod"}"#).unwrap(),
         blocked: false,
+        user_assertion: UserAssertion::Off,
         status: KeyStatus::Active,
         created_at: Timestamp::from_millis(2_000),
         expires_at: None,

@@ -269,6 +269,7 @@ impl<S: Store> AdminService for AdminApi<S> {
                     &caller,
                     &req.user_id,
                     convert::limits_input(req.limits),
+                    req.team.as_deref(),
                     &req.clear,
                 )
                 .await,

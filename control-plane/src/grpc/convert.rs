@@ -8,6 +8,7 @@ use crate::admin::{
 };
 use crate::clock::Timestamp;
 use crate::domain::{KeyStatus, ModelRoute};
+use crate::keys::KeySecret;
 use crate::limits::{Limits, LimitsInput};
 use crate::snapshot::spend_state;
 
@@ -80,6 +81,8 @@ pub(super) fn key_input(r: pb::CreateKeyRequest) -> KeyInput {
         limits: limits_input(r.limits),
         metadata: non_empty(r.metadata_json),
         blocked: r.blocked,
+        can_assert_user: r.can_assert_user,
+        assert_user_secret: non_empty(r.assert_user_secret).map(KeySecret::new),
     }
 }
 
@@ -92,6 +95,8 @@ pub(super) fn key_update(r: pb::UpdateKeyRequest) -> KeyUpdate {
         limits: limits_input(r.limits),
         metadata: r.metadata_json,
         blocked: r.blocked,
+        can_assert_user: r.can_assert_user,
+        assert_user_secret: r.assert_user_secret.map(KeySecret::new),
         clear: r.clear,
     }
 }
@@ -165,6 +170,8 @@ pub(super) fn key(v: &KeyView) -> pb::Key {
         blocked: k.blocked,
         spend: v.spend.as_ref().map(spend_state),
         last_used_at_ms: v.last_used_at.map_or(0, Timestamp::as_millis),
+        can_assert_user: k.user_assertion.can_assert_user(),
+        has_assert_user_secret: k.user_assertion.secret().is_some(),
     }
 }
 
@@ -174,6 +181,7 @@ pub(super) fn user(v: &UserView) -> pb::User {
         limits: limit_settings(&v.user.limits),
         created_at_ms: v.user.created_at.as_millis(),
         spend: v.spend.as_ref().map(spend_state),
+        team_id: v.user.team_id.clone().unwrap_or_default(),
     }
 }
 

@@ -12,6 +12,7 @@ use super::input::{metadata_with_tags, required, Body, LimitFields};
 use super::views::{key_json, object};
 use super::{params, Answer, Params, Shared};
 use crate::admin::{Admin, KeyInput, KeyQuery, KeyUpdate};
+use crate::keys::KeySecret;
 use crate::store::Store;
 
 /// The fields of `/key/generate` and `/key/update`.
@@ -28,6 +29,10 @@ pub(super) struct KeyRequest {
     metadata: Option<Option<Value>>,
     tags: Option<Vec<String>>,
     blocked: Option<bool>,
+    /// A service key (Open WebUI): it may name the end user it calls for.
+    can_assert_user: Option<bool>,
+    /// HS256 secret of Open WebUI's signed form; `null` on update = back to plain headers.
+    assert_user_secret: Option<Option<String>>,
 }
 
 impl KeyRequest {
@@ -43,6 +48,8 @@ impl KeyRequest {
             metadata: body.change("metadata")?,
             tags: body.take("tags")?,
             blocked: body.take("blocked")?,
+            can_assert_user: body.take("can_assert_user")?,
+            assert_user_secret: body.change("assert_user_secret")?,
         };
         body.finish()?;
         Ok(request)
@@ -64,6 +71,8 @@ pub(super) async fn key_generate<S: Store>(
         limits: r.limits.input(),
         metadata: metadata_with_tags(r.metadata.flatten(), r.tags)?,
         blocked: r.blocked.unwrap_or(false),
+        can_assert_user: r.can_assert_user.unwrap_or(false),
+        assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
     };
     let created = admin.create_key(&caller, input).await?;
     let mut out = object(key_json(&created.view));
@@ -108,6 +117,10 @@ pub(super) async fn key_update<S: Store>(
         ("models", r.models.as_ref().is_some_and(Option::is_none)),
         ("expires", r.duration.as_ref().is_some_and(Option::is_none)),
         ("metadata", r.metadata.as_ref().is_some_and(Option::is_none)),
+        (
+            "assert_user_secret",
+            r.assert_user_secret.as_ref().is_some_and(Option::is_none),
+        ),
     ] {
         if null {
             clear.push(name.to_owned());
@@ -128,6 +141,8 @@ pub(super) async fn key_update<S: Store>(
             (metadata, tags) => metadata_with_tags(metadata.flatten(), tags)?,
         },
         blocked: r.blocked,
+        can_assert_user: r.can_assert_user,
+        assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
         clear,
     };
     Ok(Json(key_json(

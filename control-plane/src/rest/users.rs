@@ -42,7 +42,7 @@ pub(super) async fn user_update<S: Store>(
 ) -> Answer {
     let (id, limits) = user_request(body)?;
     let user = admin
-        .update_user(&caller, &id, limits.input(), &limits.nulls())
+        .update_user(&caller, &id, limits.input(), None, &limits.nulls())
         .await?;
     Ok(Json(user_json(&user)))
 }

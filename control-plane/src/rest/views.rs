@@ -90,6 +90,8 @@ pub(super) fn key_json(v: &KeyView) -> Value {
         "revoked": k.status == crate::domain::KeyStatus::Revoked,
         "revoked_at": time(k.revoked_at),
         "metadata": Value::Object(k.metadata.as_map().clone()),
+        "can_assert_user": k.user_assertion.can_assert_user(),
+        "has_assert_user_secret": k.user_assertion.secret().is_some(),
     }));
     limits_json(&k.limits, &mut out);
     spend_json(v.spend, &mut out);
@@ -100,6 +102,7 @@ pub(super) fn user_json(v: &UserView) -> Value {
     let mut out = object(json!({
         "user_id": v.user.id,
         "user_email": v.user.id,
+        "team_id": v.user.team_id,
         "created_at": v.user.created_at.to_rfc3339(),
     }));
     limits_json(&v.user.limits, &mut out);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::assertion::{AssertionSecret, UserAssertion};
 use crate::budget::{Budget, BudgetPeriod, CalendarPeriod};
 use crate::identity::{JwksSource, JwksState};
 
@@ -46,6 +47,7 @@ fn key(status: KeyStatus, blocked: bool) -> PolicyKey {
         blocked,
         status,
         expires_at: Some(Timestamp::from_millis(99)),
+        user_assertion: UserAssertion::Off,
     }
 }
 
@@ -57,6 +59,7 @@ fn state(keys: Vec<PolicyKey>) -> PolicyState {
         users: vec![
             User {
                 id: "ana@example.com".into(),
+                team_id: Some("team_aaaaaaaaaaaa".into()),
                 limits: Limits {
                     tpm: Some(500),
                     ..Limits::default()
@@ -65,6 +68,7 @@ fn state(keys: Vec<PolicyKey>) -> PolicyState {
             },
             User {
                 id: "bo@example.com".into(),
+                team_id: None,
                 limits: Limits::default(),
                 created_at: Timestamp::from_millis(3),
             },
@@ -121,6 +125,34 @@ fn snapshot_carries_hashes_status_and_teams() {
 }
 
 #[test]
+fn service_keys_carry_their_flag_and_secret_to_the_filters() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    let service = |user_assertion| PolicyKey {
+        user_assertion,
+        ..key(KeyStatus::Active, false)
+    };
+    let s = build(
+        vec![
+            service(UserAssertion::Off),
+            service(UserAssertion::Headers),
+            service(UserAssertion::Signed(
+                AssertionSecret::parse(secret).unwrap(),
+            )),
+        ],
+        Timestamp::from_millis(5),
+    );
+    let seen: Vec<(bool, &[u8])> = s
+        .keys
+        .iter()
+        .map(|k| (k.can_assert_user, k.assert_user_secret.as_slice()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(false, &b""[..]), (true, b""), (true, secret.as_bytes())]
+    );
+}
+
+#[test]
 fn key_limits_fall_back_to_team_defaults_but_keep_their_own_budget() {
     let now = Timestamp::from_millis(DAY + 5);
     let s = build(vec![key(KeyStatus::Active, false)], now);
@@ -169,6 +201,11 @@ fn teams_users_and_routes_are_filled() {
     assert_eq!(s.users[0].limits.clone().unwrap().tpm, Some(500));
     assert_eq!(s.users[0].spend, None, "no budget, no spend state");
     assert_eq!(s.users[1].limits, None, "no limits at all");
+    assert_eq!(
+        (s.users[0].team_id.as_str(), s.users[1].team_id.as_str()),
+        ("team_aaaaaaaaaaaa", ""),
+        "a user's team, empty when they have none"
+    );
 
     let m = &s.models[0];
     assert_eq!(m.name, "llama3.1-8b");

@@ -40,6 +40,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "admin keys",
         sql: include_str!("migrations/postgres/0021_admin_keys.sql"),
     },
+    EmbeddedMigration {
+        version: 22,
+        description: "service keys",
+        sql: include_str!("migrations/postgres/0022_service_keys.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]

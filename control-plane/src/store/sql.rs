@@ -62,7 +62,8 @@ macro_rules! key_columns {
     () => {
         concat!(
             "public_id, key_sha256, last4, team_id, user_id, key_alias, models, status, \
-             created_at_ms, expires_at_ms, revoked_at_ms, metadata, blocked, ",
+             created_at_ms, expires_at_ms, revoked_at_ms, metadata, blocked, can_assert_user, \
+             assert_user_secret, ",
             limit_columns!()
         )
     };
@@ -75,15 +76,17 @@ macro_rules! last_used {
 }
 pub(super) const INSERT_KEY: &str = concat!(
     "INSERT INTO api_keys (public_id, key_sha256, last4, team_id, user_id, key_alias, models, \
-     status, created_at_ms, expires_at_ms, metadata, blocked, ",
+     status, created_at_ms, expires_at_ms, metadata, blocked, can_assert_user, \
+     assert_user_secret, ",
     limit_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11, \
-     $12, $13, $14, $15, $16, $17, $18)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11, $12, $13, \
+     $14, $15, $16, $17, $18, $19, $20)"
 );
 pub(super) const UPDATE_KEY: &str = "UPDATE api_keys SET user_id = $2, key_alias = $3, \
      models = $4, expires_at_ms = $5, metadata = $6, blocked = $7, rpm_limit = $8, \
      tpm_limit = $9, max_parallel_requests = $10, max_budget = $11, budget_duration_ms = $12, \
-     budget_calendar = $13, budget_anchor_ms = $14 WHERE public_id = $1";
+     budget_calendar = $13, budget_anchor_ms = $14, can_assert_user = $15, \
+     assert_user_secret = $16 WHERE public_id = $1";
 pub(super) const SELECT_KEY_ID_TAKEN: &str = "SELECT 1 FROM api_keys WHERE public_id = $1";
 pub(super) const REVOKE_KEY: &str = "UPDATE api_keys SET status = 'revoked', revoked_at_ms = $2 \
                                      WHERE public_id = $1 AND status = 'active'";
@@ -109,7 +112,7 @@ pub(super) const SELECT_KEYS: &str = concat!(
 /// sorting 100k rows costs more than reading them.
 pub(super) const SELECT_POLICY_KEYS: &str = concat!(
     "SELECT public_id, key_sha256, team_id, user_id, key_alias, models, status, expires_at_ms, \
-     blocked, ",
+     blocked, can_assert_user, assert_user_secret, ",
     limit_columns!(),
     " FROM api_keys"
 );
@@ -138,17 +141,17 @@ pub(super) const INSERT_KEY_TAG: &str =
 
 macro_rules! user_columns {
     () => {
-        concat!("user_id, created_at_ms, ", limit_columns!())
+        concat!("user_id, created_at_ms, team_id, ", limit_columns!())
     };
 }
 pub(super) const INSERT_USER: &str = concat!(
     "INSERT INTO users (",
     user_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 );
 pub(super) const UPDATE_USER: &str = "UPDATE users SET rpm_limit = $2, tpm_limit = $3, \
      max_parallel_requests = $4, max_budget = $5, budget_duration_ms = $6, budget_calendar = $7, \
-     budget_anchor_ms = $8 WHERE user_id = $1";
+     budget_anchor_ms = $8, team_id = $9 WHERE user_id = $1";
 pub(super) const SELECT_USER: &str =
     concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = $1");
 pub(super) const SELECT_USERS: &str =
@@ -369,12 +372,13 @@ pub(super) fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
         use sqlx::{Column as _, Row as _};
+        use $crate::assertion::{AssertionSecret, UserAssertion};
         use $crate::budget::{Budget, BudgetPeriod, CalendarStarts, DAY_MS};
         use $crate::clock::Timestamp;
         use $crate::domain::{
-            ApiKey, DailySpend, KeyFilter, KeyPatch, KeyStatus, ListedKey, Metadata, ModelPatch,
-            ModelRoute, NewKey, PolicyKey, PolicyState, ScopeKind, Team, TeamPatch, UsageRow, User,
-            UserPatch,
+            ApiKey, Change, DailySpend, KeyFilter, KeyPatch, KeyStatus, ListedKey, Metadata,
+            ModelPatch, ModelRoute, NewKey, PolicyKey, PolicyState, ScopeKind, Team, TeamPatch,
+            UsageRow, User, UserPatch,
         };
         use $crate::limits::{check_key_within_team, Limits};
         use $crate::store::sql::{self, bind_limits, LimitColumns};
@@ -459,6 +463,10 @@ macro_rules! impl_sql_store {
                 limits: limits_from_row(row)?,
                 metadata: sql::decode_metadata(row.try_get("metadata")?)?,
                 blocked: row.try_get("blocked")?,
+                user_assertion: UserAssertion::from_columns(
+                    row.try_get("can_assert_user")?,
+                    row.try_get("assert_user_secret")?,
+                ),
                 status: KeyStatus::parse(status)
                     .ok_or_else(|| StoreError::Corrupt(format!("key status {status:?}")))?,
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
@@ -487,7 +495,8 @@ macro_rules! impl_sql_store {
                     .try_get::<Option<i64>, _>(7)?
                     .map(Timestamp::from_millis),
                 blocked: row.try_get(8)?,
-                limits: limits_at(row, 9)?,
+                user_assertion: UserAssertion::from_columns(row.try_get(9)?, row.try_get(10)?),
+                limits: limits_at(row, 11)?,
             })
         }
 
@@ -503,6 +512,7 @@ macro_rules! impl_sql_store {
         fn user_from_row(row: &DbRow) -> StoreResult<User> {
             Ok(User {
                 id: row.try_get("user_id")?,
+                team_id: row.try_get("team_id")?,
                 limits: limits_from_row(row)?,
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
             })
@@ -602,7 +612,9 @@ macro_rules! impl_sql_store {
                 .bind(key.created_at.as_millis())
                 .bind(key.expires_at.map(Timestamp::as_millis))
                 .bind(key.metadata.to_json())
-                .bind(key.blocked);
+                .bind(key.blocked)
+                .bind(key.user_assertion.can_assert_user())
+                .bind(key.user_assertion.secret().map(AssertionSecret::expose));
             bind_limits!(insert, limits).execute(&mut *conn).await?;
             write_key_tags(&mut *conn, &key.public_id, &key.metadata).await?;
             Ok(ApiKey {
@@ -616,6 +628,7 @@ macro_rules! impl_sql_store {
                 limits: key.limits,
                 metadata: key.metadata.clone(),
                 blocked: key.blocked,
+                user_assertion: key.user_assertion.clone(),
                 status: KeyStatus::Active,
                 created_at: key.created_at,
                 expires_at: key.expires_at,
@@ -940,7 +953,11 @@ macro_rules! impl_sql_store {
                     .bind(updated.expires_at.map(Timestamp::as_millis))
                     .bind(updated.metadata.to_json())
                     .bind(updated.blocked);
-                bind_limits!(update, limits).execute(&mut *tx).await?;
+                bind_limits!(update, limits)
+                    .bind(updated.user_assertion.can_assert_user())
+                    .bind(updated.user_assertion.secret().map(AssertionSecret::expose))
+                    .execute(&mut *tx)
+                    .await?;
                 if updated.metadata != key.metadata {
                     write_key_tags(&mut tx, public_id, &updated.metadata).await?;
                 }
@@ -959,7 +976,8 @@ macro_rules! impl_sql_store {
                 }
                 let insert = sqlx::query(sql::INSERT_USER)
                     .bind(&user.id)
-                    .bind(user.created_at.as_millis());
+                    .bind(user.created_at.as_millis())
+                    .bind(&user.team_id);
                 bind_limits!(insert, limits).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(())
@@ -976,13 +994,30 @@ macro_rules! impl_sql_store {
                 let user = find_user_on(&mut tx, user_id)
                     .await?
                     .ok_or_else(|| StoreError::UserNotFound(user_id.to_owned()))?;
-                let updated = patch.apply(&user, now)?;
+                let team = match &patch.team {
+                    Change::Set(team) => Change::Set(
+                        find_team_on(&mut tx, team)
+                            .await?
+                            .ok_or_else(|| StoreError::TeamNotFound(team.clone()))?
+                            .id,
+                    ),
+                    Change::Clear => Change::Clear,
+                    Change::Keep => Change::Keep,
+                };
+                let resolved = UserPatch {
+                    team,
+                    ..patch.clone()
+                };
+                let updated = resolved.apply(&user, now)?;
                 if updated == user {
                     return Ok(user);
                 }
                 let limits = LimitColumns::of(&updated.limits)?;
                 let update = sqlx::query(sql::UPDATE_USER).bind(&updated.id);
-                bind_limits!(update, limits).execute(&mut *tx).await?;
+                bind_limits!(update, limits)
+                    .bind(&updated.team_id)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(updated)
             }

@@ -39,6 +39,23 @@ impl Access {
         }
     }
 
+    /// What a service key's end user may do: the key's models within their team's, their
+    /// team's limits and their own (the snapshot's, or the key's for a user first seen), and
+    /// the key's team's limits, which bound every user the key names.
+    pub(super) fn for_end_user(
+        policy: &PolicyIndex,
+        principal: &Principal<'_>,
+        team: &TeamPolicy,
+        user: &UserPolicy,
+    ) -> Self {
+        let version = policy.version();
+        Self {
+            allowlist: Allowlist::of(&principal.key, team),
+            plan: Plan::for_member(version, team, user).within(version, principal.team),
+            held: None,
+        }
+    }
+
     /// The body of a model list the filter answers itself: `GET /v1/models` and Ollama's
     /// `GET /api/tags`, with exactly the models this key may use.
     pub(super) fn listing(

@@ -130,6 +130,14 @@ pub struct KeyPolicy {
     pub limits: ::core::option::Option<Limits>,
     #[prost(message, optional, tag = "10")]
     pub spend: ::core::option::Option<SpendState>,
+    /// Issue 12 (Open WebUI): a service key may name the end user it calls for with Open WebUI's
+    /// forwarded-user headers; from any other key the filter strips and ignores them.
+    #[prost(bool, tag = "21")]
+    pub can_assert_user: bool,
+    /// HS256 secret of Open WebUI's signed form (FORWARD_USER_INFO_HEADER_JWT_SECRET); non-empty
+    /// = only the signed form is accepted from this key. Never logged.
+    #[prost(bytes = "vec", tag = "22")]
+    pub assert_user_secret: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TeamPolicy {
@@ -167,6 +175,10 @@ pub struct UserPolicy {
     pub limits: ::core::option::Option<Limits>,
     #[prost(message, optional, tag = "3")]
     pub spend: ::core::option::Option<SpendState>,
+    /// Issue 12 (Open WebUI): the team an end user named by a service key belongs to; empty =
+    /// the service key's team.
+    #[prost(string, tag = "21")]
+    pub team_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ModelRoute {
@@ -550,6 +562,12 @@ pub struct Key {
     /// Time of the key's latest reported request; 0 = never used.
     #[prost(int64, tag = "15")]
     pub last_used_at_ms: i64,
+    /// Issue 12 (Open WebUI): a service key that may name the end user it calls for.
+    #[prost(bool, tag = "21")]
+    pub can_assert_user: bool,
+    /// Whether it accepts only Open WebUI's signed form; the secret itself is never shown.
+    #[prost(bool, tag = "22")]
+    pub has_assert_user_secret: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyRequest {
@@ -572,6 +590,13 @@ pub struct CreateKeyRequest {
     pub metadata_json: ::prost::alloc::string::String,
     #[prost(bool, tag = "8")]
     pub blocked: bool,
+    /// Issue 12 (Open WebUI): the key may name the end user it calls for (a service key).
+    #[prost(bool, tag = "21")]
+    pub can_assert_user: bool,
+    /// HS256 secret Open WebUI signs its forwarded user with; set = only the signed form is
+    /// accepted (implies can_assert_user). Stored for the filters, never shown back.
+    #[prost(string, tag = "22")]
+    pub assert_user_secret: ::prost::alloc::string::String,
 }
 /// A key by its public id, or by the whole key (hashed for the lookup, never stored).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -601,9 +626,15 @@ pub struct UpdateKeyRequest {
     #[prost(bool, optional, tag = "8")]
     pub blocked: ::core::option::Option<bool>,
     /// Fields to unset: rpm_limit, tpm_limit, max_parallel_requests, max_budget,
-    /// budget_duration, metadata, expires, key_alias, user_id, models.
+    /// budget_duration, metadata, expires, key_alias, user_id, models, assert_user_secret.
     #[prost(string, repeated, tag = "9")]
     pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Issue 12 (Open WebUI): false also drops the key's assert_user_secret.
+    #[prost(bool, optional, tag = "21")]
+    pub can_assert_user: ::core::option::Option<bool>,
+    /// Replaces the key's HS256 secret (implies can_assert_user).
+    #[prost(string, optional, tag = "22")]
+    pub assert_user_secret: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyResponse {
@@ -654,6 +685,9 @@ pub struct User {
     pub created_at_ms: i64,
     #[prost(message, optional, tag = "4")]
     pub spend: ::core::option::Option<SpendState>,
+    /// Issue 12 (Open WebUI): the user's team when a service key names them; empty = the key's.
+    #[prost(string, tag = "21")]
+    pub team_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateUserRequest {
@@ -668,9 +702,13 @@ pub struct UpdateUserRequest {
     pub user_id: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "2")]
     pub limits: ::core::option::Option<LimitSettings>,
-    /// Fields to unset: rpm_limit, tpm_limit, max_parallel_requests, max_budget, budget_duration.
+    /// Fields to unset: rpm_limit, tpm_limit, max_parallel_requests, max_budget, budget_duration,
+    /// team.
     #[prost(string, repeated, tag = "3")]
     pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Issue 12 (Open WebUI): team id or alias the user belongs to when a service key names them.
+    #[prost(string, optional, tag = "21")]
+    pub team: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct UserRef {
