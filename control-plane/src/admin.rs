@@ -656,14 +656,28 @@ impl<S: Store> Admin<S> {
         Ok(model)
     }
 
-    /// A new secret for a live key (LiteLLM's `key/regenerate`); the old one stops working
-    /// at the next snapshot. The key keeps its public id, settings and spend.
-    pub async fn regenerate_key(&self, key: &str) -> AdminResult<CreatedKey> {
+    /// A new secret for a live key (LiteLLM's `key/regenerate`, `key rotate`). The old one
+    /// keeps working for `grace` (every filter gets it with the next snapshot), or stops at
+    /// once. The key keeps its public id, settings and spend.
+    pub async fn regenerate_key(
+        &self,
+        key: &str,
+        grace: Option<std::time::Duration>,
+    ) -> AdminResult<CreatedKey> {
         let public_id = self.resolve_key(key).await?;
         let minted = MintedKey::with_public_id(public_id)?;
+        let grace_until = grace.map(|g| {
+            let ms = i64::try_from(g.as_millis()).unwrap_or(i64::MAX);
+            Timestamp::from_millis(Timestamp::now().as_millis().saturating_add(ms))
+        });
         let key = self
             .store
-            .replace_key_secret(&minted.public_id, &minted.sha256, &minted.last4)
+            .replace_key_secret(
+                &minted.public_id,
+                &minted.sha256,
+                &minted.last4,
+                grace_until,
+            )
             .await?;
         tracing::info!(public_id = %key.public_id, "key regenerated");
         let view = self.get_key(&key.public_id).await?;

@@ -221,6 +221,11 @@ fn key_policy(
         models: key.models,
         limits: limits(&key.limits.inheriting(team)),
         spend,
+        previous_key_sha256: key
+            .previous_secret
+            .map(|p| p.sha256.to_vec())
+            .unwrap_or_default(),
+        previous_key_expires_at_ms: key.previous_secret.map_or(0, |p| p.expires_at.as_millis()),
     }
 }
 

@@ -8,6 +8,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use sha2::Digest;
 use support::control_plane::ControlPlane;
 use support::rest::{error, http, Rest};
 
@@ -644,8 +645,49 @@ async fn regenerate_replaces_the_secret_and_keeps_the_key() {
     let by_alias = rest.ok(rest.post("/key/regenerate", json!({"key_alias": "ci"})));
     assert_eq!(by_alias["token"], token);
 
-    // A grace period is not honoured yet, so it is refused rather than ignored.
-    for grace in [json!("24h"), json!(60), json!("s")] {
+    // With a grace period, every filter gets the previous secret and until when it works.
+    let current = by_alias["key"].as_str().unwrap().to_owned();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let graced = rest.ok(rest.post(
+        "/key/regenerate",
+        json!({"key": token, "grace_period": "24h"}),
+    ));
+    let snapshot = cp
+        .policy_client()
+        .await
+        .get_snapshot(modelgate_proto::v1::GetSnapshotRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    let policy = snapshot.keys.iter().find(|k| k.public_id == token).unwrap();
+    let sha256 = |s: &str| -> Vec<u8> { sha2::Sha256::digest(s.as_bytes()).to_vec() };
+    assert_eq!(policy.key_sha256, sha256(graced["key"].as_str().unwrap()));
+    assert_eq!(policy.previous_key_sha256, sha256(&current));
+    let day = 86_400_000;
+    assert!(
+        (before + day..before + day + 60_000).contains(&policy.previous_key_expires_at_ms),
+        "{policy:?}"
+    );
+    // Regenerating without a grace forgets the previous secret.
+    rest.ok(rest.post("/key/regenerate", json!({"key": token})));
+    let snapshot = cp
+        .policy_client()
+        .await
+        .get_snapshot(modelgate_proto::v1::GetSnapshotRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    let policy = snapshot.keys.iter().find(|k| k.public_id == token).unwrap();
+    assert!(policy.previous_key_sha256.is_empty());
+
+    for grace in [json!("31d"), json!("soon"), json!(60), json!("s")] {
         let (status, answer) = rest.post(
             "/key/regenerate",
             json!({"key": token, "grace_period": grace}),

@@ -531,6 +531,7 @@ fn policy_key(key: ApiKey) -> PolicyKey {
         blocked: key.blocked,
         status: key.status,
         expires_at: key.expires_at,
+        previous_secret: None,
     }
 }
 

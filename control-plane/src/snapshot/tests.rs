@@ -46,6 +46,7 @@ fn key(status: KeyStatus, blocked: bool) -> PolicyKey {
         blocked,
         status,
         expires_at: Some(Timestamp::from_millis(99)),
+        previous_secret: None,
     }
 }
 

@@ -35,6 +35,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "audit chain",
         sql: include_str!("migrations/postgres/0020_audit_chain.sql"),
     },
+    EmbeddedMigration {
+        version: 23,
+        description: "litellm compatibility",
+        sql: include_str!("migrations/postgres/0023_litellm_compat.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]

@@ -38,6 +38,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "audit chain",
         sql: include_str!("migrations/sqlite/0020_audit_chain.sql"),
     },
+    EmbeddedMigration {
+        version: 23,
+        description: "litellm compatibility",
+        sql: include_str!("migrations/sqlite/0023_litellm_compat.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]

@@ -130,6 +130,12 @@ pub struct KeyPolicy {
     pub limits: ::core::option::Option<Limits>,
     #[prost(message, optional, tag = "10")]
     pub spend: ::core::option::Option<SpendState>,
+    /// A regenerated key's previous secret (SHA-256), still accepted until
+    /// previous_key_expires_at_ms (the grace period of `key/regenerate`); empty = none.
+    #[prost(bytes = "vec", tag = "11")]
+    pub previous_key_sha256: ::prost::alloc::vec::Vec<u8>,
+    #[prost(int64, tag = "12")]
+    pub previous_key_expires_at_ms: i64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TeamPolicy {
