@@ -47,6 +47,24 @@ fn refused(rest: &Rest, path: &str, body: Value, param: &str) -> String {
     message
 }
 
+/// The key as every Envoy gets it in the policy snapshot.
+async fn key_policy(cp: &ControlPlane, public_id: &str) -> modelgate_proto::v1::KeyPolicy {
+    let snapshot = cp
+        .policy_client()
+        .await
+        .get_snapshot(modelgate_proto::v1::GetSnapshotRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    snapshot
+        .keys
+        .into_iter()
+        .find(|k| k.public_id == public_id)
+        .unwrap()
+}
+
 fn start() -> (tempfile::TempDir, ControlPlane, String) {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(dir.path(), &[], &[]);
@@ -655,16 +673,7 @@ async fn regenerate_replaces_the_secret_and_keeps_the_key() {
         "/key/regenerate",
         json!({"key": token, "grace_period": "24h"}),
     ));
-    let snapshot = cp
-        .policy_client()
-        .await
-        .get_snapshot(modelgate_proto::v1::GetSnapshotRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshot
-        .unwrap();
-    let policy = snapshot.keys.iter().find(|k| k.public_id == token).unwrap();
+    let policy = key_policy(&cp, token).await;
     let sha256 = |s: &str| -> Vec<u8> { sha2::Sha256::digest(s.as_bytes()).to_vec() };
     assert_eq!(policy.key_sha256, sha256(graced["key"].as_str().unwrap()));
     assert_eq!(policy.previous_key_sha256, sha256(&current));
@@ -675,16 +684,7 @@ async fn regenerate_replaces_the_secret_and_keeps_the_key() {
     );
     // Regenerating without a grace forgets the previous secret.
     rest.ok(rest.post("/key/regenerate", json!({"key": token})));
-    let snapshot = cp
-        .policy_client()
-        .await
-        .get_snapshot(modelgate_proto::v1::GetSnapshotRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshot
-        .unwrap();
-    let policy = snapshot.keys.iter().find(|k| k.public_id == token).unwrap();
+    let policy = key_policy(&cp, token).await;
     assert!(policy.previous_key_sha256.is_empty());
 
     for grace in [json!("31d"), json!("soon"), json!(60), json!("s")] {
@@ -698,6 +698,21 @@ async fn regenerate_replaces_the_secret_and_keeps_the_key() {
     let (status, answer) = rest.post("/key/regenerate", json!({"key": token, "models": ["x"]}));
     assert_eq!(answer["error"]["param"], "models");
     error(status, 400, &answer);
+    // The CLI rotates the same way.
+    let rotated = cp
+        .cli(&["key", "rotate", token, "--grace", "1h", "--json"])
+        .json();
+    assert_eq!(rotated["public_id"], token);
+    let policy = key_policy(&cp, token).await;
+    assert_eq!(policy.key_sha256, sha256(rotated["key"].as_str().unwrap()));
+    assert!(!policy.previous_key_sha256.is_empty());
+    let refused = cp.cli(&["key", "rotate", token, "--grace", "90d"]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("grace_period \"90d\" is invalid"),
+        "{refused:?}"
+    );
+
     rest.ok(rest.post("/key/delete", json!({"keys": [token]})));
     let (status, answer) = rest.post("/key/regenerate", json!({"key": token}));
     error(status, 409, &answer);

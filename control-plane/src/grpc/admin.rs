@@ -141,6 +141,25 @@ impl<S: Store> AdminService for AdminApi<S> {
         answer(self.admin.revoke_key(&public_id).await, convert::key)
     }
 
+    async fn regenerate_key(
+        &self,
+        request: Request<pb::RegenerateKeyRequest>,
+    ) -> Answer<pb::CreateKeyResponse> {
+        self.authorize(&request).await?;
+        let req = request.into_inner();
+        let public_id = crate::domain::parse_public_id(&req.public_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let grace = crate::domain::parse_grace_period(&req.grace_period)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        answer(
+            self.admin.regenerate_key(&public_id, grace).await,
+            |created| pb::CreateKeyResponse {
+                key: Some(convert::key(&created.view)),
+                secret: created.secret.expose().to_owned(),
+            },
+        )
+    }
+
     async fn get_team(&self, request: Request<pb::TeamRef>) -> Answer<pb::Team> {
         self.authorize(&request).await?;
         answer(

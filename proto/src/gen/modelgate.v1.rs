@@ -930,6 +930,15 @@ pub struct ListIdentityProvidersResponse {
     #[prost(message, repeated, tag = "1")]
     pub identity_providers: ::prost::alloc::vec::Vec<IdentityProviderInfo>,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RegenerateKeyRequest {
+    /// The key's public id.
+    #[prost(string, tag = "1")]
+    pub public_id: ::prost::alloc::string::String,
+    /// How long the old secret keeps working: "" or "0" = not at all, else e.g. "24h" (max 30d).
+    #[prost(string, tag = "2")]
+    pub grace_period: ::prost::alloc::string::String,
+}
 /// Empty strings and zero times mean "any".
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AuditFilter {
