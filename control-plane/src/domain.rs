@@ -41,6 +41,8 @@ pub enum ValidationError {
     UserId,
     #[error("key alias is invalid: use at most 64 printable characters")]
     KeyAlias,
+    #[error("grace_period {0:?} is invalid: use 0 or a duration up to 30d such as 30m, 24h, 7d")]
+    GracePeriod(String),
     #[error("key_alias {0:?} names several live keys: address the key by its token instead")]
     AmbiguousKeyAlias(String),
     #[error("assert_user_secret is invalid: use {min} to {max} bytes (e.g. `openssl rand -hex 32`)", min = crate::assertion::MIN_SECRET_BYTES, max = crate::assertion::MAX_SECRET_BYTES)]
@@ -109,6 +111,7 @@ impl ValidationError {
             Self::TeamId(_) | Self::MissingTeam => Some("team_id"),
             Self::UserId => Some("user_id"),
             Self::KeyAlias | Self::AmbiguousKeyAlias(_) => Some("key_alias"),
+            Self::GracePeriod(_) => Some("grace_period"),
             Self::LimitZero(f)
             | Self::LimitTooLarge(f)
             | Self::SetAndCleared(f)
@@ -165,6 +168,21 @@ impl TeamAlias {
 impl fmt::Display for TeamAlias {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// How long a regenerated key's old secret keeps working: `""` or `0` (with or without a
+/// unit) for not at all, else a duration up to 30 days, so old secrets do not linger.
+pub fn parse_grace_period(s: &str) -> Result<Option<std::time::Duration>, ValidationError> {
+    const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+    let s = s.trim();
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if s.is_empty() || (!digits.is_empty() && digits.bytes().all(|b| b == b'0')) {
+        return Ok(None);
+    }
+    match crate::clock::parse_duration(s) {
+        Ok(grace) if grace <= MAX_GRACE => Ok(Some(grace)),
+        _ => Err(ValidationError::GracePeriod(s.chars().take(32).collect())),
     }
 }
 
@@ -783,6 +801,15 @@ pub struct PolicyKey {
     pub status: KeyStatus,
     pub expires_at: Option<Timestamp>,
     pub user_assertion: UserAssertion,
+    /// A regenerated key's previous secret, while its grace period lasts.
+    pub previous_secret: Option<PreviousSecret>,
+}
+
+/// The secret a key had before `key/regenerate`, accepted until `expires_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub sha256: [u8; 32],
+    pub expires_at: Timestamp,
 }
 
 /// Everything a policy snapshot is built from, read at one consistent point.

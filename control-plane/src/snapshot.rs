@@ -227,6 +227,11 @@ fn key_policy(
             .secret()
             .map(|secret| secret.expose().as_bytes().to_vec())
             .unwrap_or_default(),
+        previous_key_sha256: key
+            .previous_secret
+            .map(|p| p.sha256.to_vec())
+            .unwrap_or_default(),
+        previous_key_expires_at_ms: key.previous_secret.map_or(0, |p| p.expires_at.as_millis()),
     }
 }
 

@@ -8,6 +8,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use sha2::Digest;
 use support::control_plane::ControlPlane;
 use support::rest::{error, http, Rest};
 
@@ -44,6 +45,24 @@ fn refused(rest: &Rest, path: &str, body: Value, param: &str) -> String {
     let message = error(status, 400, &answer);
     assert_eq!(answer["error"]["param"], param, "{path} {body}: {answer}");
     message
+}
+
+/// The key as every Envoy gets it in the policy snapshot.
+async fn key_policy(cp: &ControlPlane, public_id: &str) -> modelgate_proto::v1::KeyPolicy {
+    let snapshot = cp
+        .policy_client()
+        .await
+        .get_snapshot(modelgate_proto::v1::GetSnapshotRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    snapshot
+        .keys
+        .into_iter()
+        .find(|k| k.public_id == public_id)
+        .unwrap()
 }
 
 fn start() -> (tempfile::TempDir, ControlPlane, String) {
@@ -644,8 +663,31 @@ async fn regenerate_replaces_the_secret_and_keeps_the_key() {
     let by_alias = rest.ok(rest.post("/key/regenerate", json!({"key_alias": "ci"})));
     assert_eq!(by_alias["token"], token);
 
-    // A grace period is not honoured yet, so it is refused rather than ignored.
-    for grace in [json!("24h"), json!(60), json!("s")] {
+    // With a grace period, every filter gets the previous secret and until when it works.
+    let current = by_alias["key"].as_str().unwrap().to_owned();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let graced = rest.ok(rest.post(
+        "/key/regenerate",
+        json!({"key": token, "grace_period": "24h"}),
+    ));
+    let policy = key_policy(&cp, token).await;
+    let sha256 = |s: &str| -> Vec<u8> { sha2::Sha256::digest(s.as_bytes()).to_vec() };
+    assert_eq!(policy.key_sha256, sha256(graced["key"].as_str().unwrap()));
+    assert_eq!(policy.previous_key_sha256, sha256(&current));
+    let day = 86_400_000;
+    assert!(
+        (before + day..before + day + 60_000).contains(&policy.previous_key_expires_at_ms),
+        "{policy:?}"
+    );
+    // Regenerating without a grace forgets the previous secret.
+    rest.ok(rest.post("/key/regenerate", json!({"key": token})));
+    let policy = key_policy(&cp, token).await;
+    assert!(policy.previous_key_sha256.is_empty());
+
+    for grace in [json!("31d"), json!("soon"), json!(60), json!("s")] {
         let (status, answer) = rest.post(
             "/key/regenerate",
             json!({"key": token, "grace_period": grace}),
@@ -656,6 +698,21 @@ async fn regenerate_replaces_the_secret_and_keeps_the_key() {
     let (status, answer) = rest.post("/key/regenerate", json!({"key": token, "models": ["x"]}));
     assert_eq!(answer["error"]["param"], "models");
     error(status, 400, &answer);
+    // The CLI rotates the same way.
+    let rotated = cp
+        .cli(&["key", "rotate", token, "--grace", "1h", "--json"])
+        .json();
+    assert_eq!(rotated["public_id"], token);
+    let policy = key_policy(&cp, token).await;
+    assert_eq!(policy.key_sha256, sha256(rotated["key"].as_str().unwrap()));
+    assert!(!policy.previous_key_sha256.is_empty());
+    let refused = cp.cli(&["key", "rotate", token, "--grace", "90d"]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("grace_period \"90d\" is invalid"),
+        "{refused:?}"
+    );
+
     rest.ok(rest.post("/key/delete", json!({"keys": [token]})));
     let (status, answer) = rest.post("/key/regenerate", json!({"key": token}));
     error(status, 409, &answer);

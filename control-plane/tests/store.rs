@@ -541,6 +541,7 @@ fn policy_key(key: ApiKey) -> PolicyKey {
         status: key.status,
         expires_at: key.expires_at,
         user_assertion: key.user_assertion,
+        previous_secret: None,
     }
 }
 

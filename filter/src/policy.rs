@@ -158,8 +158,17 @@ impl PolicyIndex {
             }
         }
         index.keys.reserve(spans.len());
+        // A regenerated key's previous secret, indexed after every current one so it can
+        // never shadow a key; `authorize` checks its grace period.
+        let mut previous = Vec::new();
         for span in spans {
             let message = &bytes[span.clone()];
+            if let Some(hash) = wire::last_len(message, key_policy::PREVIOUS_KEY_SHA256)?
+                .and_then(|hash| message.get(hash))
+                .and_then(|hash| <[u8; 32]>::try_from(hash).ok())
+            {
+                previous.push((KeyHash(hash), span.clone()));
+            }
             let hash =
                 wire::last_len(message, key_policy::KEY_SHA256)?.and_then(|hash| message.get(hash));
             match hash.and_then(|hash| <[u8; 32]>::try_from(hash).ok()) {
@@ -180,6 +189,14 @@ impl PolicyIndex {
                     hash.map_or(0, <[u8]>::len)
                 ),
             }
+        }
+        for (hash, span) in previous {
+            // Lengths were checked against a buffer under 4 GiB above.
+            let span = KeySpan {
+                start: span.start as u32,
+                end: span.end as u32,
+            };
+            index.keys.entry(hash).or_insert(span);
         }
         index.bytes = bytes;
         Ok(index)
@@ -223,6 +240,12 @@ impl PolicyIndex {
             .get(&KeyHash(*digest.as_bytes()))
             .and_then(|&span| self.key(span))
             .ok_or(Denial::UnknownKey)?;
+        // Presented with its previous secret: valid only until the grace period ends, after
+        // which it is as unknown as any other string.
+        let current = key.key_sha256.as_slice() == digest.as_bytes();
+        if !current && now_ms >= key.previous_key_expires_at_ms {
+            return Err(Denial::UnknownKey);
+        }
         match KeyStatus::try_from(key.status) {
             Ok(KeyStatus::Active) => {}
             Ok(KeyStatus::Revoked) => return Err(Denial::Revoked(Box::new(key))),
@@ -369,6 +392,44 @@ pub(crate) mod tests {
             | Denial::TeamBlocked(k)
             | Denial::TeamMissing(k) => Some(k.public_id.as_str()),
         }
+    }
+
+    #[test]
+    fn a_regenerated_keys_previous_secret_works_until_its_grace_ends() {
+        let mut snap = snapshot(3);
+        let mut rotated = key("new-secret", "rotated00001", KeyStatus::Active);
+        rotated.previous_key_sha256 = KeyDigest::of("old-secret").as_bytes().to_vec();
+        rotated.previous_key_expires_at_ms = 5_000;
+        // A previous secret equal to another key's current one never shadows that key.
+        let mut odd = key("other-new", "rotated00002", KeyStatus::Active);
+        odd.previous_key_sha256 = KeyDigest::of(ALICE_KEY).as_bytes().to_vec();
+        odd.previous_key_expires_at_ms = 5_000;
+        snap.keys.extend([rotated, odd]);
+        let index = PolicyIndex::from_snapshot(snap);
+
+        let old = KeyDigest::of("old-secret");
+        let new = KeyDigest::of("new-secret");
+        for (digest, now_ms, accepted) in [
+            (&new, 1_000, true),
+            (&old, 1_000, true),
+            (&old, 4_999, true),
+            (&old, 5_000, false),
+            (&new, 9_000, true),
+        ] {
+            let verdict = index.authorize(digest, now_ms);
+            match verdict {
+                Ok(principal) => {
+                    assert!(accepted, "at {now_ms}");
+                    assert_eq!(principal.key.public_id, "rotated00001");
+                }
+                Err(denial) => {
+                    assert!(!accepted, "at {now_ms}: {denial:?}");
+                    assert!(matches!(denial, Denial::UnknownKey));
+                }
+            }
+        }
+        let alice = index.authorize(&KeyDigest::of(ALICE_KEY), 1_000).unwrap();
+        assert_eq!(alice.key.public_id, "alice0000001");
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub mod fields {
     /// `modelgate.v1.KeyPolicy`.
     pub mod key_policy {
         pub const KEY_SHA256: u32 = 1;
+        pub const PREVIOUS_KEY_SHA256: u32 = 11;
     }
 
     /// `modelgate.v1.GetSnapshotResponse`.

@@ -38,6 +38,11 @@ fn field_numbers_match_the_schema() {
         ),
         ("KeyPolicy", "key_sha256", key_policy::KEY_SHA256),
         (
+            "KeyPolicy",
+            "previous_key_sha256",
+            key_policy::PREVIOUS_KEY_SHA256,
+        ),
+        (
             "GetSnapshotResponse",
             "version",
             get_snapshot_response::VERSION,

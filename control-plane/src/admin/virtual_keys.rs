@@ -297,14 +297,29 @@ impl<S: Store> Admin<S> {
             .await
     }
 
-    /// A new secret for a live key (LiteLLM's `key/regenerate`); the old one stops working
-    /// at the next snapshot. The key keeps its public id, settings and spend.
-    pub async fn regenerate_key(&self, caller: &Caller, key: &str) -> AdminResult<CreatedKey> {
+    /// A new secret for a live key (LiteLLM's `key/regenerate`, `key rotate`). The old one
+    /// keeps working for `grace` (every filter gets it with the next snapshot), or stops at
+    /// once. The key keeps its public id, settings and spend.
+    pub async fn regenerate_key(
+        &self,
+        caller: &Caller,
+        key: &str,
+        grace: Option<std::time::Duration>,
+    ) -> AdminResult<CreatedKey> {
         let before = self.permitted_key(caller, Action::UpdateKey, key).await?;
         let minted = MintedKey::with_public_id(before.key.public_id.clone())?;
+        let grace_until = grace.map(|g| {
+            let ms = i64::try_from(g.as_millis()).unwrap_or(i64::MAX);
+            Timestamp::from_millis(Timestamp::now().as_millis().saturating_add(ms))
+        });
         let key = self
             .store
-            .replace_key_secret(&minted.public_id, &minted.sha256, &minted.last4)
+            .replace_key_secret(
+                &minted.public_id,
+                &minted.sha256,
+                &minted.last4,
+                grace_until,
+            )
             .await?;
         tracing::info!(public_id = %key.public_id, "key regenerated");
         // The secret itself is never recorded; its last four characters tell the two apart.

@@ -267,6 +267,16 @@ pub enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give a key a new secret (same public id, settings and spend); prints it once.
+    Rotate {
+        /// The key's public id (12 characters, as shown by `key list`).
+        public_id: String,
+        /// How long the old secret keeps working, e.g. 24h (at most 30d); 0 = not at all.
+        #[arg(long, default_value = "0")]
+        grace: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a key by its public id.
     Revoke {
         /// The key's public id (12 characters, as shown by `key list`).
@@ -639,6 +649,25 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
                     .teams;
                 output::keys_table(&mut out, &keys, &teams)
             }
+        }
+        KeyCommand::Rotate {
+            public_id,
+            grace,
+            json,
+        } => {
+            let created = admin
+                .regenerate_key(pb::RegenerateKeyRequest {
+                    public_id,
+                    grace_period: grace,
+                })
+                .await?
+                .into_inner();
+            let team = created
+                .key
+                .as_ref()
+                .map(|k| k.team_id.clone())
+                .unwrap_or_default();
+            output::key_created(&mut out, &created, &team, json)
         }
         KeyCommand::Revoke { public_id, json } => {
             let key = admin

@@ -386,3 +386,27 @@ fn set_or_clear() {
         Err(ValidationError::SetAndCleared("expires"))
     );
 }
+
+#[test]
+fn grace_periods_are_zero_or_a_bounded_duration() {
+    for none in ["", " 0 ", "0s", "00h"] {
+        assert_eq!(parse_grace_period(none), Ok(None), "{none:?}");
+    }
+    assert_eq!(
+        parse_grace_period("24h"),
+        Ok(Some(std::time::Duration::from_secs(86_400)))
+    );
+    assert_eq!(
+        parse_grace_period("30d"),
+        Ok(Some(std::time::Duration::from_secs(30 * 86_400)))
+    );
+    for bad in ["31d", "1y", "s", "24", "soon", "-1h"] {
+        assert!(
+            matches!(
+                parse_grace_period(bad),
+                Err(ValidationError::GracePeriod(_))
+            ),
+            "{bad}"
+        );
+    }
+}

@@ -169,6 +169,25 @@ impl<S: Store> AdminService for AdminApi<S> {
         )
     }
 
+    async fn regenerate_key(
+        &self,
+        request: Request<pb::RegenerateKeyRequest>,
+    ) -> Answer<pb::CreateKeyResponse> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let public_id = crate::domain::parse_public_id(&req.public_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let grace = crate::domain::parse_grace_period(&req.grace_period)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        answer(
+            self.admin.regenerate_key(&caller, &public_id, grace).await,
+            |created| pb::CreateKeyResponse {
+                key: Some(convert::key(&created.view)),
+                secret: created.secret.expose().to_owned(),
+            },
+        )
+    }
+
     async fn get_team(&self, request: Request<pb::TeamRef>) -> Answer<pb::Team> {
         let caller = self.caller(&request).await?;
         answer(

@@ -11,7 +11,8 @@ use super::error::RestError;
 use super::input::{metadata_with_tags, required, Body, LimitFields};
 use super::views::{key_json, object};
 use super::{params, Answer, Params, Shared};
-use crate::admin::{Admin, KeyInput, KeyQuery, KeyUpdate};
+use crate::admin::{Admin, AdminError, KeyInput, KeyQuery, KeyUpdate};
+use crate::domain;
 use crate::keys::KeySecret;
 use crate::store::Store;
 
@@ -178,9 +179,8 @@ pub(super) struct KeyRef {
 }
 
 /// A new secret for a key named by `key` (or `key_alias`), answered like `key/generate`.
-/// `grace_period` (LiteLLM's, e.g. `"24h"`) is accepted only as `0`/absent for now: the old
-/// secret stops working with the next snapshot, and a longer grace is refused rather than
-/// silently not honoured.
+/// `grace_period` (LiteLLM's, e.g. `"24h"`) keeps the old secret valid that long; absent or
+/// `"0"`, it stops working with the next snapshot.
 async fn regenerate<S: Store>(
     admin: &Admin<S>,
     caller: &Caller,
@@ -194,24 +194,11 @@ async fn regenerate<S: Store>(
             None => return Err(RestError::missing("key")),
         },
     };
-    let grace: Option<Value> = body.take("grace_period")?;
+    let grace: Option<String> = body.take("grace_period")?;
     body.finish()?;
-    let no_grace = match &grace {
-        None => true,
-        Some(Value::Number(n)) => n.as_u64() == Some(0),
-        Some(Value::String(s)) => {
-            let digits = s.trim().trim_end_matches(['s', 'm', 'h', 'd']);
-            !digits.is_empty() && digits.chars().all(|c| c == '0')
-        }
-        Some(_) => false,
-    };
-    if !no_grace {
-        return Err(RestError::invalid(
-            "grace_period",
-            "grace_period is not supported yet: the old secret stops working at once; omit it or pass \"0\"",
-        ));
-    }
-    let created = admin.regenerate_key(caller, &key).await?;
+    let grace = domain::parse_grace_period(grace.as_deref().unwrap_or_default())
+        .map_err(AdminError::from)?;
+    let created = admin.regenerate_key(caller, &key, grace).await?;
     let mut out = object(key_json(&created.view));
     out.insert("key".into(), json!(created.secret.expose()));
     Ok(Json(Value::Object(out)))

@@ -48,6 +48,7 @@ fn key(status: KeyStatus, blocked: bool) -> PolicyKey {
         status,
         expires_at: Some(Timestamp::from_millis(99)),
         user_assertion: UserAssertion::Off,
+        previous_secret: None,
     }
 }
 

@@ -180,13 +180,14 @@ pub trait KeyStore: Send + Sync {
         sha256: &[u8; 32],
     ) -> impl Future<Output = StoreResult<Option<ApiKey>>> + Send;
     /// Replaces a live key's secret (its hash and last four characters) in one transaction;
-    /// the old secret stops working at once. [`StoreError::KeyNotFound`],
-    /// [`StoreError::KeyRevoked`].
+    /// the old secret stays valid until `grace_until`, or stops working at once when `None`.
+    /// [`StoreError::KeyNotFound`], [`StoreError::KeyRevoked`].
     fn replace_key_secret(
         &self,
         public_id: &str,
         sha256: &[u8; 32],
         last4: &str,
+        grace_until: Option<Timestamp>,
     ) -> impl Future<Output = StoreResult<ApiKey>> + Send;
     /// Marks the key revoked (the row stays). Revoking a revoked key changes nothing and
     /// returns it as it is, so retries are safe.

@@ -112,7 +112,8 @@ pub(super) const SELECT_KEYS: &str = concat!(
 /// sorting 100k rows costs more than reading them.
 pub(super) const SELECT_POLICY_KEYS: &str = concat!(
     "SELECT public_id, key_sha256, team_id, user_id, key_alias, models, status, expires_at_ms, \
-     blocked, can_assert_user, assert_user_secret, ",
+     blocked, can_assert_user, assert_user_secret, previous_key_sha256, \
+     previous_key_expires_at_ms, ",
     limit_columns!(),
     " FROM api_keys"
 );
@@ -134,8 +135,8 @@ pub(super) const SELECT_KEY_BY_HASH: &str = concat!(
     " FROM api_keys WHERE key_sha256 = $1"
 );
 pub(super) const DELETE_KEY_TAGS: &str = "DELETE FROM key_tags WHERE public_id = $1";
-pub(super) const UPDATE_KEY_SECRET: &str =
-    "UPDATE api_keys SET key_sha256 = $2, last4 = $3 WHERE public_id = $1";
+pub(super) const UPDATE_KEY_SECRET: &str = "UPDATE api_keys SET key_sha256 = $2, last4 = $3, \
+     previous_key_sha256 = $4, previous_key_expires_at_ms = $5 WHERE public_id = $1";
 pub(super) const INSERT_KEY_TAG: &str =
     "INSERT INTO key_tags (public_id, tag_name, tag_value) VALUES ($1, $2, $3)";
 
@@ -377,8 +378,8 @@ macro_rules! impl_sql_store {
         use $crate::clock::Timestamp;
         use $crate::domain::{
             ApiKey, Change, DailySpend, KeyFilter, KeyPatch, KeyStatus, ListedKey, Metadata,
-            ModelPatch, ModelRoute, NewKey, PolicyKey, PolicyState, ScopeKind, Team, TeamPatch,
-            UsageRow, User, UserPatch,
+            ModelPatch, ModelRoute, NewKey, PolicyKey, PolicyState, PreviousSecret, ScopeKind,
+            Team, TeamPatch, UsageRow, User, UserPatch,
         };
         use $crate::limits::{check_key_within_team, Limits};
         use $crate::store::sql::{self, bind_limits, LimitColumns};
@@ -496,7 +497,17 @@ macro_rules! impl_sql_store {
                     .map(Timestamp::from_millis),
                 blocked: row.try_get(8)?,
                 user_assertion: UserAssertion::from_columns(row.try_get(9)?, row.try_get(10)?),
-                limits: limits_at(row, 11)?,
+                previous_secret: match (
+                    row.try_get::<Option<&str>, _>(11)?,
+                    row.try_get::<Option<i64>, _>(12)?,
+                ) {
+                    (Some(hash), Some(until)) => Some(PreviousSecret {
+                        sha256: sql::decode_sha256(hash)?,
+                        expires_at: Timestamp::from_millis(until),
+                    }),
+                    _ => None,
+                },
+                limits: limits_at(row, 13)?,
             })
         }
 
@@ -881,6 +892,7 @@ macro_rules! impl_sql_store {
                 public_id: &str,
                 sha256: &[u8; 32],
                 last4: &str,
+                grace_until: Option<Timestamp>,
             ) -> StoreResult<ApiKey> {
                 let mut tx = self.begin_write().await?;
                 bump_version(&mut tx).await?;
@@ -894,6 +906,8 @@ macro_rules! impl_sql_store {
                     .bind(public_id)
                     .bind(hex::encode(sha256))
                     .bind(last4)
+                    .bind(grace_until.map(|_| hex::encode(key.key_sha256)))
+                    .bind(grace_until.map(Timestamp::as_millis))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;

@@ -48,6 +48,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "service keys",
         sql: include_str!("migrations/sqlite/0022_service_keys.sql"),
     },
+    EmbeddedMigration {
+        version: 23,
+        description: "litellm compatibility",
+        sql: include_str!("migrations/sqlite/0023_litellm_compat.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]

@@ -138,6 +138,12 @@ pub struct KeyPolicy {
     /// = only the signed form is accepted from this key. Never logged.
     #[prost(bytes = "vec", tag = "22")]
     pub assert_user_secret: ::prost::alloc::vec::Vec<u8>,
+    /// A regenerated key's previous secret (SHA-256), still accepted until
+    /// previous_key_expires_at_ms (the grace period of `key/regenerate`); empty = none.
+    #[prost(bytes = "vec", tag = "11")]
+    pub previous_key_sha256: ::prost::alloc::vec::Vec<u8>,
+    #[prost(int64, tag = "12")]
+    pub previous_key_expires_at_ms: i64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TeamPolicy {
@@ -1063,6 +1069,15 @@ pub struct ListAdminKeysResponse {
 pub struct RevokeAdminKeyRequest {
     #[prost(string, tag = "1")]
     pub public_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RegenerateKeyRequest {
+    /// The key's public id.
+    #[prost(string, tag = "1")]
+    pub public_id: ::prost::alloc::string::String,
+    /// How long the old secret keeps working: "" or "0" = not at all, else e.g. "24h" (max 30d).
+    #[prost(string, tag = "2")]
+    pub grace_period: ::prost::alloc::string::String,
 }
 /// Empty strings and zero times mean "any".
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -1227,6 +1227,32 @@ pub mod admin_service_client {
                 .insert(GrpcMethod::new("modelgate.v1.AdminService", "RevokeAdminKey"));
             self.inner.unary(req, path, codec).await
         }
+        /// A new secret for the same key (`key rotate`, LiteLLM's key/regenerate); the old secret
+        /// keeps working for grace_period.
+        pub async fn regenerate_key(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::RegenerateKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::CreateKeyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/RegenerateKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("modelgate.v1.AdminService", "RegenerateKey"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1422,6 +1448,15 @@ pub mod admin_service_server {
             &self,
             request: tonic::Request<crate::v1::RevokeAdminKeyRequest>,
         ) -> std::result::Result<tonic::Response<crate::v1::AdminKey>, tonic::Status>;
+        /// A new secret for the same key (`key rotate`, LiteLLM's key/regenerate); the old secret
+        /// keeps working for grace_period.
+        async fn regenerate_key(
+            &self,
+            request: tonic::Request<crate::v1::RegenerateKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::CreateKeyResponse>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct AdminServiceServer<T> {
@@ -2950,6 +2985,51 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RevokeAdminKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/RegenerateKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct RegenerateKeySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::RegenerateKeyRequest>
+                    for RegenerateKeySvc<T> {
+                        type Response = crate::v1::CreateKeyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<crate::v1::RegenerateKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::regenerate_key(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RegenerateKeySvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
