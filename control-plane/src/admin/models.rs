@@ -38,14 +38,7 @@ impl<S: Store> Admin<S> {
         };
         self.store.create_model(&model).await?;
         tracing::info!(model = %model.name, "model route created");
-        let changes = access::changes(&[], &access::model_fields(&model));
-        self.record_write(
-            caller,
-            Action::ManageModels,
-            Target::new("model", &model.name),
-            changes,
-        )
-        .await;
+        self.record_model(caller, None, Some(&model)).await;
         Ok(model)
     }
 
@@ -99,18 +92,8 @@ impl<S: Store> Admin<S> {
         };
         let model = self.store.update_model(name.trim(), &patch).await?;
         tracing::info!(model = %model.name, "model route updated");
-        let before = before
-            .as_ref()
-            .map(access::model_fields)
-            .unwrap_or_default();
-        let changes = access::changes(&before, &access::model_fields(&model));
-        self.record_write(
-            caller,
-            Action::ManageModels,
-            Target::new("model", &model.name),
-            changes,
-        )
-        .await;
+        self.record_model(caller, before.as_ref(), Some(&model))
+            .await;
         Ok(model)
     }
 
@@ -119,15 +102,29 @@ impl<S: Store> Admin<S> {
             .await?;
         let model = self.store.delete_model(name.trim()).await?;
         tracing::info!(model = %model.name, "model route deleted");
-        let changes = access::changes(&access::model_fields(&model), &[]);
+        self.record_model(caller, Some(&model), None).await;
+        Ok(model)
+    }
+
+    /// Appends a model route's change (created: no `before`; deleted: no `after`).
+    async fn record_model(
+        &self,
+        caller: &Caller,
+        before: Option<&ModelRoute>,
+        after: Option<&ModelRoute>,
+    ) {
+        let Some(name) = after.or(before).map(|m| m.name.as_str()) else {
+            return;
+        };
+        let fields = |m: Option<&ModelRoute>| m.map(access::model_fields).unwrap_or_default();
+        let changes = access::changes(&fields(before), &fields(after));
         self.record_write(
             caller,
             Action::ManageModels,
-            Target::new("model", &model.name),
+            Target::new("model", name),
             changes,
         )
         .await;
-        Ok(model)
     }
 
     pub async fn list_models(&self, caller: &Caller) -> AdminResult<Vec<ModelRoute>> {

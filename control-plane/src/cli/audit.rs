@@ -2,7 +2,8 @@
 //!
 //! By default the commands read the database themselves (`--database-url`, else the SQLite
 //! file in `--data-dir`), so an auditor can check the log while the server is down and without
-//! trusting it; `--remote` asks the running control plane (`AuditService`, master key) instead.
+//! trusting it; `--remote` asks the running control plane (`AuditService`, admin key or
+//! master key) instead.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -148,7 +149,8 @@ pub enum AuditCommand {
 
 #[derive(Args)]
 pub struct SourceArgs {
-    /// Ask the running control plane (--addr, master key) instead of reading the database.
+    /// Ask the running control plane (--addr, admin key or master key) instead of reading the
+    /// database.
     #[arg(long)]
     remote: bool,
     /// Database to read: sqlite:… or postgres://… [default: DATA_DIR/modelgate.db]

@@ -1,5 +1,5 @@
 //! `modelgate dataplane token create|list|revoke`: the credentials Envoys present to the
-//! policy service, minted and revoked through the admin API with the master key.
+//! policy service, minted and revoked through the admin API by an admin (or the master key).
 
 use std::io::Write;
 
