@@ -322,6 +322,18 @@ impl ScriptedStack {
         self.envoy.gateway()
     }
 
+    /// POSTs `body` as JSON to `path` with `key`; the answer's body is left to read.
+    pub async fn send_json(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.gateway()
+            .request(http::Method::POST, path)
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("send")
+    }
+
     /// A team with these settings allowed the scripted model, and a key of it that Envoy
     /// already accepts.
     pub async fn key(&self, alias: &str, settings: TeamSettings) -> String {
@@ -409,6 +421,16 @@ pub fn records(control_plane: &ControlPlane) -> Vec<Value> {
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect(),
     }
+}
+
+/// The request id the gateway put on its answer (empty when none).
+pub fn request_id(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("x-modelgate-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Hex SHA-256 of `bytes`, with coreutils' `sha256sum` (this crate has no hashing dependency).

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use modelgate_e2e::exchange::{
-    chat_answer, chat_events, Script, ScriptedStack, TeamSettings, SCRIPTED_MODEL,
+    chat_answer, chat_events, request_id, Script, ScriptedStack, TeamSettings, SCRIPTED_MODEL,
 };
 use serde_json::{json, Value};
 
@@ -40,22 +40,9 @@ struct Answer {
 
 async fn post(stack: &ScriptedStack, key: &str, body: &Value) -> Answer {
     let started = Instant::now();
-    let mut response = stack
-        .gateway()
-        .request(http::Method::POST, "/v1/chat/completions")
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("send");
+    let mut response = stack.send_json(key, "/v1/chat/completions", body).await;
     let status = response.status().as_u16();
-    let request_id = response
-        .headers()
-        .get("x-modelgate-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let request_id = request_id(&response);
     let mut chunks = Vec::new();
     while let Some(chunk) = response.chunk().await.expect("read the answer") {
         chunks.push((

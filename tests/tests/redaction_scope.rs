@@ -6,7 +6,9 @@
 // Helpers outside #[test] fns fail the test the same way the tests do (see the harness docs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use modelgate_e2e::exchange::{chat_answer, Script, ScriptedStack, TeamSettings, SCRIPTED_MODEL};
+use modelgate_e2e::exchange::{
+    chat_answer, request_id, Script, ScriptedStack, TeamSettings, SCRIPTED_MODEL,
+};
 use serde_json::{json, Value};
 
 const REVERSIBLE: &str = r#"{"entities": {"PERSON": "reversible", "EMAIL_ADDRESS": "reversible"}}"#;
@@ -20,24 +22,14 @@ fn policy(json: &str) -> TeamSettings {
 
 /// Posts `body` to the chat endpoint: the status, the request id and the whole answer.
 async fn post(stack: &ScriptedStack, key: &str, body: &Value) -> (u16, String, String) {
-    let response = stack
-        .gateway()
-        .request(http::Method::POST, "/v1/chat/completions")
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("send");
+    let response = stack.send_json(key, "/v1/chat/completions", body).await;
     let status = response.status().as_u16();
-    let request_id = response
-        .headers()
-        .get("x-modelgate-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let text = response.text().await.expect("read the answer");
-    (status, request_id, text)
+    let request_id = request_id(&response);
+    (
+        status,
+        request_id,
+        response.text().await.expect("read the answer"),
+    )
 }
 
 /// A request with a value in every kind of field the model reads.

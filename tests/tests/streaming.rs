@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use modelgate_e2e::exchange::{
-    chat_answer, chat_events, sha256_hex, Script, ScriptedStack, TeamSettings, INPUT_COST_PER_MTOK,
-    OUTPUT_COST_PER_MTOK, SCRIPTED_MODEL,
+    chat_answer, chat_events, request_id, sha256_hex, Script, ScriptedStack, TeamSettings,
+    INPUT_COST_PER_MTOK, OUTPUT_COST_PER_MTOK, SCRIPTED_MODEL,
 };
 use serde_json::{json, Value};
 
@@ -34,22 +34,9 @@ struct Answer {
 }
 
 async fn post(stack: &ScriptedStack, key: &str, path: &str, body: &Value) -> Answer {
-    let response = stack
-        .gateway()
-        .request(http::Method::POST, path)
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("send");
+    let response = stack.send_json(key, path, body).await;
     let status = response.status().as_u16();
-    let request_id = response
-        .headers()
-        .get("x-modelgate-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let request_id = request_id(&response);
     // A cut stream ends the body with an error: the client got what came before it.
     let mut body = Vec::new();
     let mut response = response;

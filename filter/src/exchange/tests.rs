@@ -256,6 +256,11 @@ fn sse_chat(pieces: &[&str], usage: Option<(u64, u64)>) -> Vec<u8> {
         last["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
         events.push(last);
     }
+    sse_body(&events)
+}
+
+/// Events as an SSE body, ended by `[DONE]`.
+fn sse_body(events: &[Value]) -> Vec<u8> {
     let mut out: Vec<u8> = events
         .iter()
         .flat_map(|e| format!("data: {e}\n\n").into_bytes())

@@ -32,12 +32,7 @@ fn sse_tool_call(reasoning: &[&str], pieces: &[&str]) -> Vec<u8> {
         )
     }));
     events.push(chunk(json!({}), json!("tool_calls")));
-    let mut out: Vec<u8> = events
-        .iter()
-        .flat_map(|e| format!("data: {e}\n\n").into_bytes())
-        .collect();
-    out.extend_from_slice(b"data: [DONE]\n\n");
-    out
+    sse_body(&events)
 }
 
 /// What the client reassembles from a stream: reasoning text and the tool call's arguments.
