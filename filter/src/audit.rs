@@ -52,6 +52,9 @@ pub enum AuthMethod {
     Key,
     /// An IdP JWT.
     Jwt,
+    /// An end user named by a service key (Open WebUI's forwarded user); the record's key is
+    /// the service key.
+    Asserted,
 }
 
 impl AuthMethod {
@@ -59,6 +62,7 @@ impl AuthMethod {
         match self {
             Self::Key => "key",
             Self::Jwt => "jwt",
+            Self::Asserted => "asserted",
         }
     }
 }

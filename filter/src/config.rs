@@ -53,6 +53,76 @@ pub struct FilterConfig {
     /// any decoding. IdP tokens with many groups reach a few KiB.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// Where Open WebUI forwards its signed-in user (its `FORWARD_USER_INFO_HEADER_*` and
+    /// `FORWARD_SESSION_INFO_HEADER_*` settings; its defaults here). Honoured only from keys
+    /// marked `can_assert_user`; removed from every request before the upstream. Boxed: seven
+    /// names would triple the size of every `PluginConfig`.
+    #[serde(default)]
+    pub asserted_user_headers: Box<AssertedUserHeaders>,
+}
+
+/// The header names of Open WebUI's forwarded user, as its environment names them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssertedUserHeaders {
+    /// `FORWARD_USER_INFO_HEADER_USER_ID`.
+    pub user_id: String,
+    /// `FORWARD_USER_INFO_HEADER_USER_EMAIL`.
+    pub user_email: String,
+    /// `FORWARD_USER_INFO_HEADER_USER_NAME`.
+    pub user_name: String,
+    /// `FORWARD_USER_INFO_HEADER_USER_ROLE`.
+    pub user_role: String,
+    /// `FORWARD_SESSION_INFO_HEADER_CHAT_ID`.
+    pub chat_id: String,
+    /// `FORWARD_SESSION_INFO_HEADER_MESSAGE_ID`.
+    pub message_id: String,
+    /// `FORWARD_USER_INFO_HEADER_JWT`: the signed form.
+    pub user_jwt: String,
+}
+
+impl Default for AssertedUserHeaders {
+    fn default() -> Self {
+        Self {
+            user_id: "x-openwebui-user-id".to_owned(),
+            user_email: "x-openwebui-user-email".to_owned(),
+            user_name: "x-openwebui-user-name".to_owned(),
+            user_role: "x-openwebui-user-role".to_owned(),
+            chat_id: "x-openwebui-chat-id".to_owned(),
+            message_id: "x-openwebui-message-id".to_owned(),
+            user_jwt: "x-openwebui-user-jwt".to_owned(),
+        }
+    }
+}
+
+impl AssertedUserHeaders {
+    /// Every name, as Envoy reports them (lowercase).
+    pub fn names(&self) -> [&str; 7] {
+        [
+            &self.user_id,
+            &self.user_email,
+            &self.user_name,
+            &self.user_role,
+            &self.chat_id,
+            &self.message_id,
+            &self.user_jwt,
+        ]
+    }
+
+    /// Header names are case-insensitive; Envoy reports them lowercase.
+    fn normalise(&mut self) {
+        for name in [
+            &mut self.user_id,
+            &mut self.user_email,
+            &mut self.user_name,
+            &mut self.user_role,
+            &mut self.chat_id,
+            &mut self.message_id,
+            &mut self.user_jwt,
+        ] {
+            name.make_ascii_lowercase();
+        }
+    }
 }
 
 /// The singleton service's configuration (`role: "service"`).
@@ -175,7 +245,8 @@ impl PluginConfig {
         };
         match role.as_str() {
             "filter" => {
-                let config: FilterConfig = from_object("filter", object)?;
+                let mut config: FilterConfig = from_object("filter", object)?;
+                config.asserted_user_headers.normalise();
                 config.validate()?;
                 Ok(Self::Filter(config))
             }
@@ -245,6 +316,20 @@ impl FilterConfig {
         }
         if !MAX_TOKEN_BYTES_RANGE.contains(&self.max_token_bytes) {
             return Err(invalid("max_token_bytes", "must be between 256 and 65536"));
+        }
+        let header_name = |name: &&str| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !name.starts_with(crate::flow::INTERNAL_HEADER_PREFIX)
+                && !matches!(*name, "authorization" | "x-api-key")
+        };
+        if !self.asserted_user_headers.names().iter().all(header_name) {
+            return Err(invalid(
+                "asserted_user_headers",
+                "names must be header names ([A-Za-z0-9_-]), not a credential or x-modelgate-* header",
+            ));
         }
         let path_ok = |p: &String| {
             p.starts_with('/') && is_token(p) && !p[..p.len() - 1].contains('*') && !p.contains('?')

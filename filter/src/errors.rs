@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 
 use crate::credential::{CredentialError, Malformed};
+use crate::identity::asserted::AssertionError;
 use crate::identity::TokenError;
 use crate::limits::LimitHit;
 use crate::models::request::BodyError;
@@ -59,6 +60,8 @@ pub enum Rejection {
     NoTeamForIdentity,
     /// `x-modelgate-team` names a team the token's groups do not map to.
     TeamNotAllowed,
+    /// A service key's forwarded user that cannot be trusted (each cause has its own code).
+    Assertion(AssertionError),
 }
 
 impl From<CredentialError> for Rejection {
@@ -79,7 +82,8 @@ impl Rejection {
             | Self::KeyRevoked
             | Self::KeyExpired
             | Self::KeyUnusable(_)
-            | Self::Token(_) => 401,
+            | Self::Token(_)
+            | Self::Assertion(_) => 401,
             Self::KeyBlocked
             | Self::TeamBlocked
             | Self::ModelNotAllowed(_)
@@ -121,6 +125,7 @@ impl Rejection {
             Self::Token(why) => why.code(),
             Self::NoTeamForIdentity => "no_team_for_identity",
             Self::TeamNotAllowed => "team_not_allowed",
+            Self::Assertion(why) => why.code(),
         }
     }
 
@@ -180,6 +185,7 @@ impl Rejection {
             Self::Token(why) => format!("Invalid bearer token: {why}."),
             Self::NoTeamForIdentity => "None of your identity provider groups belongs to a team on this gateway.".to_owned(),
             Self::TeamNotAllowed => "Your identity provider groups do not include the team named in x-modelgate-team.".to_owned(),
+            Self::Assertion(why) => format!("The end user forwarded with this service key is refused: {why}."),
         }
     }
 
@@ -323,6 +329,16 @@ mod tests {
             ),
             (Rejection::NoTeamForIdentity, 403, "no_team_for_identity"),
             (Rejection::TeamNotAllowed, 403, "team_not_allowed"),
+            (
+                Rejection::Assertion(AssertionError::InvalidSignature),
+                401,
+                "asserted_user_invalid_signature",
+            ),
+            (
+                Rejection::Assertion(AssertionError::SignatureRequired),
+                401,
+                "asserted_user_signature_required",
+            ),
         ];
         for (rejection, status, code) in cases {
             assert_eq!(rejection.status(), status, "{rejection:?}");

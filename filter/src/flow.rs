@@ -4,6 +4,7 @@
 //! Pure: the HTTP context in `wasm/` feeds it what Envoy reports and applies what it returns.
 
 mod admission;
+mod asserted;
 mod response;
 mod token;
 
@@ -19,6 +20,7 @@ use crate::endpoint::Endpoint;
 use crate::errors::Rejection;
 use crate::exchange::{BodyPlan, Exchange, RedactorCache, RequestBody};
 use crate::host::Host;
+use crate::identity::asserted::ForwardedUser;
 use crate::identity::teams::TEAM_HEADER;
 use crate::identity::IdentityCache;
 use crate::limits::plan::usd_to_nano;
@@ -34,7 +36,7 @@ pub const REQUEST_ID_HEADER: &str = "x-modelgate-request-id";
 /// Envoy's request id header, kept as the id when present.
 const ENVOY_REQUEST_ID_HEADER: &str = "x-request-id";
 /// Headers only Modelgate may set; client-sent ones are removed so nobody can spoof them.
-const INTERNAL_HEADER_PREFIX: &str = "x-modelgate-";
+pub(crate) const INTERNAL_HEADER_PREFIX: &str = "x-modelgate-";
 /// Counter of usage records lost before reaching the control plane.
 pub const RECORDS_DROPPED_COUNTER: &str = "modelgate_usage_records_dropped";
 
@@ -220,7 +222,22 @@ impl RequestFlow {
             };
         let access = match credential {
             Credential::Key(digest) => identify(&mut self.draft, &policy, &digest, now_ms)
-                .map(|principal| Access::new(&policy, principal)),
+                .and_then(|principal| {
+                    let names = &self.config.asserted_user_headers;
+                    let forwarded = ForwardedUser {
+                        user_id: headers.get(&names.user_id),
+                        user_email: headers.get(&names.user_email),
+                        user_jwt: headers.get(&names.user_jwt),
+                    };
+                    asserted::access(
+                        &mut self.draft,
+                        &policy,
+                        principal,
+                        forwarded,
+                        self.config.max_token_bytes,
+                        now_ms,
+                    )
+                }),
             Credential::Jwt(token) => token::identify(
                 &mut self.draft,
                 host,
@@ -265,7 +282,7 @@ impl RequestFlow {
         };
         self.policy = Some(policy);
 
-        edits.remove = headers_to_strip(headers, &self.config.route_header);
+        edits.remove = headers_to_strip(headers, &self.config);
         if !self.config.upstream_authorization.is_empty() {
             edits.set.push((
                 "authorization".to_owned(),
@@ -554,16 +571,19 @@ fn fill_identity(draft: &mut RecordDraft, key: &KeyPolicy) {
     draft.user_id.clone_from(&key.user_id);
 }
 
-/// Client credentials and internal headers, which must never reach the upstream.
-fn headers_to_strip(headers: &RequestHeaders, route_header: &str) -> Vec<String> {
+/// Client credentials, internal headers and forwarded-user headers (consumed here from a
+/// service key, spoofed from any other), which must never reach the upstream.
+fn headers_to_strip(headers: &RequestHeaders, config: &FilterConfig) -> Vec<String> {
+    let forwarded_user = config.asserted_user_headers.names();
     let mut names: Vec<String> = headers
         .names()
         .filter(|name| {
             let name = name.to_ascii_lowercase();
             name.starts_with(INTERNAL_HEADER_PREFIX)
-                || name == route_header
+                || name == config.route_header
                 || name == "authorization"
                 || name == "x-api-key"
+                || forwarded_user.contains(&name.as_str())
         })
         .map(str::to_ascii_lowercase)
         .collect();

@@ -1,8 +1,9 @@
-//! IdP JWTs as credentials: the snapshot's issuers (with their JWKS) turned into verifiers
+//! IdP JWTs as credentials (and, in `asserted`, end users named by a service key): the snapshot's issuers (with their JWKS) turned into verifiers
 //! once per change, tokens verified locally (never a network call), verified tokens cached
 //! per worker, groups mapped to teams, and unknown `kid`s handed to the singleton so the
 //! control plane refetches the issuer's keys.
 
+pub mod asserted;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixture;
 pub mod jwks;

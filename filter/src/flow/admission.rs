@@ -39,6 +39,20 @@ impl Access {
         }
     }
 
+    /// What a service key's end user may do: the key's models (within its team's), the
+    /// team's limits and the user's own (the snapshot's, or the key's for a user first seen).
+    pub(super) fn for_end_user(
+        policy: &PolicyIndex,
+        principal: &Principal<'_>,
+        user: &UserPolicy,
+    ) -> Self {
+        Self {
+            allowlist: Allowlist::of(&principal.key, principal.team),
+            plan: Plan::for_member(policy.version(), principal.team, user),
+            held: None,
+        }
+    }
+
     /// The body of a model list the filter answers itself: `GET /v1/models` and Ollama's
     /// `GET /api/tags`, with exactly the models this key may use.
     pub(super) fn listing(
