@@ -561,6 +561,7 @@ impl<S: Store> Admin<S> {
         let now = Timestamp::now();
         let user = User {
             id: domain::parse_email(user_id)?,
+            team_id: None,
             limits: limits.to_limits(now)?,
             created_at: now,
         };
@@ -573,13 +574,19 @@ impl<S: Store> Admin<S> {
         &self,
         user_id: &str,
         limits: LimitsInput,
+        team: Option<&str>,
         clear: &[String],
     ) -> AdminResult<UserView> {
-        let (limits_clear, _) =
-            domain::parse_clear_list(clear.iter().map(String::as_str), &[], UserPatch::CLEARABLE)?;
+        let (limits_clear, own) = domain::parse_clear_list(
+            clear.iter().map(String::as_str),
+            &["team"],
+            UserPatch::CLEARABLE,
+        )?;
+        let team = text(team).map(team_ref).transpose()?.map(str::to_owned);
         let patch = UserPatch {
             limits,
             limits_clear,
+            team: Change::set_or_clear(team, own.contains(&"team"), "team")?,
         };
         let user = self
             .store

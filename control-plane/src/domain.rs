@@ -649,6 +649,8 @@ pub struct ListedKey {
 pub struct User {
     /// An email address.
     pub id: String,
+    /// The team the user belongs to when a service key names them (`None`: the key's).
+    pub team_id: Option<String>,
     pub limits: Limits,
     pub created_at: Timestamp,
 }
@@ -657,15 +659,19 @@ pub struct User {
 pub struct UserPatch {
     pub limits: LimitsInput,
     pub limits_clear: LimitsClear,
+    /// A team id or alias; the store resolves it to the id in the update's transaction.
+    pub team: Change<String>,
 }
 
 impl UserPatch {
     pub const CLEARABLE: &'static str =
-        "rpm_limit, tpm_limit, max_parallel_requests, max_budget, budget_duration";
+        "rpm_limit, tpm_limit, max_parallel_requests, max_budget, budget_duration, team";
 
+    /// The user after this change, `team` being a team id by now.
     pub fn apply(&self, user: &User, now: Timestamp) -> Result<User, ValidationError> {
         Ok(User {
             limits: self.limits.apply(self.limits_clear, &user.limits, now)?,
+            team_id: self.team.apply(user.team_id.as_ref()),
             ..user.clone()
         })
     }

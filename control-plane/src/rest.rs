@@ -372,6 +372,7 @@ fn user_json(v: &UserView) -> Value {
     let mut out = object(json!({
         "user_id": v.user.id,
         "user_email": v.user.id,
+        "team_id": v.user.team_id,
         "created_at": v.user.created_at.to_rfc3339(),
     }));
     limits_json(&v.user.limits, &mut out);
@@ -727,7 +728,7 @@ async fn user_update<S: Store>(State(admin): Shared<S>, bytes: Bytes) -> Answer 
     let mut r: UserRequest = body(&bytes)?;
     let id = r.id()?;
     let user = admin
-        .update_user(&id, r.limits.input(), &r.limits.nulls())
+        .update_user(&id, r.limits.input(), None, &r.limits.nulls())
         .await?;
     Ok(Json(user_json(&user)))
 }

@@ -250,6 +250,7 @@ fn user_policy(user: &User, spend: &SpendReader<'_>, now: Timestamp) -> pb::User
         user_id: user.id.clone(),
         limits: limits(&user.limits),
         spend: scope_spend(spend, ScopeKind::User, &user.id, &user.limits, now),
+        team_id: user.team_id.clone().unwrap_or_default(),
     }
 }
 

@@ -131,6 +131,7 @@ suite!(
     every_policy_change_bumps_the_version_once,
     keys_are_created_for_a_team_by_id_or_alias,
     service_keys_keep_their_flag_and_secret,
+    users_belong_to_a_team_by_id_or_alias,
     key_for_an_unknown_team_is_refused,
     a_taken_key_id_is_reported,
     keys_are_created_in_bulk_all_or_none,
@@ -1214,6 +1215,7 @@ async fn users_are_created_updated_and_listed<B: Backend>() {
     let now = Timestamp::now();
     let ana = User {
         id: "ana@example.com".into(),
+        team_id: None,
         limits: limits(
             LimitsInput {
                 rpm: Some(10),
@@ -1225,6 +1227,7 @@ async fn users_are_created_updated_and_listed<B: Backend>() {
     };
     let bo = User {
         id: "bo@example.com".into(),
+        team_id: None,
         limits: Limits::default(),
         created_at: now,
     };
@@ -1253,6 +1256,7 @@ async fn users_are_created_updated_and_listed<B: Backend>() {
             rpm: true,
             ..LimitsClear::default()
         },
+        ..UserPatch::default()
     };
     let updated = store
         .update_user("ana@example.com", &patch, now)
@@ -1275,6 +1279,47 @@ async fn users_are_created_updated_and_listed<B: Backend>() {
         .unwrap_err();
     assert!(matches!(err, StoreError::UserNotFound(_)), "{err:?}");
     assert_eq!(store.load_policy().await.unwrap().users, vec![updated, bo]);
+}
+
+/// `user update --team` takes a team id or alias and stores the id; clearing puts the user
+/// back in whatever team names them (a service key's); an unknown team changes nothing.
+async fn users_belong_to_a_team_by_id_or_alias<B: Backend>() {
+    let (store, _guard) = B::fresh().await;
+    let ml = team("ml", &["*"]);
+    store.create_team(&ml).await.unwrap();
+    let now = Timestamp::now();
+    let ana = User {
+        id: "ana@example.com".into(),
+        team_id: None,
+        limits: Limits::default(),
+        created_at: now,
+    };
+    store.create_user(&ana).await.unwrap();
+    let to = |team: Change<String>| UserPatch {
+        team,
+        ..UserPatch::default()
+    };
+    let joined = store
+        .update_user(&ana.id, &to(Change::Set("ml".into())), now)
+        .await
+        .unwrap();
+    assert_eq!(joined.team_id.as_deref(), Some(ml.id.as_str()));
+    assert_eq!(
+        store.find_user(&ana.id).await.unwrap(),
+        Some(joined.clone())
+    );
+    assert_eq!(store.load_policy().await.unwrap().users, vec![joined]);
+    let err = store
+        .update_user(&ana.id, &to(Change::Set("nope".into())), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TeamNotFound(_)), "{err:?}");
+    let left = store
+        .update_user(&ana.id, &to(Change::Clear), now)
+        .await
+        .unwrap();
+    assert_eq!(left.team_id, None);
+    assert_eq!(store.find_user(&ana.id).await.unwrap(), Some(left));
 }
 
 async fn model_routes_are_created_updated_and_deleted<B: Backend>() {
@@ -1388,12 +1433,14 @@ async fn budget_windows_sum_the_same_in_sql_and_rust<B: Backend>() {
     .await;
     let monthly_user = User {
         id: "ana@example.com".into(),
+        team_id: None,
         limits: limits(budget(5.0, None, Some("calendar-month")), now),
         created_at: now,
     };
     store.create_user(&monthly_user).await.unwrap();
     let seven_days = User {
         id: "bo@example.com".into(),
+        team_id: None,
         limits: limits(budget(5.0, Some("7d"), None), plus(now, -20 * DAY_MS)),
         created_at: now,
     };
@@ -1748,6 +1795,7 @@ async fn budgets_are_loaded_at_their_version_without_revoked_keys<B: Backend>() 
     key_with(&store, "free", |_| {}).await;
     let ana = User {
         id: "ana@example.com".into(),
+        team_id: None,
         limits: limits(budget(2.0, Some("7d"), None), now),
         created_at: now,
     };

@@ -287,12 +287,16 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a user's limits. Clearable: rpm_limit, tpm_limit, max_parallel_requests,
-    /// max_budget, budget_duration.
+    /// Change a user's limits or team. Clearable: rpm_limit, tpm_limit, max_parallel_requests,
+    /// max_budget, budget_duration, team.
     Update {
         user_id: String,
         #[command(flatten)]
         limits: LimitArgs,
+        /// The team (id or alias) the user belongs to when a service key (Open WebUI) names
+        /// them; without one they are in the key's team.
+        #[arg(long)]
+        team: Option<String>,
         #[command(flatten)]
         clear: ClearArgs,
         #[arg(long)]
@@ -666,6 +670,7 @@ pub async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), C
         UserCommand::Update {
             user_id,
             limits,
+            team,
             clear,
             json,
         } => {
@@ -673,6 +678,7 @@ pub async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), C
                 user_id,
                 limits: limits.settings(),
                 clear: clear.clear,
+                team,
             };
             let user = admin.update_user(request).await?.into_inner();
             output::user(&mut out, &user, "Updated user", json)

@@ -196,6 +196,7 @@ struct CreatedKeyJson<'a> {
 #[derive(Serialize)]
 struct UserJson<'a> {
     user_id: &'a str,
+    team_id: Option<&'a str>,
     created_at: Option<String>,
     #[serde(flatten)]
     limits: LimitsJson<'a>,
@@ -206,6 +207,7 @@ impl<'a> From<&'a pb::User> for UserJson<'a> {
     fn from(u: &'a pb::User) -> Self {
         Self {
             user_id: &u.user_id,
+            team_id: non_empty(&u.team_id),
             created_at: time(u.created_at_ms),
             limits: u.limits.as_ref().into(),
             spend: u.spend.as_ref().map(SpendJson::from),
@@ -619,6 +621,9 @@ pub(super) fn user(
         return json_line(out, &UserJson::from(u));
     }
     writeln!(out, "{heading} {}", u.user_id)?;
+    if let Some(team) = non_empty(&u.team_id) {
+        writeln!(out, "team:     {team}")?;
+    }
     limit_lines(out, u.limits.as_ref())?;
     if let Some(s) = &u.spend {
         writeln!(out, "spend:    {}", spend_line(s, u.limits.as_ref()))?;

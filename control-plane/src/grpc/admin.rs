@@ -231,7 +231,12 @@ impl<S: Store> AdminService for AdminApi<S> {
         let req = request.into_inner();
         answer(
             self.admin
-                .update_user(&req.user_id, convert::limits_input(req.limits), &req.clear)
+                .update_user(
+                    &req.user_id,
+                    convert::limits_input(req.limits),
+                    req.team.as_deref(),
+                    &req.clear,
+                )
                 .await,
             convert::user,
         )

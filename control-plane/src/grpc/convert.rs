@@ -179,6 +179,7 @@ pub(super) fn user(v: &UserView) -> pb::User {
         limits: limit_settings(&v.user.limits),
         created_at_ms: v.user.created_at.as_millis(),
         spend: v.spend.as_ref().map(spend_state),
+        team_id: v.user.team_id.clone().unwrap_or_default(),
     }
 }
 

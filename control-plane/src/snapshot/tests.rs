@@ -59,6 +59,7 @@ fn state(keys: Vec<PolicyKey>) -> PolicyState {
         users: vec![
             User {
                 id: "ana@example.com".into(),
+                team_id: Some("team_aaaaaaaaaaaa".into()),
                 limits: Limits {
                     tpm: Some(500),
                     ..Limits::default()
@@ -67,6 +68,7 @@ fn state(keys: Vec<PolicyKey>) -> PolicyState {
             },
             User {
                 id: "bo@example.com".into(),
+                team_id: None,
                 limits: Limits::default(),
                 created_at: Timestamp::from_millis(3),
             },
@@ -199,6 +201,11 @@ fn teams_users_and_routes_are_filled() {
     assert_eq!(s.users[0].limits.clone().unwrap().tpm, Some(500));
     assert_eq!(s.users[0].spend, None, "no budget, no spend state");
     assert_eq!(s.users[1].limits, None, "no limits at all");
+    assert_eq!(
+        (s.users[0].team_id.as_str(), s.users[1].team_id.as_str()),
+        ("team_aaaaaaaaaaaa", ""),
+        "a user's team, empty when they have none"
+    );
 
     let m = &s.models[0];
     assert_eq!(m.name, "llama3.1-8b");

@@ -137,17 +137,17 @@ pub(super) const INSERT_KEY_TAG: &str =
 
 macro_rules! user_columns {
     () => {
-        concat!("user_id, created_at_ms, ", limit_columns!())
+        concat!("user_id, created_at_ms, team_id, ", limit_columns!())
     };
 }
 pub(super) const INSERT_USER: &str = concat!(
     "INSERT INTO users (",
     user_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 );
 pub(super) const UPDATE_USER: &str = "UPDATE users SET rpm_limit = $2, tpm_limit = $3, \
      max_parallel_requests = $4, max_budget = $5, budget_duration_ms = $6, budget_calendar = $7, \
-     budget_anchor_ms = $8 WHERE user_id = $1";
+     budget_anchor_ms = $8, team_id = $9 WHERE user_id = $1";
 pub(super) const SELECT_USER: &str =
     concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = $1");
 pub(super) const SELECT_USERS: &str =
@@ -364,9 +364,9 @@ macro_rules! impl_sql_store {
         use $crate::budget::{Budget, BudgetPeriod, CalendarStarts, DAY_MS};
         use $crate::clock::Timestamp;
         use $crate::domain::{
-            ApiKey, DailySpend, KeyFilter, KeyPatch, KeyStatus, ListedKey, Metadata, ModelPatch,
-            ModelRoute, NewKey, PolicyKey, PolicyState, ScopeKind, Team, TeamPatch, UsageRow, User,
-            UserPatch,
+            ApiKey, Change, DailySpend, KeyFilter, KeyPatch, KeyStatus, ListedKey, Metadata,
+            ModelPatch, ModelRoute, NewKey, PolicyKey, PolicyState, ScopeKind, Team, TeamPatch,
+            UsageRow, User, UserPatch,
         };
         use $crate::limits::{check_key_within_team, Limits};
         use $crate::store::sql::{self, bind_limits, LimitColumns};
@@ -500,6 +500,7 @@ macro_rules! impl_sql_store {
         fn user_from_row(row: &DbRow) -> StoreResult<User> {
             Ok(User {
                 id: row.try_get("user_id")?,
+                team_id: row.try_get("team_id")?,
                 limits: limits_from_row(row)?,
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
             })
@@ -883,7 +884,8 @@ macro_rules! impl_sql_store {
                 }
                 let insert = sqlx::query(sql::INSERT_USER)
                     .bind(&user.id)
-                    .bind(user.created_at.as_millis());
+                    .bind(user.created_at.as_millis())
+                    .bind(&user.team_id);
                 bind_limits!(insert, limits).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(())
@@ -900,13 +902,30 @@ macro_rules! impl_sql_store {
                 let user = find_user_on(&mut tx, user_id)
                     .await?
                     .ok_or_else(|| StoreError::UserNotFound(user_id.to_owned()))?;
-                let updated = patch.apply(&user, now)?;
+                let team = match &patch.team {
+                    Change::Set(team) => Change::Set(
+                        find_team_on(&mut tx, team)
+                            .await?
+                            .ok_or_else(|| StoreError::TeamNotFound(team.clone()))?
+                            .id,
+                    ),
+                    Change::Clear => Change::Clear,
+                    Change::Keep => Change::Keep,
+                };
+                let resolved = UserPatch {
+                    team,
+                    ..patch.clone()
+                };
+                let updated = resolved.apply(&user, now)?;
                 if updated == user {
                     return Ok(user);
                 }
                 let limits = LimitColumns::of(&updated.limits)?;
                 let update = sqlx::query(sql::UPDATE_USER).bind(&updated.id);
-                bind_limits!(update, limits).execute(&mut *tx).await?;
+                bind_limits!(update, limits)
+                    .bind(&updated.team_id)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(updated)
             }

@@ -39,16 +39,19 @@ impl Access {
         }
     }
 
-    /// What a service key's end user may do: the key's models (within its team's), the
-    /// team's limits and the user's own (the snapshot's, or the key's for a user first seen).
+    /// What a service key's end user may do: the key's models within their team's, their
+    /// team's limits and their own (the snapshot's, or the key's for a user first seen), and
+    /// the key's team's limits, which bound every user the key names.
     pub(super) fn for_end_user(
         policy: &PolicyIndex,
         principal: &Principal<'_>,
+        team: &TeamPolicy,
         user: &UserPolicy,
     ) -> Self {
+        let version = policy.version();
         Self {
-            allowlist: Allowlist::of(&principal.key, principal.team),
-            plan: Plan::for_member(policy.version(), principal.team, user),
+            allowlist: Allowlist::of(&principal.key, team),
+            plan: Plan::for_member(version, team, user).within(version, principal.team),
             held: None,
         }
     }

@@ -1,11 +1,12 @@
 //! A request from a service key (`can_assert_user`) that names its end user: the user checked
 //! (plain headers, or only the signed form when the key has a secret), their limits found in
-//! the snapshot or taken from the service key's own (a user first seen), and the audit record
-//! told who they are. The key's team and allowlist still apply, and its team caps bound all.
+//! the snapshot or taken from the service key's own (a user first seen), their team the one
+//! the snapshot gives them or else the key's, and the audit record told who they are. The
+//! key's allowlist still narrows, and its team's caps bound every user it names.
 
 use std::borrow::Cow;
 
-use modelgate_proto::v1::UserPolicy;
+use modelgate_proto::v1::{TeamPolicy, UserPolicy};
 
 use super::admission::Access;
 use crate::audit::{AuthMethod, RecordDraft};
@@ -50,7 +51,33 @@ pub(super) fn access(
             ..UserPolicy::default()
         }),
     };
-    Ok(Access::for_end_user(policy, &principal, &user))
+    let team = member_team(policy, &user, principal.team)?;
+    draft.team_id.clone_from(&team.team_id);
+    Ok(Access::for_end_user(policy, &principal, team, &user))
+}
+
+/// The user's own team when the policy gives them one (`user update --team`), else the
+/// service key's.
+fn member_team<'p>(
+    policy: &'p PolicyIndex,
+    user: &UserPolicy,
+    key_team: &'p TeamPolicy,
+) -> Result<&'p TeamPolicy, Rejection> {
+    if user.team_id.is_empty() || user.team_id == key_team.team_id {
+        return Ok(key_team);
+    }
+    match policy.team(&user.team_id) {
+        Some(team) if team.blocked => Err(Rejection::TeamBlocked),
+        Some(team) => Ok(team),
+        None => {
+            log::warn!(
+                "user {:?} names team {:?}, absent from the snapshot; refused",
+                user.user_id,
+                user.team_id
+            );
+            Err(Rejection::Misconfigured)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -191,6 +191,16 @@ impl Plan {
         Self { scopes }
     }
 
+    /// Also counts the request against `team`'s own limits: a service key's team bounds every
+    /// end user the key names, whatever team the user belongs to.
+    pub fn within(mut self, snapshot_version: u64, team: &TeamPolicy) -> Self {
+        let scope = team_scope(snapshot_version, team);
+        if !scope.limits.is_empty() && !self.scopes.iter().any(|s| s.scope == scope.scope) {
+            self.scopes.push(scope);
+        }
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty()
     }

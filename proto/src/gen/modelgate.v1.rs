@@ -175,6 +175,10 @@ pub struct UserPolicy {
     pub limits: ::core::option::Option<Limits>,
     #[prost(message, optional, tag = "3")]
     pub spend: ::core::option::Option<SpendState>,
+    /// Issue 12 (Open WebUI): the team an end user named by a service key belongs to; empty =
+    /// the service key's team.
+    #[prost(string, tag = "21")]
+    pub team_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ModelRoute {
@@ -635,6 +639,9 @@ pub struct User {
     pub created_at_ms: i64,
     #[prost(message, optional, tag = "4")]
     pub spend: ::core::option::Option<SpendState>,
+    /// Issue 12 (Open WebUI): the user's team when a service key names them; empty = the key's.
+    #[prost(string, tag = "21")]
+    pub team_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateUserRequest {
@@ -649,9 +656,13 @@ pub struct UpdateUserRequest {
     pub user_id: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "2")]
     pub limits: ::core::option::Option<LimitSettings>,
-    /// Fields to unset: rpm_limit, tpm_limit, max_parallel_requests, max_budget, budget_duration.
+    /// Fields to unset: rpm_limit, tpm_limit, max_parallel_requests, max_budget, budget_duration,
+    /// team.
     #[prost(string, repeated, tag = "3")]
     pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Issue 12 (Open WebUI): team id or alias the user belongs to when a service key names them.
+    #[prost(string, optional, tag = "21")]
+    pub team: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct UserRef {

@@ -202,3 +202,42 @@ fn header_names_follow_the_configuration() {
     );
     assert_eq!(record.user_id, "ana@corp.example");
 }
+
+#[test]
+fn a_user_with_a_team_is_in_it_and_the_keys_team_still_bounds_everyone() {
+    let mut snap = service_snapshot();
+    snap.teams[0].limits = Some(Limits {
+        rpm: Some(1),
+        ..Limits::default()
+    });
+    snap.teams.push(crate::policy::tests::team("team-2"));
+    snap.users.push(modelgate_proto::v1::UserPolicy {
+        user_id: "ana@corp.example".to_owned(),
+        team_id: "team-2".to_owned(),
+        ..modelgate_proto::v1::UserPolicy::default()
+    });
+    let mut worker = worker_with(&snap);
+
+    let (verdict, record) = get(
+        &mut worker,
+        SERVICE_KEY,
+        &[("x-openwebui-user-email", "ana@corp.example")],
+    );
+    assert!(matches!(verdict, Verdict::Forward(_)), "{verdict:?}");
+    assert_eq!(
+        (record.team_id.as_str(), record.key_id.as_str()),
+        ("team-2", "owui00000001")
+    );
+    // Ana's request counted against the key's team too: its 1 a minute is spent for Bo.
+    let (verdict, record) = get(
+        &mut worker,
+        SERVICE_KEY,
+        &[("x-openwebui-user-email", "bo@corp.example")],
+    );
+    let (status, body, _) = rejected(&verdict);
+    assert_eq!(
+        (status, body["error"]["scope"].as_str()),
+        (429, Some("team"))
+    );
+    assert_eq!(record.team_id, "team-1");
+}
