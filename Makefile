@@ -48,13 +48,14 @@ OIDC_DIR := $(HOME)/.cache/modelgate/oidc-$(shell sha256sum $(OIDC_LOCK) | cut -
 OIDC_STAMP := $(OIDC_DIR)/.installed
 export MODELGATE_OIDC_DIR ?= $(OIDC_DIR)
 
-.PHONY: help setup test-deps oidc-provider build run test lint fmt bench bench-smoke litellm-venv
+.PHONY: help setup test-deps oidc-provider build run test lint fmt bench bench-smoke litellm-venv e2e-openwebui
 
 help:
 	@echo "make run    start the control plane and Envoy with the filter on 127.0.0.1:$(LISTEN_PORT)"
 	@echo "make test   unit tests (native and wasm32) and end-to-end tests"
 	@echo "make bench  micro benchmarks, whole path through Envoy (and LiteLLM), scale; report in target/bench/"
 	@echo "make lint   rustfmt check and clippy (native and wasm32)"
+	@echo "make e2e-openwebui  opt-in: Open WebUI from PyPI through the gateway, two users, two audit lines"
 	@echo "make fmt    format the workspace"
 
 setup: $(VENV_STAMP)
@@ -144,6 +145,12 @@ $(LITELLM_STAMP):
 	python3 -m venv $(LITELLM_VENV)
 	PIP_DISABLE_PIP_VERSION_CHECK=1 $(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
 	touch $@
+
+# Opt-in, not in `make test`: the real Open WebUI (pinned in scripts/e2e-openwebui, installed
+# into its own venv under ~/.cache/modelgate) in front of a `make run` stack with a service
+# key; two users chat and the audit log must name both.
+e2e-openwebui: build
+	scripts/e2e-openwebui
 
 lint: setup
 	cargo fmt --all -- --check

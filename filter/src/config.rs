@@ -55,9 +55,10 @@ pub struct FilterConfig {
     pub max_token_bytes: usize,
     /// Where Open WebUI forwards its signed-in user (its `FORWARD_USER_INFO_HEADER_*` and
     /// `FORWARD_SESSION_INFO_HEADER_*` settings; its defaults here). Honoured only from keys
-    /// marked `can_assert_user`; removed from every request before the upstream.
+    /// marked `can_assert_user`; removed from every request before the upstream. Boxed: seven
+    /// names would triple the size of every `PluginConfig`.
     #[serde(default)]
-    pub asserted_user_headers: AssertedUserHeaders,
+    pub asserted_user_headers: Box<AssertedUserHeaders>,
 }
 
 /// The header names of Open WebUI's forwarded user, as its environment names them.

@@ -377,26 +377,36 @@ impl ScriptedStack {
     /// The audit record of `request_id`, once the control plane stored it.
     pub async fn record(&self, request_id: &str) -> Value {
         let what = format!("the audit record of request {request_id}");
-        let control_plane = &self.control_plane;
-        let mut found = Value::Null;
-        eventually(&what, Duration::from_secs(15), || {
-            let records = records(control_plane);
-            let hit = records.into_iter().find(|r| r["request_id"] == request_id);
-            let ok = hit.is_some();
-            if let Some(hit) = hit {
-                found = hit;
-            }
-            async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err("not stored yet".to_string())
-                }
-            }
+        record_where(&self.control_plane, &what, |r| {
+            r["request_id"] == request_id
         })
-        .await;
-        found
+        .await
     }
+}
+
+/// The first audit record matching `wanted`, once the control plane stored one (15 s at most).
+pub async fn record_where(
+    control_plane: &ControlPlane,
+    what: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut found = Value::Null;
+    eventually(what, Duration::from_secs(15), || {
+        let hit = records(control_plane).into_iter().find(|r| wanted(r));
+        let ok = hit.is_some();
+        if let Some(hit) = hit {
+            found = hit;
+        }
+        async move {
+            if ok {
+                Ok(())
+            } else {
+                Err("not stored yet".to_string())
+            }
+        }
+    })
+    .await;
+    found
 }
 
 /// Every request record the control plane stored (`modelgate audit query --json`); admin
