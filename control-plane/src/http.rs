@@ -9,14 +9,15 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::admin::Admin;
+use crate::identity::admin::IdentityAdmin;
 use crate::store::Store;
 
-pub fn router<S: Store>(store: S, admin: Arc<Admin<S>>) -> Router {
+pub fn router<S: Store>(store: S, admin: Arc<Admin<S>>, identity: Arc<IdentityAdmin<S>>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/ready", get(ready::<S>))
         .with_state(store)
-        .merge(crate::rest::router(admin))
+        .merge(crate::rest::router(admin, identity))
 }
 
 /// Ready while the store answers, so a load balancer stops sending admin traffic to a replica

@@ -193,7 +193,11 @@ async fn serve_store<S: Store>(
     ));
     let jwks = Arc::new(JwksRefresher::new(store.clone())?);
     let identity = Arc::new(IdentityAdmin::new(store.clone(), Arc::clone(&jwks)));
-    let admin_api = AdminApi::new(Arc::clone(&admin), DataPlanes::new(store.clone()), identity);
+    let admin_api = AdminApi::new(
+        Arc::clone(&admin),
+        DataPlanes::new(store.clone()),
+        Arc::clone(&identity),
+    );
     let grpc_router = tonic::transport::Server::builder()
         .add_service(AdminServiceServer::new(admin_api.clone()))
         .add_service(AuditServiceServer::new(AuditApi::new(
@@ -235,7 +239,7 @@ async fn serve_store<S: Store>(
     let http_server = {
         let stop_tx = Arc::clone(&stop_tx);
         let stopped = stopped(stop_rx.clone());
-        let router = http::router(store.clone(), Arc::clone(&admin))
+        let router = http::router(store.clone(), Arc::clone(&admin), identity)
             .into_make_service_with_connect_info::<SocketAddr>();
         async move {
             let r = axum::serve(http_listener, router)

@@ -20,6 +20,7 @@ use modelgate_proto::v1 as pb;
 use modelgate_proto::v1::admin_service_client::AdminServiceClient;
 use serde_json::{json, Value};
 use support::control_plane::ControlPlane;
+use support::rest::{error, Rest};
 use tonic::{Code, Request};
 
 fn jwks(kids: &[&str]) -> String {
@@ -630,4 +631,98 @@ async fn unknown_kids_refetch_at_most_once_per_interval_and_failures_keep_the_ke
     );
     let table = cp.cli(&["idp", "list"]).ok().to_owned();
     assert!(table.contains("HTTP 503"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuers_are_managed_over_rest_too() {
+    let (_dir, cp) = start_cp();
+    let master = master_key(&cp);
+    let rest = Rest {
+        addr: cp.http_addr,
+        key: &master,
+    };
+    let issuer = "https://idp.rest.example.com";
+    let document: Value = serde_json::from_str(&jwks(&["r1", "r2"])).unwrap();
+
+    // An uploaded JWKS (as the IdP publishes it), default user limits, an audience.
+    let added = rest.ok(rest.post(
+        "/idp/new",
+        json!({"issuer": issuer, "audiences": ["modelgate"], "jwks": document,
+               "groups_claim": "roles", "rpm_limit": 7}),
+    ));
+    assert_eq!(added["issuer"], issuer);
+    assert_eq!(added["jwks_source"], "file");
+    assert_eq!(added["key_ids"], json!(["r1", "r2"]));
+    assert_eq!(added["groups_claim"], "roles");
+    assert_eq!(added["rpm_limit"], 7);
+    assert!(
+        !added.to_string().contains("\"kty\""),
+        "keys echoed: {added}"
+    );
+    assert_eq!(
+        snapshot_kids(&snapshot(&cp, Vec::new()).await, issuer),
+        ["r1", "r2"]
+    );
+
+    // Bad input is refused by name and changes nothing.
+    let (status, body) = rest.post(
+        "/idp/new",
+        json!({"issuer": "https://other.example.com", "jwks": document, "colour": 1}),
+    );
+    assert!(error(status, 400, &body).contains("colour"), "{body}");
+    assert_eq!(body["error"]["param"], "colour");
+    let (status, body) = rest.post("/idp/update", json!({"audiences": ["x"]}));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "issuer");
+    let (status, body) = rest.post(
+        "/idp/update",
+        json!({"issuer": issuer, "clock_skew_s": "soon"}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "clock_skew_s");
+    let (status, body) = rest.post(
+        "/idp/delete",
+        json!({"issuer": "https://nobody.example.com"}),
+    );
+    assert_eq!(status, 404, "{body}");
+
+    // An update keeps what it does not name; null unsets a default limit.
+    let updated = rest.ok(rest.post(
+        "/idp/update",
+        json!({"issuer": issuer, "audiences": ["modelgate", "webui"], "rpm_limit": null}),
+    ));
+    assert_eq!(updated["audiences"], json!(["modelgate", "webui"]));
+    assert_eq!(updated["groups_claim"], "roles");
+    assert!(updated["rpm_limit"].is_null(), "{updated}");
+
+    // The refused creation added nothing.
+    let list = rest.ok(rest.get("/idp/list"));
+    assert_eq!(
+        list["identity_providers"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
+
+    // Every change is an admin record in the audit chain.
+    let admin_records = cp
+        .cli(&[
+            "audit", "query", "--kind", "admin", "--limit", "0", "--json",
+        ])
+        .json();
+    let on_issuer = admin_records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["admin"]["object_id"] == issuer && r["admin"]["allowed"] == true)
+        .count();
+    assert_eq!(on_issuer, 2, "{admin_records}");
+
+    let removed = rest.ok(rest.post("/idp/delete", json!({"issuer": issuer})));
+    assert_eq!(removed["issuer"], issuer);
+    let list = rest.ok(rest.get("/idp/list"));
+    assert_eq!(list["identity_providers"], json!([]));
+    assert!(snapshot(&cp, Vec::new())
+        .await
+        .identity_providers
+        .is_empty());
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
 use jwt_simple::prelude::{ECDSAP256KeyPairLike, ES256KeyPair, HS256Key, JWTClaims, MACLike};
-use modelgate_e2e::api::{chat_body, MODEL, PROPAGATION_TIMEOUT};
+use modelgate_e2e::api::{chat_body, send, MODEL, PROPAGATION_TIMEOUT};
 use modelgate_e2e::idp::{Idp, Person, AUDIENCE};
 use modelgate_e2e::poll::eventually;
 use modelgate_e2e::{ApiResponse, ControlPlane, EnvoyConfig, Stack};
@@ -135,12 +135,23 @@ fn exact_claims(claims: Map<String, Value>) -> JWTClaims<Map<String, Value>> {
 }
 
 async fn chat_model(stack: &Stack, token: &str, model: &str) -> ApiResponse {
+    chat_as(stack, token, model, None).await
+}
+
+/// A chat with `model`, acting for `team` (`x-modelgate-team`) when one is named.
+async fn chat_as(stack: &Stack, token: &str, model: &str, team: Option<&str>) -> ApiResponse {
     let mut body = chat_body("Say hello");
     body["model"] = json!(model);
-    stack
+    let mut request = stack
         .gateway()
-        .post_json("/v1/chat/completions", Some(token), &body)
-        .await
+        .request(reqwest::Method::POST, "/v1/chat/completions")
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string());
+    if let Some(team) = team {
+        request = request.header("x-modelgate-team", team);
+    }
+    send(request).await
 }
 
 fn cli_ok(cp: &ControlPlane, args: &[&str]) -> String {
@@ -277,7 +288,58 @@ async fn idp_tokens_through_envoy() {
     let third = sso.chat(&bob_1).await;
     assert_eq!(third.status, 429, "{}", third.summary());
 
-    let mut sent: Vec<&str> = vec![&alice, &removed, &bob_1, &bob_2];
+    // A person in two mapped teams acts for the one `x-modelgate-team` names (id or alias);
+    // without the header, for the mapped team whose id sorts first. Naming a team one's
+    // groups do not map to is refused. The teams differ in their allowlists, so the model
+    // answer shows which team applied.
+    let both = format!("{MODEL},other-model");
+    let platform = cp.cli_json(&[
+        "team",
+        "create",
+        "--alias",
+        "platform",
+        "--models",
+        &both,
+        "--idp-groups",
+        "platform",
+    ]);
+    let platform_id = platform["team_id"].as_str().unwrap().to_owned();
+    let dana = sso
+        .token(
+            "dana@example.com",
+            &Person::new("dana@example.com", &[GROUP, "platform"]),
+        )
+        .await;
+    eventually(
+        "the platform team reached Envoy",
+        PROPAGATION_TIMEOUT,
+        || async {
+            let response = chat_as(stack, &dana, "other-model", Some("platform")).await;
+            if response.status == 200 {
+                Ok(())
+            } else {
+                Err(response.summary())
+            }
+        },
+    )
+    .await;
+    chat_as(stack, &dana, "other-model", Some("engineering"))
+        .await
+        .assert_error(403, "model_not_allowed");
+    chat_as(stack, &dana, "other-model", Some(&platform_id))
+        .await
+        .assert_success();
+    let unnamed = chat_model(stack, &dana, "other-model").await;
+    if platform_id < sso.team_id {
+        unnamed.assert_success();
+    } else {
+        unnamed.assert_error(403, "model_not_allowed");
+    }
+    chat_as(stack, &alice, MODEL, Some("platform"))
+        .await
+        .assert_error(403, "team_not_allowed");
+
+    let mut sent: Vec<&str> = vec![&alice, &removed, &bob_1, &bob_2, &dana];
     sent.extend(refusals.iter().map(|(token, _, _)| token.as_str()));
     sso.assert_log_clean(&sent);
 

@@ -22,6 +22,7 @@
 //! answer "key revoked"); a key needs a team.
 
 mod error;
+mod idp;
 mod input;
 mod keys;
 mod models;
@@ -53,10 +54,11 @@ use teams::{team_block, team_delete, team_info, team_list, team_new, team_unbloc
 use users::{user_delete, user_info, user_list, user_new, user_update};
 
 use crate::admin::{Admin, AdminError};
+use crate::identity::admin::IdentityAdmin;
 use crate::store::Store;
 
 /// The REST routes, all behind an admin credential.
-pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
+pub fn router<S: Store>(admin: Arc<Admin<S>>, identity: Arc<IdentityAdmin<S>>) -> Router {
     Router::new()
         .route("/key/generate", post(key_generate::<S>))
         .route("/key/update", post(key_update::<S>))
@@ -87,6 +89,7 @@ pub fn router<S: Store>(admin: Arc<Admin<S>>) -> Router {
         .route("/spend/team", get(spend_team::<S>))
         .route("/spend/user", get(spend_user::<S>))
         .route("/spend/logs", get(spend_logs::<S>))
+        .merge(idp::routes(Arc::clone(&admin), identity))
         .layer(DefaultBodyLimit::max(input::MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&admin),
