@@ -685,6 +685,11 @@ async fn issuers_are_managed_over_rest_too() {
         json!({"issuer": "https://nobody.example.com"}),
     );
     assert_eq!(status, 404, "{body}");
+    let (status, body) = rest.post(
+        "/idp/new",
+        json!({"issuer": issuer, "audiences": ["modelgate"], "jwks": document}),
+    );
+    assert_eq!(status, 409, "{body}");
 
     // An update keeps what it does not name; null unsets a default limit.
     let updated = rest.ok(rest.post(

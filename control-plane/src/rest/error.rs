@@ -79,13 +79,15 @@ impl From<AdminError> for RestError {
                 | StoreError::KeyNotFound(_)
                 | StoreError::UserNotFound(_)
                 | StoreError::ModelNotFound(_)
-                | StoreError::AdminKeyNotFound(_),
+                | StoreError::AdminKeyNotFound(_)
+                | StoreError::IdentityProviderNotFound(_),
             ) => (StatusCode::NOT_FOUND, "not_found_error"),
             AdminError::Store(
                 StoreError::TeamAliasTaken(_)
                 | StoreError::TeamIdTaken(_)
                 | StoreError::UserExists(_)
                 | StoreError::ModelExists(_)
+                | StoreError::IdentityProviderExists(_)
                 | StoreError::KeyRevoked(_),
             ) => (StatusCode::CONFLICT, "conflict_error"),
             AdminError::Store(StoreError::KeyIdTaken) => {
