@@ -302,6 +302,8 @@ async fn idp_tokens_through_envoy() {
         &both,
         "--idp-groups",
         "platform",
+        "--rpm",
+        "3",
     ]);
     let platform_id = platform["team_id"].as_str().unwrap().to_owned();
     let dana = sso
@@ -338,6 +340,20 @@ async fn idp_tokens_through_envoy() {
     chat_as(stack, &alice, MODEL, Some("platform"))
         .await
         .assert_error(403, "team_not_allowed");
+    // The team's own limits apply to its members' tokens: the platform team's RPM of 3 counts
+    // every request dana made as that team, and only those.
+    let used = if platform_id < sso.team_id { 3 } else { 2 };
+    for _ in used..3 {
+        chat_as(stack, &dana, MODEL, Some("platform"))
+            .await
+            .assert_success();
+    }
+    chat_as(stack, &dana, MODEL, Some("platform"))
+        .await
+        .assert_error(429, "rate_limit_exceeded");
+    chat_as(stack, &dana, MODEL, Some("engineering"))
+        .await
+        .assert_success();
 
     let mut sent: Vec<&str> = vec![&alice, &removed, &bob_1, &bob_2, &dana];
     sent.extend(refusals.iter().map(|(token, _, _)| token.as_str()));
@@ -451,9 +467,56 @@ async fn idp_bad_tokens() {
     let non_utf8 = with_claims_bytes(&alice, &bytes);
     sso.assert_refused(&non_utf8, 401, "token_malformed").await;
 
+    // A token that is not valid yet: the IdP never issues one, so it comes from a second
+    // issuer whose JWKS the test uploads (`idp add --jwks-file`) and whose key signs here.
+    let own = ES256KeyPair::generate().with_key_id("own-1");
+    let mut jwk: Value = serde_json::from_str(&own.public_key().to_jwk()).unwrap();
+    jwk["kid"] = json!("own-1");
+    let jwks_file = sso.stack.control_plane.data_dir().join("own-jwks.json");
+    std::fs::write(&jwks_file, json!({ "keys": [jwk] }).to_string()).unwrap();
+    let own_issuer = "https://own-issuer.example.com";
+    cli_ok(
+        &sso.stack.control_plane,
+        &[
+            "idp",
+            "add",
+            "--issuer",
+            own_issuer,
+            "--audience",
+            AUDIENCE,
+            "--jwks-file",
+            jwks_file.to_str().unwrap(),
+        ],
+    );
+    let signed_from = |not_before: u64| {
+        let claims = json!({
+            "iss": own_issuer,
+            "aud": AUDIENCE,
+            "sub": "gina@example.com",
+            "groups": [GROUP],
+            "nbf": not_before,
+            "exp": now_s() + 3600,
+        });
+        own.sign(exact_claims(claims.as_object().unwrap().clone()))
+            .unwrap()
+    };
+    let current = signed_from(now_s());
+    sso.stack.gateway().wait_for_status(&current, 200).await;
+    let early = signed_from(now_s() + 600);
+    sso.assert_refused(&early, 401, "token_not_yet_valid").await;
+
     // Envoy still serves, and its log holds neither a panic nor a token.
     sso.chat(&alice).await.assert_success();
-    sso.assert_log_clean(&[&alice, &large, &wide, &nested_ok, &nested_only, &non_utf8]);
+    sso.assert_log_clean(&[
+        &alice,
+        &large,
+        &wide,
+        &nested_ok,
+        &nested_only,
+        &non_utf8,
+        &current,
+        &early,
+    ]);
 }
 
 /// The IdP rotates its keys: tokens with the new `kid` are accepted within a poll tick of the
