@@ -53,11 +53,12 @@ pub enum Principal {
     MasterKey,
     /// An admin key, by public id.
     AdminKey(String),
+    /// An IdP access token of this issuer whose groups map to a role.
+    IdpToken { issuer: String },
 }
 
 /// Who is calling: established once per call from the bearer credential (see
-/// [`crate::admin::Admin::authenticate`]). Later credentials (IdP tokens whose groups map to
-/// roles) become another [`Principal`] with the same fields.
+/// [`crate::admin::Admin::authenticate`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub principal: Principal,

@@ -261,7 +261,7 @@ fn user_policy(user: &User, spend: &SpendReader<'_>, now: Timestamp) -> pb::User
 
 /// `None` until the issuer has keys: without them no token of it can verify, and the filter
 /// then answers as for an unknown issuer.
-fn identity_provider(p: IdentityProvider) -> Option<pb::IdentityProvider> {
+pub(crate) fn identity_provider(p: IdentityProvider) -> Option<pb::IdentityProvider> {
     Some(pb::IdentityProvider {
         jwks_json: p.keys.jwks_json?,
         issuer: p.issuer,

@@ -165,6 +165,16 @@ impl Issuers {
     pub fn get(&self, name: &str) -> Option<&Rc<Issuer>> {
         self.by_name.get(name)
     }
+
+    /// Issuers built from snapshot entries as they are, for verifying tokens outside a worker
+    /// (the control plane checks admin tokens with the rules requests get).
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = &'a ProviderEntry>) -> Self {
+        let by_name = entries
+            .into_iter()
+            .map(|entry| (entry.provider.issuer.clone(), Rc::new(Issuer::new(entry))))
+            .collect();
+        Self { by_name }
+    }
 }
 
 /// A caller proven by a token, with the issuer that vouches for them.

@@ -386,6 +386,39 @@ async fn idp_tokens_through_envoy() {
         },
     )
     .await;
+
+    // The same IdP's tokens administer once a group is given a role: the control plane
+    // verifies them against the keys it fetched, as Envoy does for requests.
+    cli_ok(
+        cp,
+        &[
+            "idp",
+            "update",
+            idp.issuer(),
+            "--admin-role",
+            "mg-admins=auditor",
+        ],
+    );
+    let auditor = sso
+        .token(
+            "ivy@example.com",
+            &Person::new("ivy@example.com", &["mg-admins"]),
+        )
+        .await;
+    let teams = cli_ok(cp, &["--admin-token", &auditor, "team", "list", "--json"]);
+    assert!(teams.contains("engineering"), "{teams}");
+    let denied = cp.cli(&["--admin-token", &auditor, "team", "create", "--alias", "x"]);
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        stderr.contains("role auditor may not create_team"),
+        "{stderr}"
+    );
+    let outsider = cp.cli(&["--admin-token", &alice, "team", "list"]);
+    let stderr = String::from_utf8_lossy(&outsider.stderr);
+    assert!(
+        stderr.contains("none of the token's groups is given an admin role"),
+        "{stderr}"
+    );
     // Old records and these new ones chain and verify alike.
     let verify = cp.cli_json(&["audit", "verify"]);
     assert!(verify.is_object(), "audit verify printed {verify}");

@@ -11,6 +11,7 @@ use crate::audit::entry_from_record;
 use crate::authz::{self, Action, Caller, Object, Principal};
 use crate::clock::Timestamp;
 use crate::domain::{ApiKey, ModelRoute, Team, UsageBatch, User};
+use crate::identity::admin_token::{self, AdminTokenError};
 use crate::keys;
 use crate::store::Store;
 
@@ -153,9 +154,10 @@ pub fn model_fields(m: &ModelRoute) -> Vec<(&'static str, String)> {
 }
 
 impl<S: Store> Admin<S> {
-    /// The caller behind an `authorization` header value: the master key (break-glass), or a
-    /// live admin key. Virtual keys, data-plane tokens and unknown or revoked admin keys are
-    /// unauthenticated; the presented credential is never logged.
+    /// The caller behind an `authorization` header value: the master key (break-glass), a
+    /// live admin key, or an IdP token whose groups give a role. Virtual keys, data-plane
+    /// tokens and unknown or revoked admin keys are unauthenticated; the presented credential
+    /// is never logged.
     pub async fn authenticate(
         &self,
         authorization: Option<&str>,
@@ -179,6 +181,9 @@ impl<S: Store> Admin<S> {
         if self.master_key.matches(token) {
             tracing::info!(%peer, "admin call with the master key (break-glass)");
             return Ok(Caller::master_key(peer));
+        }
+        if modelgate_filter::identity::jwt::looks_like_jwt(token) {
+            return self.authenticate_token(token, peer).await;
         }
         if admin_key::public_id_of(token).is_none() {
             tracing::warn!(%peer, "admin call with a credential that is not an admin key");
@@ -219,6 +224,51 @@ impl<S: Store> Admin<S> {
             user_id: key.user_id,
             role: key.role,
             teams: key.teams,
+            remote: peer.to_owned(),
+        })
+    }
+
+    /// An IdP token against the issuers that give admin roles. Team-bound roles act for the
+    /// teams the token's groups map to (`idp_groups`), as the filter maps them for requests;
+    /// a team role without such a team is refused rather than left with nothing to act on.
+    async fn authenticate_token(&self, token: &str, peer: &str) -> AdminResult<Caller> {
+        let providers = self.store.list_identity_providers().await?;
+        let admin =
+            admin_token::verify(token, &providers, Timestamp::now().as_millis()).map_err(|e| {
+                tracing::warn!(%peer, error = %e, "admin call with a refused IdP token");
+                let why = match &e {
+                    AdminTokenError::Token(_) => format!("IdP token refused: {e}"),
+                    AdminTokenError::NoRole { .. } => e.to_string(),
+                };
+                AdminError::Unauthenticated(why)
+            })?;
+        let groups = &admin.token.groups;
+        let teams: Vec<String> = if admin.role.has_teams() {
+            self.store
+                .list_teams()
+                .await?
+                .into_iter()
+                .filter(|t| t.idp_groups.iter().any(|g| groups.contains(g)))
+                .map(|t| t.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if admin.role.has_teams() && teams.is_empty() {
+            tracing::warn!(%peer, user = %admin.token.user_id, "admin token for a team role without a mapped team");
+            return Err(AdminError::Unauthenticated(format!(
+                "role {} needs a team, and none of the token's groups maps to one",
+                admin.role
+            )));
+        }
+        tracing::info!(%peer, user = %admin.token.user_id, role = %admin.role, issuer = %admin.token.issuer, "admin call with an IdP token");
+        Ok(Caller {
+            principal: Principal::IdpToken {
+                issuer: admin.token.issuer,
+            },
+            user_id: admin.token.user_id,
+            role: admin.role,
+            teams,
             remote: peer.to_owned(),
         })
     }
@@ -307,9 +357,10 @@ fn admin_record(
     denied: Option<&str>,
     changes: Vec<FieldChange>,
 ) -> pb::UsageRecord {
-    let (principal, admin_key_id) = match &caller.principal {
-        Principal::MasterKey => ("master_key", String::new()),
-        Principal::AdminKey(id) => ("admin_key", id.clone()),
+    let (principal, admin_key_id, issuer) = match &caller.principal {
+        Principal::MasterKey => ("master_key", String::new(), String::new()),
+        Principal::AdminKey(id) => ("admin_key", id.clone(), String::new()),
+        Principal::IdpToken { issuer } => ("idp_token", String::new(), issuer.clone()),
     };
     pb::UsageRecord {
         request_id: id.to_owned(),
@@ -325,6 +376,7 @@ fn admin_record(
         http_status: if denied.is_some() { 403 } else { 200 },
         path: format!("{ADMIN_RECORD_PATH}{}", action.as_str()),
         auth_method: principal.to_owned(),
+        issuer,
         admin: Some(pb::AdminAction {
             principal: principal.to_owned(),
             admin_key_id,

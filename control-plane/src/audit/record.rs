@@ -193,7 +193,7 @@ pub struct RecordJson<'a> {
 /// An admin call in a record's JSON.
 #[derive(Debug, Serialize)]
 pub struct AdminJson<'a> {
-    /// "master_key" (break-glass) or "admin_key".
+    /// "master_key" (break-glass), "admin_key" or "idp_token".
     pub principal: &'a str,
     pub admin_key_id: Option<&'a str>,
     pub actor: &'a str,

@@ -74,7 +74,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// What the CLI authenticates with: an admin key (`--admin-key`), or the master key.
+/// What the CLI authenticates with: an admin key (`--admin-key`), an IdP token
+/// (`--admin-token`), or the master key.
 /// `Debug` never shows it.
 pub struct AdminCredential(String);
 
@@ -94,6 +95,17 @@ impl AdminCredential {
             ));
         }
         Ok(Self(key.to_owned()))
+    }
+
+    pub fn idp_token(token: &str) -> Result<Self, CliError> {
+        let token = token.trim();
+        if !modelgate_filter::identity::jwt::looks_like_jwt(token) {
+            return Err(CliError::Usage(
+                "--admin-token (MODELGATE_ADMIN_TOKEN) must be an access token from your IdP: a JWT, header.claims.signature"
+                    .to_owned(),
+            ));
+        }
+        Ok(Self(token.to_owned()))
     }
 }
 

@@ -12,6 +12,14 @@ use super::admin::{connect, read_policy, ClearArgs, LimitArgs};
 use super::output::{self, json_line, list, table, time, LimitsJson};
 use super::{CliError, GlobalArgs};
 use crate::clock::Timestamp;
+use crate::identity::split_admin_role;
+
+/// `GROUP=ROLE` as given to `--admin-role` (the role is checked by the control plane).
+fn admin_role_arg(pair: &str) -> Result<pb::AdminRoleGroup, String> {
+    split_admin_role(pair)
+        .map(|(group, role)| pb::AdminRoleGroup { group, role })
+        .map_err(|e| e.to_string())
+}
 
 /// Limits of users first seen through the issuer (just-in-time), until an admin sets theirs.
 #[derive(Args, Default)]
@@ -94,6 +102,12 @@ pub enum IdpCommand {
         clock_skew: Option<u32>,
         #[command(flatten)]
         limits: DefaultLimitArgs,
+        /// Members of GROUP may call the admin API with their tokens, as ROLE (admin,
+        /// team_admin, auditor or member; team roles act for the teams their groups map to).
+        /// Repeatable; a token with several mapped groups takes the first of admin,
+        /// team_admin, auditor, member.
+        #[arg(long = "admin-role", value_name = "GROUP=ROLE", value_parser = admin_role_arg)]
+        admin_roles: Vec<pb::AdminRoleGroup>,
         #[arg(long)]
         json: bool,
     },
@@ -123,6 +137,12 @@ pub enum IdpCommand {
         clock_skew: Option<u32>,
         #[command(flatten)]
         limits: DefaultLimitArgs,
+        /// Replaces the group → admin role mapping (see `idp add --admin-role`).
+        #[arg(long = "admin-role", value_name = "GROUP=ROLE", value_parser = admin_role_arg)]
+        admin_roles: Option<Vec<pb::AdminRoleGroup>>,
+        /// No group may administer with this issuer's tokens any more.
+        #[arg(long, conflicts_with = "admin_roles")]
+        no_admin_roles: bool,
         #[command(flatten)]
         clear: ClearArgs,
         #[arg(long)]
@@ -156,6 +176,7 @@ pub async fn run_idp(global: &GlobalArgs, command: IdpCommand) -> Result<(), Cli
             allowed_groups,
             clock_skew,
             limits,
+            admin_roles,
             json,
         } => {
             let request = pb::CreateIdentityProviderRequest {
@@ -168,6 +189,7 @@ pub async fn run_idp(global: &GlobalArgs, command: IdpCommand) -> Result<(), Cli
                 allowed_groups,
                 clock_skew_s: clock_skew,
                 default_user_limits: limits.settings(),
+                admin_roles,
             };
             let p = admin.create_identity_provider(request).await?.into_inner();
             provider(&mut out, &p, "Added", json)
@@ -183,6 +205,8 @@ pub async fn run_idp(global: &GlobalArgs, command: IdpCommand) -> Result<(), Cli
             any_group,
             clock_skew,
             limits,
+            admin_roles,
+            no_admin_roles,
             clear,
             json,
         } => {
@@ -202,6 +226,10 @@ pub async fn run_idp(global: &GlobalArgs, command: IdpCommand) -> Result<(), Cli
                 clock_skew_s: clock_skew,
                 default_user_limits: limits.settings(),
                 clear: clear.clear,
+                admin_roles: match (admin_roles, no_admin_roles) {
+                    (_, true) => Some(pb::AdminRoleGroupList::default()),
+                    (groups, false) => groups.map(|groups| pb::AdminRoleGroupList { groups }),
+                },
             };
             let p = admin.update_identity_provider(request).await?.into_inner();
             provider(&mut out, &p, "Updated", json)
@@ -243,6 +271,8 @@ struct ProviderJson<'a> {
     allowed_groups: &'a [String],
     clock_skew_s: u32,
     default_user_limits: LimitsJson<'a>,
+    /// Group → admin role.
+    admin_roles: std::collections::BTreeMap<&'a str, &'a str>,
     created_at: Option<String>,
 }
 
@@ -281,6 +311,11 @@ impl<'a> From<&'a pb::IdentityProviderInfo> for ProviderJson<'a> {
             allowed_groups: &p.allowed_groups,
             clock_skew_s: p.clock_skew_s,
             default_user_limits: p.default_user_limits.as_ref().into(),
+            admin_roles: p
+                .admin_roles
+                .iter()
+                .map(|m| (m.group.as_str(), m.role.as_str()))
+                .collect(),
             created_at: time(p.created_at_ms),
         }
     }
@@ -344,6 +379,12 @@ fn provider(
     )?;
     writeln!(out, "allowed groups: {}", list(&p.allowed_groups))?;
     writeln!(out, "clock skew:     {} s", p.clock_skew_s)?;
+    let roles: Vec<String> = p
+        .admin_roles
+        .iter()
+        .map(|m| format!("{}={}", m.group, m.role))
+        .collect();
+    writeln!(out, "admin roles:    {}", list(&roles))?;
     writeln!(out, "new users get:")?;
     output::limit_lines(out, p.default_user_limits.as_ref())?;
     Ok(())

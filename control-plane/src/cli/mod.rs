@@ -61,6 +61,16 @@ pub struct GlobalArgs {
         global = true
     )]
     pub admin_key: Option<String>,
+    /// An access token from your IdP (a JWT) for admin commands, for an issuer registered with
+    /// `idp add --admin-role GROUP=ROLE`: your groups give your role.
+    #[arg(
+        long,
+        env = "MODELGATE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true,
+        conflicts_with = "admin_key"
+    )]
+    pub admin_token: Option<String>,
     /// Master key (bootstrap and break-glass credential). Default: read DATA_DIR/master.key.
     #[arg(
         long,
@@ -165,12 +175,14 @@ fn master_key(global: &GlobalArgs) -> Result<MasterKey, CliError> {
     master_key::read_file(&path)?.ok_or(CliError::NoMasterKey(path))
 }
 
-/// Where admin commands connect and what they present: `--admin-key` when given, else the
-/// master key.
+/// Where admin commands connect and what they present: `--admin-key` or `--admin-token`
+/// when given, else the master key.
 fn connect_args(global: &GlobalArgs) -> Result<(&str, AdminCredential), CliError> {
-    let credential = match global.admin_key.as_deref().filter(|k| !k.trim().is_empty()) {
-        Some(key) => AdminCredential::admin_key(key)?,
-        None => AdminCredential::from(master_key(global)?),
+    let given = |v: &Option<String>| v.clone().filter(|k| !k.trim().is_empty());
+    let credential = match (given(&global.admin_key), given(&global.admin_token)) {
+        (Some(key), _) => AdminCredential::admin_key(&key)?,
+        (None, Some(token)) => AdminCredential::idp_token(&token)?,
+        (None, None) => AdminCredential::from(master_key(global)?),
     };
     Ok((&global.addr, credential))
 }

@@ -6,7 +6,21 @@ use modelgate_proto::v1 as pb;
 use super::convert::{limit_settings, limits_input, non_empty};
 use crate::clock::Timestamp;
 use crate::identity::admin::{IdentityProviderInput, IdentityProviderUpdate};
-use crate::identity::{IdentityProvider, JwksSource};
+use crate::identity::{AdminRoleGroup, IdentityProvider, JwksSource};
+
+fn admin_role_pairs(groups: Vec<pb::AdminRoleGroup>) -> Vec<(String, String)> {
+    groups.into_iter().map(|m| (m.group, m.role)).collect()
+}
+
+fn admin_role_groups(groups: &[AdminRoleGroup]) -> Vec<pb::AdminRoleGroup> {
+    groups
+        .iter()
+        .map(|m| pb::AdminRoleGroup {
+            group: m.group.clone(),
+            role: m.role.as_str().to_owned(),
+        })
+        .collect()
+}
 
 pub(super) fn input(r: pb::CreateIdentityProviderRequest) -> IdentityProviderInput {
     IdentityProviderInput {
@@ -19,6 +33,7 @@ pub(super) fn input(r: pb::CreateIdentityProviderRequest) -> IdentityProviderInp
         allowed_groups: r.allowed_groups,
         clock_skew_s: r.clock_skew_s,
         default_user_limits: limits_input(r.default_user_limits),
+        admin_roles: admin_role_pairs(r.admin_roles),
     }
 }
 
@@ -34,6 +49,7 @@ pub(super) fn update(r: pb::UpdateIdentityProviderRequest) -> IdentityProviderUp
         clock_skew_s: r.clock_skew_s,
         default_user_limits: limits_input(r.default_user_limits),
         clear: r.clear,
+        admin_roles: r.admin_roles.map(|l| admin_role_pairs(l.groups)),
     }
 }
 
@@ -59,5 +75,6 @@ pub(super) fn info(p: &IdentityProvider) -> pb::IdentityProviderInfo {
         last_error: p.keys.last_error.clone().unwrap_or_default(),
         last_error_at_ms: millis(p.keys.last_error_at),
         created_at_ms: p.created_at.as_millis(),
+        admin_roles: admin_role_groups(&p.admin_roles),
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::jwks::Jwks;
 use super::refresher::JwksRefresher;
 use super::{
-    parse_audiences, parse_claim, parse_clock_skew, parse_issuer, parse_names, parse_url,
-    IdentityError, IdentityProvider, IdentityProviderPatch, JwksSource, JwksState,
+    parse_admin_roles, parse_audiences, parse_claim, parse_clock_skew, parse_issuer, parse_names,
+    parse_url, IdentityError, IdentityProvider, IdentityProviderPatch, JwksSource, JwksState,
 };
 use crate::admin::{AdminError, AdminResult};
 use crate::clock::Timestamp;
@@ -34,6 +34,8 @@ pub struct IdentityProviderInput {
     /// `None` = [`super::DEFAULT_CLOCK_SKEW_S`].
     pub clock_skew_s: Option<u32>,
     pub default_user_limits: LimitsInput,
+    /// `(group, role)` pairs: members of the group may administer as the role.
+    pub admin_roles: Vec<(String, String)>,
 }
 
 /// A change to an issuer: `None` keeps a field.
@@ -49,6 +51,8 @@ pub struct IdentityProviderUpdate {
     pub clock_skew_s: Option<u32>,
     pub default_user_limits: LimitsInput,
     pub clear: Vec<String>,
+    /// Replaces the group → role mapping; `Some(vec![])` removes admin access by token.
+    pub admin_roles: Option<Vec<(String, String)>>,
 }
 
 pub struct IdentityAdmin<S> {
@@ -97,6 +101,7 @@ impl<S: Store> IdentityAdmin<S> {
             groups_claim: parse_claim("groups", &input.groups_claim)?,
             clock_skew_s: parse_clock_skew(input.clock_skew_s)?,
             default_user_limits: input.default_user_limits.to_limits(now)?,
+            admin_roles: parse_admin_roles(input.admin_roles)?,
             created_at: now,
             keys,
         };
@@ -137,6 +142,7 @@ impl<S: Store> IdentityAdmin<S> {
                 .clock_skew_s
                 .map(|s| parse_clock_skew(Some(s)))
                 .transpose()?,
+            admin_roles: update.admin_roles.map(parse_admin_roles).transpose()?,
             limits: update.default_user_limits,
             limits_clear,
         };

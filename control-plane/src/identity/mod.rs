@@ -7,8 +7,10 @@
 //! - [`fetch`]: the HTTP side (OIDC discovery, size cap, timeouts).
 //! - [`refresher`]: the task that keeps every issuer's keys fresh.
 //! - [`admin`]: the admin operations (add, update, list, remove).
+//! - [`admin_token`]: an issuer's tokens as admin credentials (groups → roles).
 
 pub mod admin;
+pub mod admin_token;
 pub mod fetch;
 pub mod jwks;
 pub mod refresh;
@@ -16,6 +18,7 @@ pub mod refresher;
 
 use reqwest::Url;
 
+use crate::authz::Role;
 use crate::clock::Timestamp;
 use crate::domain::ValidationError;
 use crate::limits::{Limits, LimitsClear, LimitsInput};
@@ -54,6 +57,17 @@ pub enum IdentityError {
     TwoJwksSources,
     #[error("the JWKS is invalid: {0}")]
     Jwks(#[from] jwks::JwksError),
+    #[error("admin role {0:?} is invalid: use GROUP=ROLE with ROLE one of admin, team_admin, auditor, member")]
+    AdminRole(String),
+    #[error("group {0:?} is given an admin role twice")]
+    AdminRoleTwice(String),
+}
+
+/// Members of `group` may call the admin API with the issuer's tokens, as `role`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminRoleGroup {
+    pub group: String,
+    pub role: Role,
 }
 
 /// Where an issuer's keys come from.
@@ -111,6 +125,8 @@ pub struct IdentityProvider {
     pub groups_claim: String,
     pub clock_skew_s: u32,
     pub default_user_limits: Limits,
+    /// Groups whose members administer with this issuer's tokens; empty = none do.
+    pub admin_roles: Vec<AdminRoleGroup>,
     pub created_at: Timestamp,
     pub keys: JwksState,
 }
@@ -125,6 +141,27 @@ impl IdentityProvider {
             .map(|jwks| jwks.kids)
             .unwrap_or_default()
     }
+
+    /// The role a token with `groups` administers as: the first its groups map to in the
+    /// order admin, team_admin, auditor, member; `None` when no group maps to one.
+    pub fn admin_role<S: AsRef<str>>(&self, groups: &[S]) -> Option<Role> {
+        self.admin_roles
+            .iter()
+            .filter(|m| groups.iter().any(|g| g.as_ref() == m.group))
+            .map(|m| m.role)
+            .min_by_key(|role| role_rank(*role))
+    }
+}
+
+/// Lower wins. One caller has one role, so a person in a team_admin group and an auditor
+/// group keeps the writes their team needs rather than the read-everything view.
+fn role_rank(role: Role) -> u8 {
+    match role {
+        Role::Admin => 0,
+        Role::TeamAdmin => 1,
+        Role::Auditor => 2,
+        Role::Member => 3,
+    }
 }
 
 /// A change to an issuer's settings, applied inside the store's transaction so it never
@@ -138,6 +175,7 @@ pub struct IdentityProviderPatch {
     pub user_claim: Option<String>,
     pub groups_claim: Option<String>,
     pub clock_skew_s: Option<u32>,
+    pub admin_roles: Option<Vec<AdminRoleGroup>>,
     pub limits: LimitsInput,
     pub limits_clear: LimitsClear,
 }
@@ -166,6 +204,10 @@ impl IdentityProviderPatch {
                 .clone()
                 .unwrap_or_else(|| provider.groups_claim.clone()),
             clock_skew_s: self.clock_skew_s.unwrap_or(provider.clock_skew_s),
+            admin_roles: self
+                .admin_roles
+                .clone()
+                .unwrap_or_else(|| provider.admin_roles.clone()),
             default_user_limits: self.limits.apply(
                 self.limits_clear,
                 &provider.default_user_limits,
@@ -319,6 +361,44 @@ pub fn parse_claim(what: &'static str, claim: &str) -> Result<String, IdentityEr
             claim: claim.chars().take(80).collect(),
         })
     }
+}
+
+/// `GROUP=ROLE` pairs (or already split ones) as a mapping; a group may appear once.
+pub fn parse_admin_roles<I, G, R>(pairs: I) -> Result<Vec<AdminRoleGroup>, IdentityError>
+where
+    I: IntoIterator<Item = (G, R)>,
+    G: AsRef<str>,
+    R: AsRef<str>,
+{
+    let mut out: Vec<AdminRoleGroup> = Vec::new();
+    for (group, role) in pairs {
+        let (group, role) = (group.as_ref().trim(), role.as_ref().trim());
+        let pair = || {
+            format!("{group}={role}")
+                .chars()
+                .take(80)
+                .collect::<String>()
+        };
+        let group = parse_names("group", [group])?
+            .pop()
+            .ok_or_else(|| IdentityError::AdminRole(pair()))?;
+        let role = Role::parse(role).ok_or_else(|| IdentityError::AdminRole(pair()))?;
+        if out.iter().any(|m| m.group == group) {
+            return Err(IdentityError::AdminRoleTwice(group));
+        }
+        out.push(AdminRoleGroup { group, role });
+    }
+    if out.len() > MAX_NAMES {
+        return Err(IdentityError::TooMany("admin role groups"));
+    }
+    Ok(out)
+}
+
+/// One `GROUP=ROLE` argument split at its last `=` (group names may contain `=`).
+pub fn split_admin_role(pair: &str) -> Result<(String, String), IdentityError> {
+    pair.rsplit_once('=')
+        .map(|(g, r)| (g.to_owned(), r.to_owned()))
+        .ok_or_else(|| IdentityError::AdminRole(pair.chars().take(80).collect()))
 }
 
 pub fn parse_clock_skew(skew_s: Option<u32>) -> Result<u32, IdentityError> {

@@ -169,6 +169,7 @@ fn provider() -> IdentityProvider {
         groups_claim: String::new(),
         clock_skew_s: 60,
         default_user_limits: Limits::default(),
+        admin_roles: Vec::new(),
         created_at: Timestamp::from_millis(1),
         keys: JwksState {
             jwks_json: Some(r#"{"keys":[]}"#.into()),
@@ -228,4 +229,82 @@ fn switching_source_keeps_the_last_good_keys_until_a_fetch() {
         "uploaded keys are never fetched"
     );
     assert_eq!(to_file.key_ids(), ["k1"]);
+}
+
+#[test]
+fn admin_roles_parse_from_group_role_pairs() {
+    let pairs = ["mg-admins=admin", " audit = auditor ", "a=b=team_admin"]
+        .into_iter()
+        .map(|p| split_admin_role(p).unwrap());
+    let roles = parse_admin_roles(pairs).unwrap();
+    let shown: Vec<(&str, Role)> = roles.iter().map(|m| (m.group.as_str(), m.role)).collect();
+    assert_eq!(
+        shown,
+        [
+            ("mg-admins", Role::Admin),
+            ("audit", Role::Auditor),
+            ("a=b", Role::TeamAdmin)
+        ]
+    );
+}
+
+#[test]
+fn bad_admin_roles_are_refused_with_the_pair() {
+    assert!(
+        matches!(split_admin_role("no-role"), Err(IdentityError::AdminRole(p)) if p == "no-role")
+    );
+    assert!(matches!(
+        parse_admin_roles([("g", "root")]),
+        Err(IdentityError::AdminRole(p)) if p == "g=root"
+    ));
+    assert!(matches!(
+        parse_admin_roles([("", "admin")]),
+        Err(IdentityError::AdminRole(_))
+    ));
+    assert!(matches!(
+        parse_admin_roles([("g", "admin"), ("g", "auditor")]),
+        Err(IdentityError::AdminRoleTwice(g)) if g == "g"
+    ));
+    assert!(matches!(
+        parse_admin_roles([("a,b", "admin")]),
+        Err(IdentityError::Name { .. })
+    ));
+}
+
+#[test]
+fn the_role_of_a_token_is_the_first_its_groups_map_to() {
+    let mut p = provider();
+    p.admin_roles = parse_admin_roles([
+        ("readers", "auditor"),
+        ("leads", "team_admin"),
+        ("ops", "admin"),
+        ("staff", "member"),
+    ])
+    .unwrap();
+    assert_eq!(p.admin_role(&["staff", "readers"]), Some(Role::Auditor));
+    assert_eq!(p.admin_role(&["readers", "leads"]), Some(Role::TeamAdmin));
+    assert_eq!(p.admin_role(&["staff", "ops", "leads"]), Some(Role::Admin));
+    assert_eq!(p.admin_role(&["staff"]), Some(Role::Member));
+    assert_eq!(
+        p.admin_role(&["Ops", "other"]),
+        None,
+        "groups match exactly"
+    );
+    assert_eq!(p.admin_role::<&str>(&[]), None);
+}
+
+#[test]
+fn a_patch_replaces_or_keeps_the_admin_roles() {
+    let now = Timestamp::from_millis(50);
+    let mut p = provider();
+    p.admin_roles = parse_admin_roles([("ops", "admin")]).unwrap();
+    let kept = IdentityProviderPatch::default().apply(&p, now).unwrap();
+    assert_eq!(kept.admin_roles, p.admin_roles);
+    let cleared = IdentityProviderPatch {
+        admin_roles: Some(Vec::new()),
+        ..IdentityProviderPatch::default()
+    }
+    .apply(&p, now)
+    .unwrap();
+    assert!(cleared.admin_roles.is_empty());
 }

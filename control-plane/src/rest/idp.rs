@@ -2,6 +2,7 @@
 //! over gRPC (Modelgate's own routes: LiteLLM has no equivalent). Admin-only, like every
 //! issuer change, and recorded in the audit chain.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Extension, State};
@@ -71,6 +72,13 @@ impl<S: Store> Issuers<S> {
     }
 }
 
+/// `"admin_roles": {"group": "role", …}` as the pairs the admin operations parse.
+fn admin_roles(body: &mut Body) -> Result<Option<Vec<(String, String)>>, RestError> {
+    Ok(body
+        .take::<BTreeMap<String, String>>("admin_roles")?
+        .map(|roles| roles.into_iter().collect()))
+}
+
 /// The JWKS given inline: a JSON object (as the IdP publishes it) or its text.
 fn jwks_text(body: &mut Body) -> Result<Option<String>, RestError> {
     Ok(body.take::<Value>("jwks")?.map(|v| match v {
@@ -95,6 +103,7 @@ async fn idp_new<S: Store>(
         allowed_groups: body.take("allowed_groups")?.unwrap_or_default(),
         clock_skew_s: body.take("clock_skew_s")?,
         default_user_limits: LimitFields::take(&mut body)?.input(),
+        admin_roles: admin_roles(&mut body)?.unwrap_or_default(),
     };
     body.finish()?;
     issuers
@@ -103,7 +112,7 @@ async fn idp_new<S: Store>(
 }
 
 /// Fields left out keep their value; `null` on a default limit unsets it; `"use_discovery":
-/// true` goes back to OIDC discovery.
+/// true` goes back to OIDC discovery; `admin_roles` replaces the mapping (`{}` removes it).
 async fn idp_update<S: Store>(
     State(issuers): Shared<S>,
     Extension(caller): Extension<Caller>,
@@ -122,6 +131,7 @@ async fn idp_update<S: Store>(
         clock_skew_s: body.take("clock_skew_s")?,
         default_user_limits: limits.input(),
         clear: limits.nulls(),
+        admin_roles: admin_roles(&mut body)?,
     };
     body.finish()?;
     issuers
@@ -176,6 +186,9 @@ fn idp_json(p: &IdentityProvider) -> Value {
         "last_error": p.keys.last_error,
         "last_error_at": time(p.keys.last_error_at),
         "created_at": p.created_at.to_rfc3339(),
+        "admin_roles": p.admin_roles.iter()
+            .map(|m| (m.group.clone(), Value::from(m.role.as_str())))
+            .collect::<serde_json::Map<_, _>>(),
     }));
     limits_json(&p.default_user_limits, &mut out);
     Value::Object(out)

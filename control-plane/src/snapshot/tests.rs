@@ -229,6 +229,7 @@ fn issuer(name: &str, jwks_json: Option<&str>) -> IdentityProvider {
             rpm: Some(20),
             ..Limits::default()
         },
+        admin_roles: Vec::new(),
         created_at: Timestamp::from_millis(5),
         keys: JwksState {
             jwks_json: jwks_json.map(str::to_owned),

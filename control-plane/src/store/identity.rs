@@ -8,9 +8,10 @@
 use std::future::Future;
 
 use super::sql::limit_columns;
-use super::StoreResult;
+use super::{StoreError, StoreResult};
+use crate::authz::Role;
 use crate::clock::Timestamp;
-use crate::identity::{IdentityProvider, IdentityProviderPatch, JwksFetchOutcome};
+use crate::identity::{AdminRoleGroup, IdentityProvider, IdentityProviderPatch, JwksFetchOutcome};
 
 pub trait IdentityStore: Send + Sync {
     /// [`super::StoreError::IdentityProviderExists`] when the issuer is registered.
@@ -54,7 +55,7 @@ macro_rules! idp_columns {
         concat!(
             "issuer, audiences, allowed_groups, jwks_source, jwks_url, jwks_json, \
              jwks_fetched_at_ms, next_refresh_at_ms, last_error, last_error_at_ms, user_claim, \
-             groups_claim, clock_skew_s, created_at_ms, ",
+             groups_claim, clock_skew_s, admin_roles, created_at_ms, ",
             limit_columns!()
         )
     };
@@ -63,17 +64,17 @@ macro_rules! idp_columns {
 pub(super) const INSERT_IDP: &str = concat!(
     "INSERT INTO identity_providers (issuer, audiences, allowed_groups, jwks_source, jwks_url, \
      jwks_json, jwks_fetched_at_ms, next_refresh_at_ms, last_error, last_error_at_ms, \
-     user_claim, groups_claim, clock_skew_s, ",
+     user_claim, groups_claim, clock_skew_s, admin_roles, ",
     limit_columns!(),
     ", created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-     $15, $16, $17, $18, $19, $20, $21)"
+     $15, $16, $17, $18, $19, $20, $21, $22)"
 );
 pub(super) const UPDATE_IDP: &str = "UPDATE identity_providers SET audiences = $2, \
      allowed_groups = $3, jwks_source = $4, jwks_url = $5, jwks_json = $6, \
      jwks_fetched_at_ms = $7, next_refresh_at_ms = $8, last_error = $9, last_error_at_ms = $10, \
-     user_claim = $11, groups_claim = $12, clock_skew_s = $13, rpm_limit = $14, \
-     tpm_limit = $15, max_parallel_requests = $16, max_budget = $17, budget_duration_ms = $18, \
-     budget_calendar = $19, budget_anchor_ms = $20 WHERE issuer = $1";
+     user_claim = $11, groups_claim = $12, clock_skew_s = $13, admin_roles = $14, \
+     rpm_limit = $15, tpm_limit = $16, max_parallel_requests = $17, max_budget = $18, \
+     budget_duration_ms = $19, budget_calendar = $20, budget_anchor_ms = $21 WHERE issuer = $1";
 pub(super) const SELECT_IDPS: &str = concat!(
     "SELECT ",
     idp_columns!(),
@@ -104,7 +105,7 @@ pub(super) fn source_from_columns(
         ("url", Some(url)) => Ok(JwksSource::Url(url)),
         ("discovery", _) => Ok(JwksSource::Discovery),
         ("file", _) => Ok(JwksSource::File),
-        (other, _) => Err(super::StoreError::Corrupt(format!(
+        (other, _) => Err(StoreError::Corrupt(format!(
             "identity provider jwks_source {other:?}"
         ))),
     }
@@ -116,6 +117,40 @@ pub(super) fn url_column(provider: &IdentityProvider) -> Option<&str> {
         crate::identity::JwksSource::Url(url) => Some(url),
         _ => provider.keys.fetched_from.as_deref(),
     }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AdminRoleColumn {
+    group: String,
+    role: String,
+}
+
+/// The `admin_roles` column: a JSON list of `{"group", "role"}` in the admin's order.
+pub(super) fn encode_admin_roles(roles: &[AdminRoleGroup]) -> StoreResult<String> {
+    let column: Vec<AdminRoleColumn> = roles
+        .iter()
+        .map(|m| AdminRoleColumn {
+            group: m.group.clone(),
+            role: m.role.as_str().to_owned(),
+        })
+        .collect();
+    serde_json::to_string(&column).map_err(|e| StoreError::Corrupt(format!("admin_roles: {e}")))
+}
+
+pub(super) fn decode_admin_roles(column: &str) -> StoreResult<Vec<AdminRoleGroup>> {
+    let corrupt = |what: String| StoreError::Corrupt(format!("admin_roles: {what}"));
+    let column: Vec<AdminRoleColumn> =
+        serde_json::from_str(column).map_err(|e| corrupt(e.to_string()))?;
+    column
+        .into_iter()
+        .map(|m| {
+            let role = Role::parse(&m.role).ok_or_else(|| corrupt(m.role.clone()))?;
+            Ok(AdminRoleGroup {
+                group: m.group,
+                role,
+            })
+        })
+        .collect()
 }
 
 /// Binds every column but the creation time, in `UPDATE_IDP`'s order (`$1` = issuer).
@@ -136,7 +171,8 @@ macro_rules! bind_provider {
             .bind(p.keys.last_error_at.map(Timestamp::as_millis))
             .bind(&p.user_claim)
             .bind(&p.groups_claim)
-            .bind(i64::from(p.clock_skew_s));
+            .bind(i64::from(p.clock_skew_s))
+            .bind(idp_sql::encode_admin_roles(&p.admin_roles)?);
         bind_limits!(query, limits)
     }};
 }
@@ -176,6 +212,7 @@ macro_rules! impl_identity_store {
                 clock_skew_s: u32::try_from(row.try_get::<i64, _>("clock_skew_s")?)
                     .map_err(|_| StoreError::Corrupt("clock_skew_s".into()))?,
                 default_user_limits: limits_from_row(row)?,
+                admin_roles: idp_sql::decode_admin_roles(row.try_get("admin_roles")?)?,
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
                 keys: JwksState {
                     jwks_json: row.try_get("jwks_json")?,

@@ -50,6 +50,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "litellm compatibility",
         sql: include_str!("migrations/postgres/0023_litellm_compat.sql"),
     },
+    EmbeddedMigration {
+        version: 26,
+        description: "idp admin roles",
+        sql: include_str!("migrations/postgres/0026_idp_admin_roles.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]

@@ -1,7 +1,8 @@
 //! Store suite cases for IdP issuers and team IdP groups (run per backend by `suite!`).
 
 use modelgate_control_plane::identity::{
-    IdentityProvider, IdentityProviderPatch, JwksFetchOutcome, JwksSource, JwksState,
+    parse_admin_roles, IdentityProvider, IdentityProviderPatch, JwksFetchOutcome, JwksSource,
+    JwksState,
 };
 
 use super::*;
@@ -23,6 +24,7 @@ fn issuer(name: &str) -> IdentityProvider {
             tpm: Some(5_000),
             ..Limits::default()
         },
+        admin_roles: parse_admin_roles([("mg-admins", "admin"), ("audit", "auditor")]).unwrap(),
         created_at: Timestamp::from_millis(1_000),
         keys: JwksState {
             next_refresh_at: Some(Timestamp::from_millis(1_000)),
@@ -61,6 +63,7 @@ pub(super) async fn identity_providers_are_created_updated_listed_and_removed<B:
         audiences: Some(vec!["modelgate".into()]),
         allowed_groups: Some(vec![]),
         clock_skew_s: Some(5),
+        admin_roles: Some(parse_admin_roles([("leads", "team_admin")]).unwrap()),
         ..IdentityProviderPatch::default()
     };
     let now = Timestamp::from_millis(2_000);
@@ -71,6 +74,12 @@ pub(super) async fn identity_providers_are_created_updated_listed_and_removed<B:
     assert_eq!(updated.audiences, ["modelgate"]);
     assert!(updated.allowed_groups.is_empty());
     assert_eq!(updated.clock_skew_s, 5);
+    assert_eq!(updated.admin_roles, patch.admin_roles.clone().unwrap());
+    assert_eq!(
+        store.find_identity_provider(&idp.issuer).await.unwrap(),
+        Some(updated.clone()),
+        "admin roles are stored with the issuer"
+    );
     assert_eq!(store.policy_version().await.unwrap(), v1 + 1);
     // The same change again: nothing to write, no new version.
     store

@@ -56,6 +56,8 @@ impl Interceptor for PresentedCredential {
 const ENV_VARS: &[&str] = &[
     "MODELGATE_ADDR",
     "MODELGATE_MASTER_KEY",
+    "MODELGATE_ADMIN_KEY",
+    "MODELGATE_ADMIN_TOKEN",
     "MODELGATE_DATA_DIR",
     "MODELGATE_GRPC_ADDR",
     "MODELGATE_HTTP_ADDR",

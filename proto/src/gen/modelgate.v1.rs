@@ -289,7 +289,7 @@ pub struct UsageRecord {
 /// where, and what changed. Never a secret: keys appear by public id only.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct AdminAction {
-    /// "master_key" (break-glass) or "admin_key".
+    /// "master_key" (break-glass), "admin_key" or "idp_token" (the record's `issuer` names the IdP).
     #[prost(string, tag = "1")]
     pub principal: ::prost::alloc::string::String,
     /// The admin key's public id; empty for the master key.
@@ -943,6 +943,24 @@ pub struct IdentityProviderInfo {
     pub last_error_at_ms: i64,
     #[prost(int64, tag = "15")]
     pub created_at_ms: i64,
+    /// Groups whose members may call the admin API with this issuer's tokens, and as which role.
+    #[prost(message, repeated, tag = "16")]
+    pub admin_roles: ::prost::alloc::vec::Vec<AdminRoleGroup>,
+}
+/// Members of `group` (in the issuer's groups claim) administer as `role`: "admin",
+/// "team_admin", "auditor" or "member". team_admin and member act for the teams their groups
+/// map to (TeamSettings.idp_groups).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AdminRoleGroup {
+    #[prost(string, tag = "1")]
+    pub group: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub role: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AdminRoleGroupList {
+    #[prost(message, repeated, tag = "1")]
+    pub groups: ::prost::alloc::vec::Vec<AdminRoleGroup>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateIdentityProviderRequest {
@@ -971,6 +989,9 @@ pub struct CreateIdentityProviderRequest {
     pub clock_skew_s: ::core::option::Option<u32>,
     #[prost(message, optional, tag = "9")]
     pub default_user_limits: ::core::option::Option<LimitSettings>,
+    /// Empty = this issuer's tokens cannot call the admin API.
+    #[prost(message, repeated, tag = "10")]
+    pub admin_roles: ::prost::alloc::vec::Vec<AdminRoleGroup>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UpdateIdentityProviderRequest {
@@ -1001,6 +1022,9 @@ pub struct UpdateIdentityProviderRequest {
     /// budget_duration.
     #[prost(string, repeated, tag = "11")]
     pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Replaces the group → role mapping (an empty list = no admin access by token).
+    #[prost(message, optional, tag = "12")]
+    pub admin_roles: ::core::option::Option<AdminRoleGroupList>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct IdentityProviderRef {
