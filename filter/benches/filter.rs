@@ -1,7 +1,7 @@
 //! The filter's per-request steps, natively and single-threaded: key lookup, body parse with
 //! the allowlist, limit admission, SSE usage, the audit record, snapshot decode, and whole
 //! requests through `RequestFlow` with the fake host, and IdP JWTs (first sight per
-//! algorithm; a cached token next to a key lookup). `cargo bench -p modelgate-filter`
+//! algorithm; a cached token next to a key, alone and in whole requests). `cargo bench -p modelgate-filter`
 //! measures; `cargo test --benches -p modelgate-filter` runs each once (CI's smoke).
 
 // A fixture that does not build or a request the filter refuses would make every number
@@ -14,11 +14,12 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use modelgate_filter::audit::{Outcome, RecordDraft};
-use modelgate_filter::credential::KeyDigest;
+use modelgate_filter::credential::{self, Credential, KeyDigest};
 use modelgate_filter::exchange::ResponseStream;
 use modelgate_filter::host::fake::FakeHost;
 use modelgate_filter::host::Host;
 use modelgate_filter::identity::fixture::{self as idp_fixture, TestIdp, ALGORITHMS};
+use modelgate_filter::identity::jwks::Algorithm;
 use modelgate_filter::identity::{jwt, IdentityCache, Issuers};
 use modelgate_filter::limits::{self, Actual, Demand, Plan};
 use modelgate_filter::models::{self, request::ModelRequest, Allowlist};
@@ -232,17 +233,17 @@ fn whole_request(c: &mut Criterion) {
 }
 
 /// A JWT seen for the first time (shape, claims, issuer, key, signature, claims checks), per
-/// algorithm; then a token this worker verified before next to a key lookup, both in a
-/// 10k-key snapshot that also lists the IdP.
+/// algorithm; then a token this worker verified before next to a key, both in a 10k-key
+/// snapshot that also lists the IdP: the credential step alone, and whole requests.
 fn jwt_verification(c: &mut Criterion) {
     const MAX_TOKEN_BYTES: usize = 16 * 1024;
     let idp = TestIdp::new();
     let mut snapshot = support::snapshot(10_000, "");
     snapshot.identity_providers = vec![idp.provider()];
-    let index = PolicyIndex::from_snapshot(snapshot);
+    let index = PolicyIndex::from_snapshot(snapshot.clone());
     let issuers = Issuers::of(&index, &Issuers::default());
     let now = FakeHost::START_MS;
-    let claims = idp_fixture::claims(now, "alice@corp.example", &["ai-users", "platform"]);
+    let claims = token_claims(now);
 
     let mut group = c.benchmark_group("jwt_first_sight");
     group.throughput(Throughput::Elements(1));
@@ -255,21 +256,67 @@ fn jwt_verification(c: &mut Criterion) {
     }
     group.finish();
 
+    // What each request pays from the `Authorization` value to a known caller: a key is
+    // hashed and looked up (its policy decoded from the snapshot), a token is found in the
+    // worker's cache (RS256, the common default, and the longest signature of the usual
+    // algorithms).
+    let token = idp.sign(Algorithm::Rs256, claims);
     let mut group = c.benchmark_group("credential_cached");
     group.throughput(Throughput::Elements(1));
     let cache = IdentityCache::new();
-    let token = idp.sign(ALGORITHMS[0], claims);
-    cache
-        .verify(&index, &token, now, MAX_TOKEN_BYTES)
-        .expect("the bench token verifies");
-    group.bench_function("jwt", |b| {
-        b.iter(|| black_box(cache.verify(&index, &token, now, MAX_TOKEN_BYTES).is_ok()))
-    });
-    let digest = KeyDigest::of(&support::secret(0));
-    group.bench_function("key", |b| {
-        b.iter(|| black_box(index.authorize(&digest, now).is_ok()))
-    });
+    let known = |header: &str| match credential::extract(Some(header.as_bytes()), None) {
+        Ok(Credential::Key(digest)) => index.authorize(&digest, now).is_ok(),
+        Ok(Credential::Jwt(jwt)) => cache
+            .verify(&index, jwt.as_str(), now, MAX_TOKEN_BYTES)
+            .is_ok(),
+        Err(_) => false,
+    };
+    let bearers = [
+        ("jwt", format!("Bearer {token}")),
+        ("key", format!("Bearer {}", support::secret(0))),
+    ];
+    for (label, bearer) in &bearers {
+        assert!(known(bearer), "the bench {label} is accepted");
+        group.bench_function(*label, |b| b.iter(|| black_box(known(black_box(bearer)))));
+    }
     group.finish();
+
+    // Whole requests (headers, body, answer, log) with the same limit scopes, team and
+    // user: a key with no limits of its own, owned by user0, and user0's cached token.
+    snapshot.keys[0].limits = None;
+    snapshot.teams[0].idp_groups = vec![GROUP.to_owned()];
+    let mut worker = Worker::new(&snapshot).expect("worker");
+    let body = support::chat_body();
+    let mut group = c.benchmark_group("credential_cached_request");
+    group.throughput(Throughput::Elements(1));
+    for (label, bearer) in [("jwt", token), ("key", support::secret(0))] {
+        worker
+            .request(&bearer, &body, support::ANSWER)
+            .expect("the bench request goes through");
+        group.bench_function(label, |b| {
+            b.iter(|| black_box(worker.request(&bearer, &body, support::ANSWER).is_ok()))
+        });
+    }
+    group.finish();
+}
+
+/// The IdP group the bench team maps.
+const GROUP: &str = "ai-users";
+
+/// Claims of the size IdPs issue (a 1 KB token with RS256): the fixture's, for the user of
+/// key 0, plus the usual OpenID extras, valid for ten days of the fake clock (every whole
+/// request moves it 1 ms).
+fn token_claims(now_ms: i64) -> serde_json::Value {
+    let mut claims = idp_fixture::claims(now_ms, "user0@example.com", &[GROUP, "platform"]);
+    claims["exp"] = (now_ms / 1000 + 10 * 24 * 3600).into();
+    claims["email"] = "user0@example.com".into();
+    claims["name"] = "User Zero".into();
+    claims["azp"] = "open-webui".into();
+    claims["scope"] = "openid email profile groups offline_access".into();
+    claims["jti"] = "8d1c0b4e-2f5a-4c1e-9b7d-3a6e5f4d2c1b".into();
+    claims["sid"] = "f3a9c2d1-7b6e-4a5f-8c3d-2e1b0a9f8e7d".into();
+    claims["auth_time"] = (now_ms / 1000 - 600).into();
+    claims
 }
 
 criterion_group!(

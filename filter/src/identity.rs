@@ -1,9 +1,11 @@
-//! IdP JWTs as credentials (and, in `asserted`, end users named by a service key): the snapshot's issuers (with their JWKS) turned into verifiers
-//! once per change, tokens verified locally (never a network call), verified tokens cached
-//! per worker, groups mapped to teams, and unknown `kid`s handed to the singleton so the
-//! control plane refetches the issuer's keys.
+//! IdP JWTs as credentials (and, in `asserted`, end users named by a service key): the
+//! snapshot's issuers (with their JWKS) turned into verifiers once per change, tokens
+//! verified locally (never a network call), verified tokens cached per worker with what was
+//! resolved from them (see `cache`), groups mapped to teams, and unknown `kid`s handed to the
+//! singleton so the control plane refetches the issuer's keys.
 
 pub mod asserted;
+mod cache;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixture;
 pub mod jwks;
@@ -15,14 +17,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use modelgate_proto::v1::{IdentityProvider, Limits};
+use modelgate_proto::v1::{IdentityProvider, Limits, UserPolicy};
 use sha2::{Digest, Sha256};
 
 use crate::policy::{PolicyIndex, ProviderEntry};
+use cache::{Entry, TokenCache};
+pub use cache::{MAX_CACHED_TOKENS, MAX_CACHED_TOKEN_BYTES};
 use jwks::KeySet;
 
-/// Verified tokens kept per worker; past this, expired ones are dropped, then all.
-pub const MAX_CACHED_TOKENS: usize = 10_000;
 /// Claim naming the user when the issuer names none.
 const DEFAULT_USER_CLAIM: &str = "sub";
 /// Claim holding the groups when the issuer names none.
@@ -182,6 +184,12 @@ impl Issuers {
 pub struct Caller {
     pub token: Rc<VerifiedToken>,
     pub issuer: Rc<Issuer>,
+    /// The ids of the teams the token's groups map to in the snapshot it was checked
+    /// against, in id order ([`teams::mapped`]); empty when the issuer allows none of them.
+    pub teams: Rc<[String]>,
+    /// The user's policy when the snapshot lists none (a user first seen): the issuer's
+    /// default limits.
+    pub first_seen: Rc<UserPolicy>,
 }
 
 /// One worker's issuers and verified tokens.
@@ -195,15 +203,7 @@ struct State {
     /// The snapshot version `issuers` were built from.
     version: Option<u64>,
     issuers: Issuers,
-    /// Verified tokens by the SHA-256 of the whole token.
-    tokens: HashMap<[u8; 32], Cached>,
-}
-
-#[derive(Debug)]
-struct Cached {
-    token: Rc<VerifiedToken>,
-    /// The issuer entry that verified it: a new JWKS, audience or claim setting re-verifies.
-    fingerprint: [u8; 32],
+    tokens: TokenCache,
 }
 
 impl IdentityCache {
@@ -220,60 +220,75 @@ impl IdentityCache {
         now_ms: i64,
         max_bytes: usize,
     ) -> Result<Caller, TokenError> {
-        // Before hashing: an oversized token costs nothing more than its length.
+        // Before anything else: an oversized token costs nothing more than its length.
         if token.len() > max_bytes {
             return Err(TokenError::TooLarge(max_bytes));
         }
         let mut state = self.state.borrow_mut();
-        if state.version != Some(policy.version()) {
-            state.issuers = Issuers::of(policy, &state.issuers);
-            state.version = Some(policy.version());
+        let State {
+            version,
+            issuers,
+            tokens,
+        } = &mut *state;
+        let snapshot = policy.version();
+        if *version != Some(snapshot) {
+            *issuers = Issuers::of(policy, issuers);
+            *version = Some(snapshot);
         }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now_s = u64::try_from(now_ms / 1000).unwrap_or_default();
-        if let Some(cached) = state.tokens.get(&digest) {
-            let issuer = state
-                .issuers
+        if let Some(cached) = tokens.get_mut(token) {
+            let issuer = issuers
                 .get(&cached.token.issuer)
-                .filter(|issuer| issuer.fingerprint == cached.fingerprint);
+                .filter(|issuer| issuer.fingerprint == cached.fingerprint)
+                .filter(|issuer| {
+                    now_s
+                        <= cached
+                            .token
+                            .expires_at_s
+                            .saturating_add(u64::from(issuer.clock_skew_s))
+                });
             if let Some(issuer) = issuer {
-                let until = cached
-                    .token
-                    .expires_at_s
-                    .saturating_add(u64::from(issuer.clock_skew_s));
-                if now_s <= until {
-                    return Ok(Caller {
-                        token: Rc::clone(&cached.token),
-                        issuer: Rc::clone(issuer),
-                    });
+                if cached.teams.0 != snapshot {
+                    cached.teams = (
+                        snapshot,
+                        teams::mapped(policy, &cached.token.groups, &issuer.allowed_groups),
+                    );
                 }
+                return Ok(Caller {
+                    token: Rc::clone(&cached.token),
+                    issuer: Rc::clone(issuer),
+                    teams: Rc::clone(&cached.teams.1),
+                    first_seen: Rc::clone(&cached.first_seen),
+                });
             }
-            state.tokens.remove(&digest);
+            tokens.remove(token);
         }
-        let verified = Rc::new(jwt::verify(token, &state.issuers, now_ms, max_bytes)?);
-        let issuer = state
-            .issuers
+        let verified = Rc::new(jwt::verify(token, issuers, now_ms, max_bytes)?);
+        let issuer = issuers
             .get(&verified.issuer)
             .cloned()
             .ok_or(TokenError::UnknownIssuer)?;
-        if state.tokens.len() >= MAX_CACHED_TOKENS {
-            state
-                .tokens
-                .retain(|_, cached| cached.token.expires_at_s >= now_s);
-            if state.tokens.len() >= MAX_CACHED_TOKENS {
-                state.tokens.clear();
-            }
-        }
-        state.tokens.insert(
-            digest,
-            Cached {
-                token: Rc::clone(&verified),
-                fingerprint: issuer.fingerprint,
-            },
+        let teams = teams::mapped(policy, &verified.groups, &issuer.allowed_groups);
+        let first_seen = Rc::new(UserPolicy {
+            user_id: verified.user_id.clone(),
+            limits: issuer.default_user_limits.clone(),
+            ..UserPolicy::default()
+        });
+        tokens.insert(
+            Entry::new(
+                token,
+                Rc::clone(&verified),
+                issuer.fingerprint,
+                Rc::clone(&first_seen),
+                (snapshot, Rc::clone(&teams)),
+            ),
+            now_s,
         );
         Ok(Caller {
             token: verified,
             issuer,
+            teams,
+            first_seen,
         })
     }
 

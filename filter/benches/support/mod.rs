@@ -12,6 +12,7 @@ use modelgate_filter::exchange::{BodyRead, RedactorCache};
 use modelgate_filter::flow::{BodyVerdict, RequestFlow, RequestHeaders, Verdict};
 use modelgate_filter::host::fake::FakeHost;
 use modelgate_filter::host::{Host, ServiceHost};
+use modelgate_filter::identity::IdentityCache;
 use modelgate_filter::snapshot::{publish_snapshot, SnapshotCache, SnapshotHead};
 use modelgate_proto::v1::{
     KeyPolicy, KeyStatus, Limits, ModelRoute, PolicySnapshot, TeamPolicy, UserPolicy,
@@ -134,14 +135,15 @@ pub fn pii_prompt() -> String {
     sentence.chars().cycle().take(4096).collect()
 }
 
-/// One Envoy worker: its config, snapshot cache and compiled redactors, as `wasm/root.rs`
-/// shares them with every HTTP context, over the fake host.
+/// One Envoy worker: its config, snapshot cache, compiled redactors and verified IdP tokens,
+/// as `wasm/root.rs` shares them with every HTTP context, over the fake host.
 #[derive(Debug)]
 pub struct Worker {
     pub host: FakeHost,
     config: Rc<FilterConfig>,
     snapshots: SnapshotCache,
     redactors: Rc<RedactorCache>,
+    identities: Rc<IdentityCache>,
 }
 
 impl Worker {
@@ -163,10 +165,11 @@ impl Worker {
             config: Rc::new(config),
             snapshots: SnapshotCache::new(),
             redactors: Rc::new(RedactorCache::new()),
+            identities: Rc::new(IdentityCache::new()),
         })
     }
 
-    /// One whole non-streamed request with `key`: headers, body, the upstream's `answer`
+    /// One whole non-streamed request with `key` (a virtual key or an IdP JWT): headers, body, the upstream's `answer`
     /// (200, JSON), log; the usage record is taken off the queue as the service would.
     /// The clock moves 1 ms per request, so rate windows roll as under steady traffic.
     pub fn request(&mut self, key: &str, body: &[u8], answer: &[u8]) -> Result<(), String> {
@@ -190,8 +193,9 @@ impl Worker {
                 b"6f1c2a0e-8d43-4b7a-9a51-2c0d5e7f9b13".to_vec(),
             ),
         ]);
-        let mut flow =
-            RequestFlow::new(Rc::clone(&self.config)).with_redactors(Rc::clone(&self.redactors));
+        let mut flow = RequestFlow::new(Rc::clone(&self.config))
+            .with_redactors(Rc::clone(&self.redactors))
+            .with_identities(Rc::clone(&self.identities));
         let verdict =
             flow.on_request_headers(&self.host, &mut self.snapshots, &headers, Some(PEER), false);
         if !matches!(verdict, Verdict::AwaitBody(_)) {

@@ -2,10 +2,6 @@
 //! the bearer's team chosen from their groups, their limits found in the snapshot or taken
 //! from the issuer's defaults (a user first seen), and the audit record told who they are.
 
-use std::borrow::Cow;
-
-use modelgate_proto::v1::UserPolicy;
-
 use super::admission::Access;
 use crate::audit::{AuthMethod, RecordDraft};
 use crate::credential::BearerJwt;
@@ -55,29 +51,17 @@ pub(super) fn identify(
     let token = &caller.token;
     draft.issuer.clone_from(&token.issuer);
     draft.user_id.clone_from(&token.user_id);
-    let team = teams::choose(
-        policy,
-        &token.groups,
-        &caller.issuer.allowed_groups,
-        request.team_header,
-    )
-    .map_err(|why| match why {
-        TeamChoiceError::NoTeam => Rejection::NoTeamForIdentity,
-        TeamChoiceError::NotAMember => Rejection::TeamNotAllowed,
-    })?;
+    let team =
+        teams::choose(policy, &caller.teams, request.team_header).map_err(|why| match why {
+            TeamChoiceError::NoTeam => Rejection::NoTeamForIdentity,
+            TeamChoiceError::NotAMember => Rejection::TeamNotAllowed,
+        })?;
     draft.team_id.clone_from(&team.team_id);
     if team.blocked {
         return Err(Rejection::TeamBlocked);
     }
-    let user = match policy.user(&token.user_id) {
-        Some(user) => Cow::Borrowed(user),
-        None => Cow::Owned(UserPolicy {
-            user_id: token.user_id.clone(),
-            limits: caller.issuer.default_user_limits.clone(),
-            ..UserPolicy::default()
-        }),
-    };
-    Ok(Access::for_member(policy, team, &user))
+    let user = policy.user(&token.user_id).unwrap_or(&caller.first_seen);
+    Ok(Access::for_member(policy, team, user))
 }
 
 #[cfg(test)]

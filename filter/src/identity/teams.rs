@@ -3,6 +3,7 @@
 //! the header the choice is deterministic: the mapped team whose id sorts first.
 
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use modelgate_proto::v1::TeamPolicy;
 
@@ -21,27 +22,33 @@ pub enum TeamChoiceError {
     NotAMember,
 }
 
-/// The team for a bearer of `groups`, vouched for by an issuer with `allowed_groups`
-/// (empty = any group), optionally asking for `requested` (the header's raw value).
-pub fn choose<'p>(
-    policy: &'p PolicyIndex,
-    groups: &[String],
-    allowed_groups: &[String],
-    requested: Option<&[u8]>,
-) -> Result<&'p TeamPolicy, TeamChoiceError> {
+/// The ids of the teams of `policy` a bearer of `groups` belongs to, in id order, when
+/// vouched for by an issuer with `allowed_groups` (empty = any group): none when that list
+/// holds none of their groups. The identity cache keeps the answer with the token for as
+/// long as the snapshot version is the same, so a token listing many groups is mapped once.
+pub fn mapped(policy: &PolicyIndex, groups: &[String], allowed_groups: &[String]) -> Rc<[String]> {
     let allowed = allowed_groups.is_empty()
         || groups
             .iter()
             .any(|group| allowed_groups.iter().any(|allowed| allowed == group));
     if !allowed {
-        return Err(TeamChoiceError::NoTeam);
+        return Rc::from([]);
     }
-    let mapped: BTreeSet<&str> = groups
+    let ids: BTreeSet<&String> = groups
         .iter()
         .flat_map(|group| policy.teams_of_group(group))
-        .map(String::as_str)
         .collect();
-    let mut teams = mapped.into_iter().filter_map(|id| policy.team(id));
+    ids.into_iter().cloned().collect()
+}
+
+/// The team among `mapped` (see [`mapped`]) the bearer acts for, optionally asking for
+/// `requested` (the header's raw value, a team id or alias).
+pub fn choose<'p>(
+    policy: &'p PolicyIndex,
+    mapped: &[String],
+    requested: Option<&[u8]>,
+) -> Result<&'p TeamPolicy, TeamChoiceError> {
+    let mut teams = mapped.iter().filter_map(|id| policy.team(id));
     match requested.map(<[u8]>::trim_ascii).filter(|v| !v.is_empty()) {
         None => teams.next().ok_or(TeamChoiceError::NoTeam),
         Some(wanted) => teams

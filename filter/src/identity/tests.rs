@@ -1,4 +1,4 @@
-use modelgate_proto::v1::{IdentityProvider, PolicySnapshot};
+use modelgate_proto::v1::{IdentityProvider, PolicySnapshot, TeamPolicy};
 use serde_json::{json, Value};
 
 use super::fixture::{self, claims, kid, TestIdp, ALGORITHMS, AUDIENCE, ISSUER};
@@ -221,6 +221,84 @@ fn a_verified_token_is_cached_until_its_issuer_changes_or_it_expires() {
             .code(),
         "token_expired"
     );
+}
+
+/// `token` with the payload of `other` (its own header and signature kept).
+fn with_payload_of(token: &str, other: &str) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let payload = other.split('.').nth(1).unwrap();
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
+#[test]
+fn a_cached_tokens_signature_under_another_payload_is_refused() {
+    let idp = TestIdp::new();
+    let policy = policy(1, vec![idp.provider()]);
+    let cache = IdentityCache::new();
+    for algorithm in [Algorithm::Rs256, Algorithm::Es256, Algorithm::EdDsa] {
+        let genuine = idp.sign(algorithm, claims(NOW_MS, "alice", &["ai-users"]));
+        // Another user and group of the same lengths: the forged token has the genuine
+        // one's length and signature, so it is looked for where the genuine one is cached.
+        let other = idp.sign(algorithm, claims(NOW_MS, "mally", &["ai-admin"]));
+        let forged = with_payload_of(&genuine, &other);
+        assert_eq!(forged.len(), genuine.len());
+        let first = verify(&cache, &policy, &genuine).unwrap();
+        let err = verify(&cache, &policy, &forged).unwrap_err();
+        assert_eq!(
+            err.code(),
+            "token_invalid_signature",
+            "{}",
+            algorithm.name()
+        );
+        let again = verify(&cache, &policy, &genuine).unwrap();
+        assert!(
+            Rc::ptr_eq(&first.token, &again.token),
+            "the genuine token stays cached"
+        );
+    }
+    assert_eq!(cache.cached_tokens(), 3);
+}
+
+#[test]
+fn a_cached_tokens_teams_follow_the_snapshot_and_its_issuer() {
+    let idp = TestIdp::new();
+    let team = |id: &str, groups: &[&str]| TeamPolicy {
+        team_id: id.to_owned(),
+        idp_groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        ..TeamPolicy::default()
+    };
+    let with_teams = |version, provider: IdentityProvider, teams: Vec<TeamPolicy>| {
+        PolicyIndex::from_snapshot(PolicySnapshot {
+            version,
+            identity_providers: vec![provider],
+            teams,
+            ..PolicySnapshot::default()
+        })
+    };
+    let cache = IdentityCache::new();
+    let token = idp.sign(
+        Algorithm::EdDsa,
+        claims(NOW_MS, "alice", &["ml", "ai-users"]),
+    );
+    let v1 = with_teams(1, idp.provider(), vec![team("research", &["ml"])]);
+    let first = verify(&cache, &v1, &token).unwrap();
+    assert_eq!(&*first.teams, ["research"]);
+
+    // A team that maps another of the token's groups appears with the next snapshot; the
+    // token itself is not verified again.
+    let teams = vec![team("research", &["ml"]), team("apps", &["ai-users"])];
+    let v2 = with_teams(2, idp.provider(), teams.clone());
+    let second = verify(&cache, &v2, &token).unwrap();
+    assert!(Rc::ptr_eq(&first.token, &second.token));
+    assert_eq!(&*second.teams, ["apps", "research"], "in id order");
+
+    // The issuer now lets only `ai-admins` in: verified anew, mapped to no team.
+    let mut strict = idp.provider();
+    strict.allowed_groups = vec!["ai-admins".to_owned()];
+    let third = verify(&cache, &with_teams(3, strict, teams), &token).unwrap();
+    assert!(!Rc::ptr_eq(&first.token, &third.token));
+    assert!(third.teams.is_empty());
+    assert_eq!(cache.cached_tokens(), 1);
 }
 
 #[test]
