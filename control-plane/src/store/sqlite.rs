@@ -53,6 +53,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "litellm compatibility",
         sql: include_str!("migrations/sqlite/0023_litellm_compat.sql"),
     },
+    EmbeddedMigration {
+        version: 25,
+        description: "model output cap",
+        sql: include_str!("migrations/sqlite/0025_model_output_cap.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]
