@@ -29,7 +29,9 @@ GRPC_PORT ?= 50051
 HTTP_PORT ?= 8081
 # The model route `make run` registers (the name clients send).
 MODEL ?= smollm2-135m
-export UPSTREAM_URL LISTEN_PORT ADMIN_PORT GRPC_PORT HTTP_PORT MODEL
+# Its output cap: completion tokens a request gets at most (0 = no cap).
+MAX_OUTPUT_TOKENS ?= 128
+export UPSTREAM_URL LISTEN_PORT ADMIN_PORT GRPC_PORT HTTP_PORT MODEL MAX_OUTPUT_TOKENS
 
 # `make bench`: results and the report go to target/bench/ in the checkout (gitignored), not
 # under CARGO_TARGET_DIR, so they are found next to the code that produced them.

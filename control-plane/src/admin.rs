@@ -152,9 +152,12 @@ pub struct ModelInput {
     pub output_cost_per_mtok: f64,
     /// 0 = the filter's default.
     pub default_max_tokens: u64,
+    /// 0 = no output cap.
+    pub max_output_tokens: u64,
 }
 
-/// `Some("")` resets the upstream name or cluster; `Some(0)` the default max tokens.
+/// `Some("")` resets the upstream name or cluster; `Some(0)` the default max tokens or the
+/// output cap.
 #[derive(Debug, Clone, Default)]
 pub struct ModelUpdate {
     pub upstream_model: Option<String>,
@@ -162,6 +165,7 @@ pub struct ModelUpdate {
     pub input_cost_per_mtok: Option<f64>,
     pub output_cost_per_mtok: Option<f64>,
     pub default_max_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
 }
 
 /// Which scope a spend report is about, as referenced by an admin.

@@ -278,6 +278,18 @@ pub fn parse_price(field: &'static str, v: f64) -> Result<f64, ValidationError> 
     }
 }
 
+/// The largest output cap a route may set: far above any model's context window, and small
+/// enough to fit the store's signed columns and a JSON number every client parses exactly.
+pub const MAX_OUTPUT_TOKENS_CAP: u64 = 1 << 31;
+
+/// A route's output cap: 0 means none.
+pub fn parse_max_output_tokens(v: u64) -> Result<Option<u64>, ValidationError> {
+    if v > MAX_OUTPUT_TOKENS_CAP {
+        return Err(ValidationError::LimitTooLarge("max_output_tokens"));
+    }
+    Ok((v > 0).then_some(v))
+}
+
 /// Empty input means "no value"; otherwise trimmed and checked for length and control characters.
 fn optional_text(
     s: &str,
@@ -753,6 +765,9 @@ pub struct ModelRoute {
     /// Completion tokens reserved at admission when a request sets no `max_tokens`;
     /// `None` = the filter's default.
     pub default_max_tokens: Option<u64>,
+    /// Most completion tokens a request may ask for (the filter sets or lowers `max_tokens`
+    /// to it); `None` = no cap.
+    pub max_output_tokens: Option<u64>,
     pub created_at: Timestamp,
 }
 
@@ -763,6 +778,7 @@ pub struct ModelPatch {
     pub input_cost_per_mtok: Option<f64>,
     pub output_cost_per_mtok: Option<f64>,
     pub default_max_tokens: Change<u64>,
+    pub max_output_tokens: Change<u64>,
 }
 
 impl ModelPatch {
@@ -779,6 +795,9 @@ impl ModelPatch {
             default_max_tokens: self
                 .default_max_tokens
                 .apply(route.default_max_tokens.as_ref()),
+            max_output_tokens: self
+                .max_output_tokens
+                .apply(route.max_output_tokens.as_ref()),
             ..route.clone()
         }
     }

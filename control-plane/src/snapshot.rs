@@ -282,6 +282,7 @@ fn model_route(m: &ModelRoute) -> pb::ModelRoute {
         input_cost_per_mtok: m.input_cost_per_mtok,
         output_cost_per_mtok: m.output_cost_per_mtok,
         default_max_tokens: m.default_max_tokens.unwrap_or(0),
+        max_output_tokens: m.max_output_tokens.unwrap_or(0),
     }
 }
 

@@ -313,11 +313,28 @@ async fn teams_keys_users_and_models_through_the_cli() {
             "",
             "--default-max-tokens",
             "256",
+            "--max-output-tokens",
+            "128",
             "--json",
         ])
         .json();
     assert!(updated["cluster"].is_null());
     assert_eq!(updated["default_max_tokens"], 256);
+    assert_eq!(updated["max_output_tokens"], 128);
+    let refused = cp
+        .cli(&[
+            "model",
+            "update",
+            "llama3.1-8b",
+            "--max-output-tokens",
+            "4294967296",
+        ])
+        .fails()
+        .to_owned();
+    assert!(
+        refused.contains("max_output_tokens is too large"),
+        "{refused}"
+    );
     let models = cp.cli(&["model", "list", "--json"]).json();
     assert_eq!(models.as_array().unwrap().len(), 2);
     assert_eq!(
@@ -330,6 +347,10 @@ async fn teams_keys_users_and_models_through_the_cli() {
     assert!(
         table.contains("llama3.1:8b") && !table.contains("qwen2.5-7b"),
         "{table}"
+    );
+    assert!(
+        table.contains("MAX_OUTPUT") && table.contains(" 128"),
+        "the cap shows in the list: {table}"
     );
 
     let spend = cp

@@ -314,3 +314,211 @@ fn an_invalid_jsonl_line_stops_with_its_line_number_after_the_earlier_records() 
     assert!(one_line_error(&out).starts_with("cannot read stdin: "));
     assert!(out.stdout.is_empty());
 }
+
+/// The JSON examples of the README's "Redaction policy" section, in order.
+fn readme_policies() -> Vec<Value> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("\n## Redaction policy\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Redaction policy section");
+    section
+        .split("```json\n")
+        .skip(1)
+        .map(|rest| serde_json::from_str(rest.split("\n```").next().unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_documented_policies_work_as_described_and_help_shows_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = readme_policies();
+    // What each mode's example does to one text, in README order.
+    let sample = "Dear Priya Raman, mail priya@example.com from 10.0.0.1 about EMP-123456.";
+    let expected = [
+        (
+            "Dear <PERSON>, mail <EMAIL_ADDRESS> from 10.0.0.1 about EMP-123456.",
+            "",
+        ),
+        (
+            "Dear <PERSON_1>, mail <EMAIL_ADDRESS_1> from <IP_ADDRESS> about EMP-123456.",
+            "",
+        ),
+        (
+            "Dear <PERSON>, mail <EMAIL_ADDRESS> from <IP_ADDRESS> about EMP-123456.",
+            "",
+        ),
+        (
+            "Dear Priya Raman, mail <EMAIL_ADDRESS> from 10.0.0.1 about <EMPLOYEE_ID>.",
+            "",
+        ),
+        (sample, "note: high-trust policy: redaction is bypassed\n"),
+    ];
+    assert_eq!(policies.len(), expected.len(), "one example per mode");
+    for (i, (policy, (stdout, stderr))) in policies.iter().zip(expected).enumerate() {
+        let path = dir.path().join(format!("policy-{i}.json"));
+        std::fs::write(&path, policy.to_string()).unwrap();
+        let path = path.to_str().unwrap();
+        let out = redact(dir.path(), &["--policy", path], sample.as_bytes());
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            (text(&out.stdout), text(&out.stderr)),
+            (stdout, stderr),
+            "{policy}"
+        );
+        let out = redact(dir.path(), &["--policy", path, "--explain", "--json"], b"");
+        assert!(out.status.success(), "{out:?}");
+    }
+    let blocked = policies[2].to_string();
+    let path = dir.path().join("block.json");
+    std::fs::write(&path, blocked).unwrap();
+    let out = redact(
+        dir.path(),
+        &["--policy", path.to_str().unwrap()],
+        b"card 4111 1111 1111 1111",
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "note: the gateway would refuse this request (400 pii_blocked): CREDIT_CARD\n"
+    );
+
+    // `--help` of --policy prints the same policies, one per line.
+    let out = redact(dir.path(), &["--help"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let in_help: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(in_help, policies);
+}
+
+#[test]
+fn explain_prints_the_effective_policy_with_defaults_filled_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.json");
+    std::fs::write(
+        &path,
+        r#"{"entities": {"US_SSN": "block", "PERSON": {"action": "reversible", "direction": "both"}},
+            "deny_terms": [{"terms": ["Bluebird"]}], "scope": ["messages", "tool_calls"]}"#,
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let out = redact(dir.path(), &["--policy", path, "--explain", "--json"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            &e["default_action"],
+            &e["direction"],
+            &e["high_trust"],
+            &e["scope"]
+        ),
+        (
+            &json!("mask"),
+            &json!("request"),
+            &json!(false),
+            &json!(["messages", "tool_calls"])
+        )
+    );
+    let rules = e["rules"].as_array().unwrap();
+    let rule = |name: &str| rules.iter().find(|r| r["entity"] == name).unwrap().clone();
+    assert_eq!(rules.len(), 11, "10 built-in types and the deny-list");
+    let itin = rule("US_ITIN");
+    assert_eq!(
+        (&itin["from"], &itin["action"], &itin["request"]),
+        (&json!("entities.US_SSN"), &json!("block"), &json!("block"))
+    );
+    assert!(itin["cues"].as_array().unwrap().contains(&json!("itin")));
+    assert!(itin["negative_cues"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("order")));
+    let person = rule("PERSON");
+    assert_eq!(
+        (&person["request"], &person["response"]),
+        (&json!("reversible"), &json!("restore and mask"))
+    );
+    let card = rule("CREDIT_CARD");
+    assert_eq!(
+        (&card["from"], &card["request"], &card["response"]),
+        (&json!("default_action"), &json!("mask"), &json!("off"))
+    );
+    assert!(card["checks"].as_str().unwrap().contains("Luhn"));
+    let deny = rule("DENY_LIST");
+    assert_eq!(
+        (
+            &deny["detector"],
+            &deny["terms"],
+            &deny["case_sensitive"],
+            &deny["action"]
+        ),
+        (
+            &json!("deny_terms"),
+            &json!(1),
+            &json!(false),
+            &json!("mask")
+        )
+    );
+
+    let out = redact(dir.path(), &["--policy", path, "--explain"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let shown = text(&out.stdout);
+    for line in [
+        "default_action: mask",
+        "scope:          messages,tool_calls (messages, tool_calls)",
+        "US_ITIN (built-in, from entities.US_SSN)",
+        "  action block, direction request: prompts block, answers off",
+        "PERSON (built-in, from entities)",
+        "  action reversible, direction both: prompts reversible, answers restore and mask",
+        "DENY_LIST (deny_terms, from deny_terms[0])",
+        "  terms: 1, whole words, case-insensitive",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "{line:?} in\n{shown}");
+    }
+    // Without a file: the default policy.
+    let out = redact(dir.path(), &["--explain"], b"");
+    assert!(
+        text(&out.stdout).starts_with("policy:         (default)\n"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn explain_refuses_an_invalid_policy_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            r#"{"default_action": "hide"}"#,
+            "field `default_action` is invalid: unknown variant `hide`",
+        ),
+        (
+            r#"{"entities": {"PERSON": {"action": "maybe"}}}"#,
+            "field `entities.PERSON`",
+        ),
+        (
+            r#"{"custom_patterns": [{"name": "T", "pattern": "x", "action": "nope"}]}"#,
+            "field `custom_patterns[0].action`",
+        ),
+        (r#"{"scopes": "full"}"#, "unknown field `scopes`"),
+        (
+            r#"{"scope": "everything"}"#,
+            "unknown redaction scope \"everything\"",
+        ),
+    ];
+    for (i, (policy, expected)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad-{i}.json"));
+        std::fs::write(&path, policy).unwrap();
+        let out = redact(
+            dir.path(),
+            &["--policy", path.to_str().unwrap(), "--explain"],
+            b"",
+        );
+        let err = one_line_error(&out);
+        assert!(err.contains(expected), "{policy}: {err}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+}

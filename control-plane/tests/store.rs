@@ -1337,6 +1337,7 @@ async fn model_routes_are_created_updated_and_deleted<B: Backend>() {
         input_cost_per_mtok: 0.15,
         output_cost_per_mtok: 0.6,
         default_max_tokens: Some(512),
+        max_output_tokens: Some(128),
         created_at: Timestamp::now(),
     };
     let qwen = ModelRoute {
@@ -1346,6 +1347,7 @@ async fn model_routes_are_created_updated_and_deleted<B: Backend>() {
         input_cost_per_mtok: 0.0,
         output_cost_per_mtok: 0.0,
         default_max_tokens: None,
+        max_output_tokens: None,
         created_at: Timestamp::now(),
     };
     let v0 = store.policy_version().await.unwrap();
@@ -1364,6 +1366,7 @@ async fn model_routes_are_created_updated_and_deleted<B: Backend>() {
         cluster: Change::Set("gpu-a".into()),
         input_cost_per_mtok: Some(0.2),
         default_max_tokens: Change::Clear,
+        max_output_tokens: Change::Set(64),
         ..ModelPatch::default()
     };
     let updated = store.update_model("llama3.1-8b", &patch).await.unwrap();
@@ -1372,6 +1375,7 @@ async fn model_routes_are_created_updated_and_deleted<B: Backend>() {
     assert_eq!(updated.input_cost_per_mtok, 0.2);
     assert_eq!(updated.output_cost_per_mtok, 0.6);
     assert_eq!(updated.default_max_tokens, None);
+    assert_eq!(updated.max_output_tokens, Some(64));
     assert_eq!(store.policy_version().await.unwrap(), v0 + 3);
     store.update_model("llama3.1-8b", &patch).await.unwrap();
     assert_eq!(store.policy_version().await.unwrap(), v0 + 3);

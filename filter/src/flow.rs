@@ -364,7 +364,7 @@ impl RequestFlow {
         now_ms: i64,
         body: &[u8],
     ) -> Result<Admitted, Rejection> {
-        let request = ModelRequest::parse(body).map_err(Rejection::BadRequestBody)?;
+        let mut request = ModelRequest::parse(body).map_err(Rejection::BadRequestBody)?;
         self.draft.model_requested.clone_from(&request.model);
         // Known at the headers already (else 404); never admitted unchecked.
         let endpoint =
@@ -377,16 +377,25 @@ impl RequestFlow {
             .clone()
             .ok_or(Rejection::PolicyUnavailable(Unavailable::NeverLoaded))?;
         let route = self.access.resolve(&policy, &request.model)?;
+        // Before admission, so the limits reserve the completion limit that goes upstream.
+        let capped = request.cap_output(endpoint, route.max_output_tokens);
         self.access
             .admit(host, now_ms, Some((&request, route, endpoint)))?;
         let upstream = crate::models::upstream_name(route);
-        let aliased = (upstream != request.model).then(|| request.with_model(body, upstream));
+        // A capped body is serialized again anyway; splicing the alias in is for bodies that
+        // are otherwise forwarded byte for byte.
+        let aliased =
+            (upstream != request.model && !capped).then(|| request.with_model(body, upstream));
         let model = request.model.clone();
         let prompt_tokens = request.prompt_tokens;
+        let mut request = RequestBody::parsed(request.into_value(upstream), prompt_tokens);
+        if capped {
+            request.mark_changed();
+        }
         Ok(Admitted {
             model,
             aliased,
-            request: RequestBody::parsed(request.into_value(upstream), prompt_tokens),
+            request,
         })
     }
 

@@ -1,7 +1,8 @@
 //! What third-party clients and servers meet at the gateway, through the real Envoy and filter:
 //! a body the filter rewrites goes upstream with its own `Content-Length` (servers that refuse
 //! chunked bodies answer), malformed requests get a 400 naming the field before anything goes
-//! upstream, and Envoy's own replies come in the same JSON error shape as the filter's.
+//! upstream, Envoy's own replies come in the same JSON error shape as the filter's, and a
+//! route's output cap reaches the upstream as `max_tokens`.
 // Helpers outside #[test] fns fail the test the same way the tests do (see the harness docs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +11,7 @@ use std::process::Command;
 use modelgate_e2e::api::{chat_body, MODEL};
 use modelgate_e2e::process::run_to_success;
 use modelgate_e2e::{artifacts, Behaviour, EnvoyConfig, RecordedRequest, Stack};
-use modelgate_proto::v1::CreateTeamRequest;
+use modelgate_proto::v1::{CreateTeamRequest, UpdateModelRequest};
 use serde_json::{json, Value};
 
 const MASKING: &str = r#"{"default_action": "mask"}"#;
@@ -114,6 +115,54 @@ async fn an_unchanged_body_goes_upstream_as_the_client_sent_it() {
     let sent = stack.upstream.requests().pop().unwrap();
     assert_eq!(sent.body, raw.as_bytes(), "byte for byte");
     assert_sent_with_its_length(&sent);
+}
+
+#[tokio::test]
+async fn the_routes_output_cap_reaches_the_upstream_as_max_tokens() {
+    let stack = Stack::start(EnvoyConfig::default()).await;
+    stack
+        .control_plane
+        .admin()
+        .await
+        .update_model(UpdateModelRequest {
+            name: MODEL.to_string(),
+            max_output_tokens: Some(128),
+            ..UpdateModelRequest::default()
+        })
+        .await
+        .expect("UpdateModel");
+    // Envoy accepts the key only from a snapshot at least as new as the cap.
+    let key = key(&stack, "capped-team", "").await;
+
+    let mut unlimited = chat_body("Hello");
+    unlimited.as_object_mut().unwrap().remove("max_tokens");
+    let sent = sent_upstream(&stack, &key, &unlimited).await;
+    assert_eq!(sent["max_tokens"], 128, "none sent: the cap");
+    let mut greedy = chat_body("Hello");
+    greedy.as_object_mut().unwrap().remove("max_tokens");
+    greedy["max_completion_tokens"] = json!(4096);
+    let sent = sent_upstream(&stack, &key, &greedy).await;
+    assert_eq!(
+        sent["max_completion_tokens"], 128,
+        "more than the cap: lowered"
+    );
+    assert_eq!(sent.get("max_tokens"), None, "no second limit added");
+    let smaller = chat_body("Hello");
+    assert_eq!(smaller["max_tokens"], 16);
+    let sent = sent_upstream(&stack, &key, &smaller).await;
+    assert_eq!(sent, smaller, "a smaller limit: unchanged");
+}
+
+/// Posts a chat `body` that must succeed; the body the upstream got (with its own length).
+async fn sent_upstream(stack: &Stack, key: &str, body: &Value) -> Value {
+    stack
+        .gateway()
+        .post_json("/v1/chat/completions", Some(key), body)
+        .await
+        .assert_success();
+    let sent = stack.upstream.requests().pop().unwrap();
+    assert_sent_with_its_length(&sent);
+    sent.json()
 }
 
 #[tokio::test]

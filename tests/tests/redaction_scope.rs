@@ -1,13 +1,14 @@
 //! Redaction scope through the real Envoy and filter: every field of a request the model can
 //! read reaches the recording upstream masked (tool-call arguments still JSON, percent-encoded
 //! values too) with a `Content-Length` that matches the body, reversible values come back in
-//! the client's copy (tool-call argument deltas of a stream included), and the audit record
+//! the client's copy (tool-call argument deltas of a stream included), JSON-escaped values are
+//! masked, rules that cover responses mask the answer (streamed or not), and the audit record
 //! says which scope applied.
 // Helpers outside #[test] fns fail the test the same way the tests do (see the harness docs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use modelgate_e2e::exchange::{
-    chat_answer, request_id, Script, ScriptedStack, TeamSettings, SCRIPTED_MODEL,
+    chat_answer, chat_events, request_id, Script, ScriptedStack, TeamSettings, SCRIPTED_MODEL,
 };
 use serde_json::{json, Value};
 
@@ -203,7 +204,104 @@ async fn reversible_values_come_back_in_streamed_tool_call_arguments() {
         sent["messages"][0]["content"],
         "Please write to <PERSON_1> at <EMAIL_ADDRESS_1>"
     );
-    let mut arguments = String::new();
+    let arguments = streamed_text(&body, |delta| {
+        delta["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|call| call["function"]["arguments"].as_str())
+            .collect()
+    });
+    assert_eq!(
+        serde_json::from_str::<Value>(&arguments).expect("arguments are JSON"),
+        json!({"to": "priya.raman@example.com", "note": "for Priya Raman"})
+    );
+}
+
+#[tokio::test]
+async fn a_json_escaped_value_reaches_the_upstream_masked() {
+    let stack = ScriptedStack::start().await;
+    let key = stack
+        .key("scope-escaped", policy(r#"{"default_action": "mask"}"#))
+        .await;
+    stack
+        .upstream
+        .script(Script::json(200, &chat_answer("Done.", None)));
+    // `\u0040` is `@` written as a JSON escape in the raw body: serde would never send it so.
+    let raw = format!(
+        r#"{{"model": "{SCRIPTED_MODEL}", "max_tokens": 16, "messages": [{{"role": "user", "content": "Mail jane.doe\u0040corp.com today"}}]}}"#
+    );
+    let response = stack
+        .gateway()
+        .request(http::Method::POST, "/v1/chat/completions")
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 200);
+    let received = stack.upstream.requests().last().unwrap().clone();
+    let text = String::from_utf8_lossy(&received.body).into_owned();
+    assert!(
+        !text.contains("jane.doe") && !text.contains("corp.com"),
+        "the escaped address reached the upstream: {text}"
+    );
+    assert_eq!(
+        received.json()["messages"][0]["content"],
+        "Mail <EMAIL_ADDRESS> today"
+    );
+    assert_eq!(
+        received.header("content-length"),
+        Some(received.body.len().to_string().as_str())
+    );
+}
+
+/// Email addresses are masked both ways; SSNs in prompts only.
+const ANSWERS_MASKED: &str = r#"{"default_action": "off", "entities": {
+    "EMAIL_ADDRESS": {"action": "mask", "direction": "both"}, "US_SSN": "mask"}}"#;
+
+#[tokio::test]
+async fn rules_that_cover_responses_mask_the_answer_streamed_or_not() {
+    let stack = ScriptedStack::start().await;
+    let key = stack.key("scope-answers", policy(ANSWERS_MASKED)).await;
+    let answer = "Write to jane.doe@corp.example about 219-09-9999.";
+    let request = |stream: bool| {
+        json!({"model": SCRIPTED_MODEL, "stream": stream, "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Who has SSN 219-09-9999? Ask bob@corp.example"}]})
+    };
+
+    stack
+        .upstream
+        .script(Script::json(200, &chat_answer(answer, Some((12, 9)))));
+    let (status, _, body) = post(&stack, &key, &request(false)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        stack.upstream.last_json()["messages"][0]["content"],
+        "Who has SSN <US_SSN>? Ask <EMAIL_ADDRESS>"
+    );
+    let client: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        client["choices"][0]["message"]["content"], "Write to <EMAIL_ADDRESS> about 219-09-9999.",
+        "the address is masked in the answer; the request-only SSN rule leaves answers alone"
+    );
+
+    // The address split across three events is still found.
+    stack.upstream.script(Script::sse(chat_events(
+        &["Write to jane.do", "e@corp.exam", "ple about 219-09-9999."],
+        Some((12, 9)),
+    )));
+    let (status, _, body) = post(&stack, &key, &request(true)).await;
+    assert_eq!(status, 200, "{body}");
+    let content = streamed_text(&body, |delta| {
+        delta["content"].as_str().unwrap_or_default().to_owned()
+    });
+    assert_eq!(content, "Write to <EMAIL_ADDRESS> about 219-09-9999.");
+}
+
+/// What a client assembles from a chat stream: `pick`'s text of every choice's delta, joined.
+fn streamed_text(body: &str, pick: impl Fn(&Value) -> String) -> String {
+    let mut text = String::new();
     for event in body.split("\n\n").filter(|e| !e.trim().is_empty()) {
         let data = event.strip_prefix("data: ").unwrap_or(event);
         if data == "[DONE]" {
@@ -211,17 +309,8 @@ async fn reversible_values_come_back_in_streamed_tool_call_arguments() {
         }
         let chunk: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
         for choice in chunk["choices"].as_array().into_iter().flatten() {
-            for call in choice["delta"]["tool_calls"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                arguments.push_str(call["function"]["arguments"].as_str().unwrap_or(""));
-            }
+            text.push_str(&pick(&choice["delta"]));
         }
     }
-    assert_eq!(
-        serde_json::from_str::<Value>(&arguments).expect("arguments are JSON"),
-        json!({"to": "priya.raman@example.com", "note": "for Priya Raman"})
-    );
+    text
 }

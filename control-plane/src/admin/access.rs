@@ -150,6 +150,7 @@ pub fn model_fields(m: &ModelRoute) -> Vec<(&'static str, String)> {
         ("input_cost_per_mtok", m.input_cost_per_mtok.to_string()),
         ("output_cost_per_mtok", m.output_cost_per_mtok.to_string()),
         ("default_max_tokens", shown(&m.default_max_tokens)),
+        ("max_output_tokens", shown(&m.max_output_tokens)),
     ]
 }
 

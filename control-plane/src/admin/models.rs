@@ -34,6 +34,7 @@ impl<S: Store> Admin<S> {
                 input.output_cost_per_mtok,
             )?,
             default_max_tokens: (input.default_max_tokens > 0).then_some(input.default_max_tokens),
+            max_output_tokens: domain::parse_max_output_tokens(input.max_output_tokens)?,
             created_at: Timestamp::now(),
         };
         self.store.create_model(&model).await?;
@@ -88,6 +89,10 @@ impl<S: Store> Admin<S> {
                 None => Change::Keep,
                 Some(0) => Change::Clear,
                 Some(n) => Change::Set(n),
+            },
+            max_output_tokens: match update.max_output_tokens {
+                None => Change::Keep,
+                Some(n) => domain::parse_max_output_tokens(n)?.map_or(Change::Clear, Change::Set),
             },
         };
         let model = self.store.update_model(name.trim(), &patch).await?;

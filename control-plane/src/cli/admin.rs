@@ -71,8 +71,9 @@ pub enum TeamCommand {
         /// A JSON object of labels, e.g. '{"owner":"ana"}'.
         #[arg(long, value_name = "JSON")]
         metadata: Option<String>,
-        /// File with the team's redaction policy (JSON; `-` reads stdin).
-        #[arg(long, value_name = "FILE")]
+        /// File with the team's redaction policy (JSON; `-` reads stdin; `--help` shows the
+        /// format).
+        #[arg(long, value_name = "FILE", long_help = super::redact::policy_format_help())]
         redaction_policy: Option<PathBuf>,
         /// Bypass redaction (each bypassed request is marked in the audit log).
         #[arg(long)]
@@ -106,8 +107,9 @@ pub enum TeamCommand {
         /// Replaces the metadata (a JSON object).
         #[arg(long, value_name = "JSON")]
         metadata: Option<String>,
-        /// Replaces the redaction policy with this file's (`-` reads stdin).
-        #[arg(long, value_name = "FILE")]
+        /// Replaces the redaction policy with this file's (`-` reads stdin; `--help` shows the
+        /// format).
+        #[arg(long, value_name = "FILE", long_help = super::redact::policy_format_help())]
         redaction_policy: Option<PathBuf>,
         #[arg(long, conflicts_with = "no_high_trust")]
         high_trust: bool,
@@ -345,10 +347,16 @@ pub enum ModelCommand {
         /// Completion tokens reserved for admission when a request sets no max_tokens.
         #[arg(long, value_name = "N")]
         default_max_tokens: Option<u64>,
+        /// Output cap: a request that asks for no max_tokens (or max_completion_tokens, Ollama
+        /// options.num_predict) gets N, one that asks for more is lowered to N; smaller
+        /// values pass unchanged. Default: no cap.
+        #[arg(long, value_name = "N")]
+        max_output_tokens: Option<u64>,
         #[arg(long)]
         json: bool,
     },
-    /// Change a model route ("" resets --upstream-model/--cluster, 0 --default-max-tokens).
+    /// Change a model route ("" resets --upstream-model/--cluster, 0 --default-max-tokens
+    /// and --max-output-tokens).
     Update {
         name: String,
         #[arg(long, value_name = "NAME")]
@@ -361,6 +369,9 @@ pub enum ModelCommand {
         output_cost_per_mtok: Option<f64>,
         #[arg(long, value_name = "N")]
         default_max_tokens: Option<u64>,
+        /// Output cap (see `model add --help`); 0 removes it.
+        #[arg(long, value_name = "N")]
+        max_output_tokens: Option<u64>,
         #[arg(long)]
         json: bool,
     },
@@ -739,6 +750,7 @@ pub async fn run_model(global: &GlobalArgs, command: ModelCommand) -> Result<(),
             input_cost_per_mtok,
             output_cost_per_mtok,
             default_max_tokens,
+            max_output_tokens,
             json,
         } => {
             let request = pb::CreateModelRequest {
@@ -748,6 +760,7 @@ pub async fn run_model(global: &GlobalArgs, command: ModelCommand) -> Result<(),
                 input_cost_per_mtok,
                 output_cost_per_mtok,
                 default_max_tokens: default_max_tokens.unwrap_or(0),
+                max_output_tokens: max_output_tokens.unwrap_or(0),
             };
             let model = admin.create_model(request).await?.into_inner();
             output::model(&mut out, &model, "Added model", json)
@@ -759,6 +772,7 @@ pub async fn run_model(global: &GlobalArgs, command: ModelCommand) -> Result<(),
             input_cost_per_mtok,
             output_cost_per_mtok,
             default_max_tokens,
+            max_output_tokens,
             json,
         } => {
             let request = pb::UpdateModelRequest {
@@ -768,6 +782,7 @@ pub async fn run_model(global: &GlobalArgs, command: ModelCommand) -> Result<(),
                 input_cost_per_mtok,
                 output_cost_per_mtok,
                 default_max_tokens,
+                max_output_tokens,
             };
             let model = admin.update_model(request).await?.into_inner();
             output::model(&mut out, &model, "Updated model", json)

@@ -223,6 +223,7 @@ struct ModelJson<'a> {
     input_cost_per_mtok: f64,
     output_cost_per_mtok: f64,
     default_max_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
     created_at: Option<String>,
 }
 
@@ -235,6 +236,7 @@ impl<'a> From<&'a pb::Model> for ModelJson<'a> {
             input_cost_per_mtok: m.input_cost_per_mtok,
             output_cost_per_mtok: m.output_cost_per_mtok,
             default_max_tokens: (m.default_max_tokens != 0).then_some(m.default_max_tokens),
+            max_output_tokens: (m.max_output_tokens != 0).then_some(m.max_output_tokens),
             created_at: time(m.created_at_ms),
         }
     }
@@ -683,6 +685,9 @@ pub(super) fn model(
     if let Some(n) = j.default_max_tokens {
         writeln!(out, "default max tokens: {n}")?;
     }
+    if let Some(n) = j.max_output_tokens {
+        writeln!(out, "max output tokens: {n}")?;
+    }
     Ok(())
 }
 
@@ -705,12 +710,21 @@ pub(super) fn models(
                 j.cluster.unwrap_or("(default)").to_owned(),
                 m.input_cost_per_mtok.to_string(),
                 m.output_cost_per_mtok.to_string(),
+                j.max_output_tokens
+                    .map_or_else(|| "-".to_owned(), |n| n.to_string()),
             ]
         })
         .collect();
     table(
         out,
-        &["NAME", "UPSTREAM_MODEL", "CLUSTER", "INPUT/1M", "OUTPUT/1M"],
+        &[
+            "NAME",
+            "UPSTREAM_MODEL",
+            "CLUSTER",
+            "INPUT/1M",
+            "OUTPUT/1M",
+            "MAX_OUTPUT",
+        ],
         &rows,
     )
 }

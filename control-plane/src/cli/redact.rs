@@ -1,19 +1,30 @@
 //! `modelgate redact`: tries a team's redaction policy on text before it is turned on, with
 //! the engine the filter runs (`modelgate-redact`). Offline: no control plane, no master key.
 
+mod explain;
+
+pub use explain::format_help as policy_format_help;
+
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use modelgate_redact::jsonl::{self, JsonlError};
-use modelgate_redact::{Phase, PlaceholderMap, Redactor, Verdict};
+use modelgate_redact::{Phase, PlaceholderMap, RedactionPolicy, Redactor, Verdict};
 
 #[derive(Args)]
 pub struct RedactArgs {
     /// Team redaction policy (the JSON stored as the team's redaction policy).
-    /// Default: mask every built-in entity type in requests.
-    #[arg(long, value_name = "FILE")]
+    /// Default: mask every built-in entity type in requests. `--help` shows the format.
+    #[arg(long, value_name = "FILE", long_help = policy_format_help())]
     pub policy: Option<PathBuf>,
+    /// Print the effective policy (defaults filled in; per detector its action, direction,
+    /// checks and cues) instead of redacting stdin.
+    #[arg(long, conflicts_with_all = ["jsonl", "show_entities", "direction"])]
+    pub explain: bool,
+    /// With --explain: print it as one JSON object.
+    #[arg(long, requires = "explain")]
+    pub json: bool,
     /// Read JSON lines {"id", "text"}; write {"id", "redacted", "entities"} with character
     /// offsets. The first bad line stops the run with its line number.
     #[arg(long)]
@@ -56,7 +67,21 @@ pub enum RedactError {
 }
 
 pub fn run(args: RedactArgs) -> Result<(), RedactError> {
-    let redactor = load_redactor(args.policy)?;
+    let (origin, policy, redactor) = load_policy(args.policy)?;
+    if args.explain {
+        let explanation = explain::explain(&origin, &policy);
+        let mut out = io::stdout().lock();
+        let written = if args.json {
+            serde_json::to_writer(&mut out, &explanation)
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(out))
+        } else {
+            explanation.write_text(&mut out)
+        };
+        return written
+            .and_then(|()| out.flush())
+            .map_err(RedactError::Output);
+    }
     let phase = Phase::from(args.direction);
     if args.jsonl {
         jsonl::redact_jsonl(&redactor, phase, io::stdin().lock(), io::stdout().lock())?;
@@ -100,7 +125,10 @@ pub fn run(args: RedactArgs) -> Result<(), RedactError> {
     Ok(())
 }
 
-fn load_redactor(policy: Option<PathBuf>) -> Result<Redactor, RedactError> {
+/// The policy file (or the default policy), compiled as the filter compiles it.
+fn load_policy(
+    policy: Option<PathBuf>,
+) -> Result<(String, RedactionPolicy, Redactor), RedactError> {
     let (origin, json) = match policy {
         Some(path) => {
             let origin = path.display().to_string();
@@ -116,13 +144,16 @@ fn load_redactor(policy: Option<PathBuf>) -> Result<Redactor, RedactError> {
         }
         None => ("(default)".to_owned(), String::new()),
     };
-    Redactor::from_json(&json).map_err(|e| RedactError::Policy {
-        origin,
+    let invalid = |origin: &str, e: modelgate_redact::PolicyError| RedactError::Policy {
+        origin: origin.to_owned(),
         // Regex syntax errors span several lines; the CLI promises one.
         reason: e
             .to_string()
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" "),
-    })
+    };
+    let parsed = RedactionPolicy::from_json(&json).map_err(|e| invalid(&origin, e))?;
+    let redactor = Redactor::new(&parsed).map_err(|e| invalid(&origin, e))?;
+    Ok((origin, parsed, redactor))
 }

@@ -351,12 +351,14 @@ fn model_patches() {
         input_cost_per_mtok: 0.1,
         output_cost_per_mtok: 0.2,
         default_max_tokens: None,
+        max_output_tokens: Some(128),
         created_at: Timestamp::from_millis(1),
     };
     let changed = ModelPatch {
         upstream_model: Change::Clear,
         output_cost_per_mtok: Some(0.5),
         default_max_tokens: Change::Set(256),
+        max_output_tokens: Change::Clear,
         ..ModelPatch::default()
     }
     .apply(&route);
@@ -365,6 +367,7 @@ fn model_patches() {
     assert_eq!(changed.input_cost_per_mtok, 0.1);
     assert_eq!(changed.output_cost_per_mtok, 0.5);
     assert_eq!(changed.default_max_tokens, Some(256));
+    assert_eq!(changed.max_output_tokens, None);
 }
 
 #[test]

@@ -120,6 +120,7 @@ pub(super) fn model_input(r: pb::CreateModelRequest) -> ModelInput {
         input_cost_per_mtok: r.input_cost_per_mtok,
         output_cost_per_mtok: r.output_cost_per_mtok,
         default_max_tokens: r.default_max_tokens,
+        max_output_tokens: r.max_output_tokens,
     }
 }
 
@@ -130,6 +131,7 @@ pub(super) fn model_update(r: pb::UpdateModelRequest) -> ModelUpdate {
         input_cost_per_mtok: r.input_cost_per_mtok,
         output_cost_per_mtok: r.output_cost_per_mtok,
         default_max_tokens: r.default_max_tokens,
+        max_output_tokens: r.max_output_tokens,
     }
 }
 
@@ -194,6 +196,7 @@ pub(super) fn model(m: &ModelRoute) -> pb::Model {
         output_cost_per_mtok: m.output_cost_per_mtok,
         default_max_tokens: m.default_max_tokens.unwrap_or(0),
         created_at_ms: m.created_at.as_millis(),
+        max_output_tokens: m.max_output_tokens.unwrap_or(0),
     }
 }
 

@@ -32,6 +32,7 @@ pub(super) struct ModelRequest {
     input_cost_per_mtok: Option<f64>,
     output_cost_per_mtok: Option<f64>,
     default_max_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
     litellm_params: LitellmParams,
 }
 
@@ -44,6 +45,7 @@ impl ModelRequest {
             input_cost_per_mtok: body.take("input_cost_per_mtok")?,
             output_cost_per_mtok: body.take("output_cost_per_mtok")?,
             default_max_tokens: body.take("default_max_tokens")?,
+            max_output_tokens: body.take("max_output_tokens")?,
             litellm_params: body.take("litellm_params")?.unwrap_or_default(),
         };
         body.finish()?;
@@ -82,6 +84,7 @@ pub(super) async fn model_new<S: Store>(
         input_cost_per_mtok: input.unwrap_or(0.0),
         output_cost_per_mtok: output.unwrap_or(0.0),
         default_max_tokens: r.default_max_tokens.unwrap_or(0),
+        max_output_tokens: r.max_output_tokens.unwrap_or(0),
         name: required(r.model_name, "model_name")?,
     };
     Ok(Json(model_json(&admin.create_model(&caller, model).await?)))
@@ -100,6 +103,7 @@ pub(super) async fn model_update<S: Store>(
         input_cost_per_mtok: input,
         output_cost_per_mtok: output,
         default_max_tokens: r.default_max_tokens,
+        max_output_tokens: r.max_output_tokens,
     };
     let name = required(r.model_name, "model_name")?;
     Ok(Json(model_json(

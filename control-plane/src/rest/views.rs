@@ -118,6 +118,7 @@ pub(super) fn model_json(m: &ModelRoute) -> Value {
         "input_cost_per_mtok": m.input_cost_per_mtok,
         "output_cost_per_mtok": m.output_cost_per_mtok,
         "default_max_tokens": m.default_max_tokens,
+        "max_output_tokens": m.max_output_tokens,
         "created_at": m.created_at.to_rfc3339(),
     })
 }

@@ -81,6 +81,7 @@ fn state(keys: Vec<PolicyKey>) -> PolicyState {
             input_cost_per_mtok: 0.5,
             output_cost_per_mtok: 1.5,
             default_max_tokens: Some(256),
+            max_output_tokens: Some(128),
             created_at: Timestamp::from_millis(4),
         }],
         identity_providers: Vec::new(),
@@ -214,6 +215,7 @@ fn teams_users_and_routes_are_filled() {
     assert_eq!(m.cluster, "");
     assert_eq!((m.input_cost_per_mtok, m.output_cost_per_mtok), (0.5, 1.5));
     assert_eq!(m.default_max_tokens, 256);
+    assert_eq!(m.max_output_tokens, 128);
 }
 
 fn issuer(name: &str, jwks_json: Option<&str>) -> IdentityProvider {

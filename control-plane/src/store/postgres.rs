@@ -51,6 +51,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         sql: include_str!("migrations/postgres/0023_litellm_compat.sql"),
     },
     EmbeddedMigration {
+        version: 25,
+        description: "model output cap",
+        sql: include_str!("migrations/postgres/0025_model_output_cap.sql"),
+    },
+    EmbeddedMigration {
         version: 26,
         description: "idp admin roles",
         sql: include_str!("migrations/postgres/0026_idp_admin_roles.sql"),

@@ -161,17 +161,17 @@ pub(super) const SELECT_USERS: &str =
 macro_rules! model_columns {
     () => {
         "name, upstream_model, cluster, input_cost_per_mtok, output_cost_per_mtok, \
-         default_max_tokens, created_at_ms"
+         default_max_tokens, created_at_ms, max_output_tokens"
     };
 }
 pub(super) const INSERT_MODEL: &str = concat!(
     "INSERT INTO models (",
     model_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 );
 pub(super) const UPDATE_MODEL: &str = "UPDATE models SET upstream_model = $2, cluster = $3, \
-     input_cost_per_mtok = $4, output_cost_per_mtok = $5, default_max_tokens = $6 \
-     WHERE name = $1";
+     input_cost_per_mtok = $4, output_cost_per_mtok = $5, default_max_tokens = $6, \
+     max_output_tokens = $7 WHERE name = $1";
 pub(super) const DELETE_MODEL: &str = "DELETE FROM models WHERE name = $1";
 pub(super) const DELETE_TEAM_KEY_TAGS: &str =
     "DELETE FROM key_tags WHERE public_id IN (SELECT public_id FROM api_keys WHERE team_id = $1)";
@@ -539,6 +539,10 @@ macro_rules! impl_sql_store {
                 default_max_tokens: row
                     .try_get::<Option<i64>, _>("default_max_tokens")?
                     .map(|v| sql::to_u64(v, "default_max_tokens"))
+                    .transpose()?,
+                max_output_tokens: row
+                    .try_get::<Option<i64>, _>("max_output_tokens")?
+                    .map(|v| sql::to_u64(v, "max_output_tokens"))
                     .transpose()?,
                 created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
             })
@@ -1073,7 +1077,10 @@ macro_rules! impl_sql_store {
 
         impl ModelStore for $store {
             async fn create_model(&self, model: &ModelRoute) -> StoreResult<()> {
-                let default_max_tokens = max_tokens_column(model)?;
+                let default_max_tokens =
+                    tokens_column(model.default_max_tokens, "default_max_tokens")?;
+                let max_output_tokens =
+                    tokens_column(model.max_output_tokens, "max_output_tokens")?;
                 let mut tx = self.begin_write().await?;
                 bump_version(&mut tx).await?;
                 if find_model_on(&mut tx, &model.name).await?.is_some() {
@@ -1087,6 +1094,7 @@ macro_rules! impl_sql_store {
                     .bind(model.output_cost_per_mtok)
                     .bind(default_max_tokens)
                     .bind(model.created_at.as_millis())
+                    .bind(max_output_tokens)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -1113,7 +1121,14 @@ macro_rules! impl_sql_store {
                     .bind(&updated.cluster)
                     .bind(updated.input_cost_per_mtok)
                     .bind(updated.output_cost_per_mtok)
-                    .bind(max_tokens_column(&updated)?)
+                    .bind(tokens_column(
+                        updated.default_max_tokens,
+                        "default_max_tokens",
+                    )?)
+                    .bind(tokens_column(
+                        updated.max_output_tokens,
+                        "max_output_tokens",
+                    )?)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -1144,12 +1159,11 @@ macro_rules! impl_sql_store {
             }
         }
 
-        fn max_tokens_column(model: &ModelRoute) -> StoreResult<Option<i64>> {
-            model
-                .default_max_tokens
+        fn tokens_column(tokens: Option<u64>, column: &str) -> StoreResult<Option<i64>> {
+            tokens
                 .map(i64::try_from)
                 .transpose()
-                .map_err(|_| StoreError::Corrupt("default_max_tokens out of range".into()))
+                .map_err(|_| StoreError::Corrupt(format!("{column} out of range")))
         }
 
         impl SpendStore for $store {

@@ -80,6 +80,7 @@ pub use body::{
     for_each_request_text, for_each_response_text, process_response_body, process_response_value,
     redact_request_body, BodyError, BodyRedaction,
 };
+pub use detect::Detection;
 pub use entity::{Entity, EntityType};
 pub use placeholder::{PlaceholderMap, MAX_PLACEHOLDERS, MAX_PLACEHOLDER_BYTES};
 pub use policy::{

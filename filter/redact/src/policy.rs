@@ -145,6 +145,17 @@ fn default_deny_name() -> String {
 pub enum PolicyError {
     #[error("redaction policy is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// Valid JSON, but not a JSON object.
+    #[error("redaction policy is invalid: {0}")]
+    Invalid(#[source] serde_json::Error),
+    /// Valid JSON, but a field has the wrong type or value; `field` is its path
+    /// (`entities.PERSON`, `custom_patterns[0].action`).
+    #[error("redaction policy field `{field}` is invalid: {source}")]
+    Field {
+        field: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("unknown entity type {0:?} in redaction policy")]
     UnknownEntity(String),
     #[error(
@@ -182,14 +193,26 @@ impl RedactionPolicy {
         if json.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_json::from_str(json)
-            .map_err(|err| scope_error(json).unwrap_or(PolicyError::Json(err)))
+        let value: serde_json::Value = serde_json::from_str(json)?;
+        serde_path_to_error::deserialize(&value).map_err(|err| {
+            if let Some(scope) = scope_error(&value) {
+                return scope;
+            }
+            let field = err.path().to_string();
+            let source = err.into_inner();
+            // Only a body that is not an object fails at the root.
+            if field == "." {
+                PolicyError::Invalid(source)
+            } else {
+                PolicyError::Field { field, source }
+            }
+        })
     }
 
     /// The rule for a built-in type, with the policy defaults filled in.
     /// An ITIN is SSN-shaped and as personal: a policy that names `US_SSN` but not `US_ITIN`
     /// treats both alike.
-    pub(crate) fn builtin_rule(&self, entity: &EntityType) -> (Action, Direction) {
+    pub fn builtin_rule(&self, entity: &EntityType) -> (Action, Direction) {
         let rule = self.entities.get(entity.as_str()).or_else(|| {
             (*entity == EntityType::UsItin)
                 .then(|| self.entities.get(EntityType::UsSsn.as_str()))
@@ -239,11 +262,10 @@ impl RedactionPolicy {
     }
 }
 
-/// The scope's own complaint when `scope` is what made `json` fail to parse (serde's message
-/// would call the whole policy invalid JSON).
-fn scope_error(json: &str) -> Option<PolicyError> {
-    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
-    let scope = value.as_object_mut()?.remove("scope")?;
+/// The scope's own complaint when `scope` is what made the policy fail to parse (it lists
+/// the kinds a scope may name).
+fn scope_error(value: &serde_json::Value) -> Option<PolicyError> {
+    let scope = value.as_object()?.get("scope")?.clone();
     Scope::try_from(scope).err().map(PolicyError::Scope)
 }
 

@@ -107,8 +107,24 @@ fn invalid_policies_are_rejected() {
     ));
     assert!(matches!(
         Redactor::from_json(r#"{"bogus": 1}"#),
+        Err(PolicyError::Field { field, .. }) if field == "bogus"
+    ));
+    assert!(matches!(
+        Redactor::from_json("\"mask\""),
+        Err(PolicyError::Invalid(_))
+    ));
+    assert!(matches!(
+        Redactor::from_json(r#"{"entities": "#),
         Err(PolicyError::Json(_))
     ));
+    // A wrong value is reported with the path of its field.
+    let err = Redactor::from_json(r#"{"deny_terms": [{"terms": ["x"], "action": "hide"}]}"#)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, PolicyError::Field { field, .. } if field == "deny_terms[0].action"),
+        "{err:?}"
+    );
     assert!(Redactor::from_json("").is_ok() && Redactor::from_json("{}").is_ok());
 }
 

@@ -66,7 +66,8 @@ impl RequestBody {
         self.value.as_mut()
     }
 
-    pub(super) fn mark_changed(&mut self) {
+    /// An edit outside the exchange (the route's output cap): the body is serialized again.
+    pub(crate) fn mark_changed(&mut self) {
         self.changed = true;
     }
 

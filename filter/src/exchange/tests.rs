@@ -59,6 +59,12 @@ impl Gateway {
     }
 
     fn with_config(config: &str, team: impl FnOnce(&mut TeamPolicy)) -> Self {
+        Self::with_snapshot(config, |snap| team(&mut snap.teams[0]))
+    }
+
+    /// A worker whose snapshot `edit` changes (Alice's team is `teams[0]`, her model
+    /// `models[0]`).
+    fn with_snapshot(config: &str, edit: impl FnOnce(&mut PolicySnapshot)) -> Self {
         let PluginConfig::Filter(config) = PluginConfig::parse(config.as_bytes()).unwrap() else {
             panic!("not a filter config");
         };
@@ -67,7 +73,7 @@ impl Gateway {
         snap.teams[0].models = vec!["*".to_owned()];
         // No alias: the upstream gets the body as the exchange made it.
         snap.models[0].upstream_model.clear();
-        team(&mut snap.teams[0]);
+        edit(&mut snap);
         snap.models[0].input_cost_per_mtok = 2.0;
         snap.models[0].output_cost_per_mtok = 10.0;
         let head = SnapshotHead {
@@ -330,6 +336,44 @@ fn masked_request_reaches_the_upstream_without_the_values() {
         record.prompt_redacted.is_empty(),
         "the team does not keep prompts"
     );
+}
+
+#[test]
+fn the_routes_output_cap_goes_upstream_with_a_correct_length() {
+    let mut gw = Gateway::with_snapshot(r#"{"default_cluster": "upstream"}"#, |snap| {
+        snap.models[0].max_output_tokens = 128;
+    });
+    let mut unlimited = chat("Hello");
+    unlimited.as_object_mut().unwrap().remove("max_tokens");
+    let call = gw.send("/v1/chat/completions", &unlimited);
+    let sent: Value = serde_json::from_slice(&call.upstream_body).unwrap();
+    assert_eq!(
+        sent["max_tokens"], 128,
+        "a request without a limit gets the cap"
+    );
+    assert_eq!(
+        call.content_length_set(),
+        Some(call.upstream_body.len().to_string().as_str())
+    );
+    gw.log(call, 200);
+
+    let mut greedy = chat("Hello");
+    greedy["max_tokens"] = json!(4096);
+    let call = gw.send("/v1/chat/completions", &greedy);
+    let sent: Value = serde_json::from_slice(&call.upstream_body).unwrap();
+    assert_eq!(
+        sent["max_tokens"], 128,
+        "a larger limit is lowered to the cap"
+    );
+    gw.log(call, 200);
+
+    let raw = br#"{ "model" : "llama3.1-8b", "max_tokens": 16, "messages": [{"role":"user","content":"Hi"}] }"#;
+    let call = gw.try_send("/v1/chat/completions", raw).unwrap();
+    assert_eq!(
+        call.upstream_body, raw,
+        "a smaller limit goes upstream byte for byte"
+    );
+    assert_eq!(call.content_length_set(), None);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The parts of a request body that admission needs: the requested model, the completion
-//! limit the client set, an estimate of the prompt's tokens, and where the `model` value sits
+//! limit the client set (capped by the route), an estimate of the prompt's tokens, and where the `model` value sits
 //! so an alias can be replaced without re-serializing (and so reformatting) the rest.
 
+mod cap;
 mod shape;
 
 use std::borrow::Cow;

@@ -206,6 +206,10 @@ pub struct ModelRoute {
     /// the real count when the response ends. 0 = the filter's default (1024).
     #[prost(uint64, tag = "6")]
     pub default_max_tokens: u64,
+    /// Output cap: the filter sets `max_tokens` (or the field the client used) to this when a
+    /// request asks for none or for more; 0 = no cap.
+    #[prost(uint64, tag = "7")]
+    pub max_output_tokens: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct EntityCount {
@@ -750,6 +754,9 @@ pub struct Model {
     pub default_max_tokens: u64,
     #[prost(int64, tag = "7")]
     pub created_at_ms: i64,
+    /// Most completion tokens a request may ask of this model; 0 = no cap.
+    #[prost(uint64, tag = "8")]
+    pub max_output_tokens: u64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateModelRequest {
@@ -765,6 +772,9 @@ pub struct CreateModelRequest {
     pub output_cost_per_mtok: f64,
     #[prost(uint64, tag = "6")]
     pub default_max_tokens: u64,
+    /// Most completion tokens a request may ask of this model; 0 = no cap.
+    #[prost(uint64, tag = "7")]
+    pub max_output_tokens: u64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UpdateModelRequest {
@@ -782,6 +792,9 @@ pub struct UpdateModelRequest {
     pub output_cost_per_mtok: ::core::option::Option<f64>,
     #[prost(uint64, optional, tag = "6")]
     pub default_max_tokens: ::core::option::Option<u64>,
+    /// Set to 0 to remove the cap.
+    #[prost(uint64, optional, tag = "7")]
+    pub max_output_tokens: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ModelRef {

@@ -61,7 +61,7 @@ const TITLES: &[&str] = &[
     "monsieur",
     "madame",
 ];
-const CUES: &[&str] = &[
+pub(super) const CUES: &[&str] = &[
     "dear",
     "hi",
     "hello",

@@ -1,6 +1,7 @@
 //! Detectors and overlap resolution. Offsets here are byte offsets; the public API converts them
 //! to character offsets.
 
+mod about;
 mod bytes;
 mod email;
 mod iban;
@@ -16,6 +17,7 @@ use regex::{Regex, RegexBuilder};
 use crate::entity::EntityType;
 use crate::policy::{PolicyError, MAX_PATTERN_BYTES};
 
+pub use about::Detection;
 pub(crate) use numeric::CONTEXT_BYTES;
 
 /// A built-in detector's finding; custom ones carry their rule index.

@@ -5,11 +5,11 @@ use super::iban::iban_at;
 use super::{context_has, is_word_byte, Candidate, Found};
 
 /// Words that make a bare 8-17 digit number a bank account number.
-const BANK_CONTEXT: &[&str] = &[
+pub(super) const BANK_CONTEXT: &[&str] = &[
     "account", "acct", "a/c", "routing", "aba", "bank", "checking", "savings", "deposit", "wire",
 ];
 /// Words that make a bare 9 digit number an SSN (or ITIN).
-const SSN_CONTEXT: &[&str] = &[
+pub(super) const SSN_CONTEXT: &[&str] = &[
     "ssn",
     "social security",
     "social sec",
@@ -19,7 +19,7 @@ const SSN_CONTEXT: &[&str] = &[
     "itin",
 ];
 /// Words right before an SSN-shaped number that say it is some other reference.
-const NOT_SSN_CONTEXT: &[&str] = &[
+pub(super) const NOT_SSN_CONTEXT: &[&str] = &[
     "order",
     "invoice",
     "tracking",
@@ -35,7 +35,7 @@ const NOT_SSN_CONTEXT: &[&str] = &[
 /// Words between such a word and the number ("order no. 900-12-3456").
 const NUMBER_WORDS: &[&str] = &["no", "nr", "number", "num", "id"];
 /// Words that make an unformatted or national number a phone number.
-const PHONE_CONTEXT: &[&str] = &[
+pub(super) const PHONE_CONTEXT: &[&str] = &[
     "phone", "call", "tel", "mobile", "cell", "fax", "text me", "whatsapp", "reach me", "dial",
     "contact",
 ];

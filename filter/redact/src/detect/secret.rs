@@ -21,7 +21,7 @@ const FORMATS: &str = r"(?x)
 ";
 
 /// Words after which a long random token is a credential.
-const KEYWORDS: &[&str] = &[
+pub(super) const KEYWORDS: &[&str] = &[
     "key",
     "token",
     "secret",
