@@ -49,8 +49,15 @@ OIDC_LOCK := $(CURDIR)/tests/oidc/package-lock.json
 OIDC_DIR := $(HOME)/.cache/modelgate/oidc-$(shell sha256sum $(OIDC_LOCK) | cut -c1-16)
 OIDC_STAMP := $(OIDC_DIR)/.installed
 export MODELGATE_OIDC_DIR ?= $(OIDC_DIR)
+# The declarative LiteLLM client the e2e suite reconciles against the REST API
+# (tests/tests/litellm_as_code.rs): PyPI litellm-as-code and its imports, pinned in
+# tests/litellm-as-code/requirements.txt, in a venv keyed by that file.
+LAC_REQUIREMENTS := $(CURDIR)/tests/litellm-as-code/requirements.txt
+LAC_VENV := $(HOME)/.cache/modelgate/litellm-as-code-$(shell sha256sum $(LAC_REQUIREMENTS) | cut -c1-16)
+LAC_STAMP := $(LAC_VENV)/.installed
+export MODELGATE_LITELLM_AS_CODE ?= $(LAC_VENV)/bin/litellm-as-code
 
-.PHONY: help setup test-deps oidc-provider build run test lint fmt bench bench-smoke litellm-venv e2e-openwebui
+.PHONY: help setup test-deps oidc-provider litellm-as-code build run test lint fmt bench bench-smoke litellm-venv e2e-openwebui
 
 help:
 	@echo "make run    start the control plane and Envoy with the filter on 127.0.0.1:$(LISTEN_PORT)"
@@ -100,6 +107,16 @@ $(OIDC_STAMP): $(OIDC_LOCK) tests/oidc/package.json | test-deps
 	$(OIDC_DIR)/node_modules/.bin/node --version
 	touch $@
 
+litellm-as-code: $(LAC_STAMP)
+
+$(LAC_STAMP): $(LAC_REQUIREMENTS)
+	rm -rf $(LAC_VENV)
+	python3 -m venv $(LAC_VENV)
+	PIP_DISABLE_PIP_VERSION_CHECK=1 $(LAC_VENV)/bin/pip install --quiet --no-deps \
+		-r $(LAC_REQUIREMENTS)
+	$(LAC_VENV)/bin/litellm-as-code --version
+	touch $@
+
 build: setup
 	cargo build -p modelgate-filter --target wasm32-wasip1 --release
 	cargo build -p modelgate-control-plane --release --bin modelgate
@@ -111,7 +128,7 @@ run: build
 # WASI (filter/wasm-test-runner.mjs). The e2e tests print their measurements (--show-output).
 # The `make run` smoke test builds a fresh clone, so it runs on its own: its compile jobs
 # would otherwise starve the timing-sensitive scenarios (e.g. revocation within 2 s).
-test: build test-deps oidc-provider
+test: build test-deps oidc-provider litellm-as-code
 	cargo test --workspace --exclude modelgate-e2e
 	CARGO_TARGET_WASM32_WASIP1_RUNNER=$(CURDIR)/filter/wasm-test-runner.mjs \
 		cargo test -p modelgate-filter --target wasm32-wasip1

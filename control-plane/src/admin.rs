@@ -5,10 +5,11 @@
 //! map their wire format to these inputs and [`AdminError`] to their status codes.
 //!
 //! One file per kind of object: `teams`, `virtual_keys`, `users`, `models`, `spend`,
-//! `admin_keys`; [`access`] holds authentication, the permission check and the admin records.
+//! `admin_keys`, `budgets`; [`access`] holds authentication, the permission check and the admin records.
 
 pub mod access;
 mod admin_keys;
+mod budgets;
 mod models;
 mod spend;
 mod teams;

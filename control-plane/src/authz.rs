@@ -119,6 +119,11 @@ pub enum Action {
     ManageDataPlanes,
     ManageIdentityProviders,
     ManageAdminKeys,
+    /// LiteLLM budget objects (`/budget/list`, `/budget/info`).
+    ReadBudgets,
+    /// Creating, changing and deleting budget objects, and attaching them to keys, teams and
+    /// users: an attached budget sets limits, so only admins.
+    ManageBudgets,
 }
 
 impl Action {
@@ -145,6 +150,8 @@ impl Action {
             Self::ManageDataPlanes => "manage_data_planes",
             Self::ManageIdentityProviders => "manage_identity_providers",
             Self::ManageAdminKeys => "manage_admin_keys",
+            Self::ReadBudgets => "read_budgets",
+            Self::ManageBudgets => "manage_budgets",
         }
     }
 
@@ -157,6 +164,7 @@ impl Action {
                 | Self::ReadModels
                 | Self::ReadSpend
                 | Self::ReadAudit
+                | Self::ReadBudgets
         )
     }
 }
@@ -359,6 +367,16 @@ mod tests {
             ),
             (
                 Action::ManageAdminKeys,
+                Object::Global,
+                [true, false, false, false],
+            ),
+            (
+                Action::ReadBudgets,
+                Object::Global,
+                [true, false, true, false],
+            ),
+            (
+                Action::ManageBudgets,
                 Object::Global,
                 [true, false, false, false],
             ),

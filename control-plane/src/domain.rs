@@ -97,6 +97,10 @@ pub enum ValidationError {
     Expiry(#[from] crate::keys::ExpiryError),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error("budget_id {0:?} is invalid: use 1-128 printable characters without spaces")]
+    BudgetId(String),
+    #[error("budget {0:?} has a max_budget, which Modelgate enforces only on the key, team or user itself: set max_budget there, or attach a budget without one")]
+    BudgetNotAttachable(String),
 }
 
 impl ValidationError {
@@ -125,6 +129,7 @@ impl ValidationError {
             Self::Cluster(_) => Some("cluster"),
             Self::Expiry(_) => Some("duration"),
             Self::AssertionSecret => Some("assert_user_secret"),
+            Self::BudgetId(_) | Self::BudgetNotAttachable(_) => Some("budget_id"),
             Self::RouteWildcard(_)
             | Self::PublicId(_)
             | Self::WholeKeyGiven

@@ -47,6 +47,7 @@ pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod master_key;
+pub mod named_budget;
 pub mod rest;
 pub mod server;
 pub mod snapshot;

@@ -73,7 +73,11 @@ fn text(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn positive<T: Copy + Into<u64>>(field: &'static str, v: T) -> Result<T, ValidationError> {
+/// A limit of at least 1 that fits the stores' signed 64-bit integers.
+pub(crate) fn positive<T: Copy + Into<u64>>(
+    field: &'static str,
+    v: T,
+) -> Result<T, ValidationError> {
     let n: u64 = v.into();
     if n == 0 {
         return Err(ValidationError::LimitZero(field));

@@ -10,7 +10,7 @@ mod support;
 use serde_json::{json, Value};
 use sha2::Digest;
 use support::control_plane::ControlPlane;
-use support::rest::{error, http, Rest};
+use support::rest::{error, http, start, Rest};
 
 /// A minimal valid body per POST route, naming existing objects (team `ml`, user `ana@corp.example`,
 /// model `llama3`, the key `key`).
@@ -63,16 +63,6 @@ async fn key_policy(cp: &ControlPlane, public_id: &str) -> modelgate_proto::v1::
         .into_iter()
         .find(|k| k.public_id == public_id)
         .unwrap()
-}
-
-fn start() -> (tempfile::TempDir, ControlPlane, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let cp = ControlPlane::start(dir.path(), &[], &[]);
-    let master = std::fs::read_to_string(cp.data_dir.join("master.key"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    (dir, cp, master)
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ mod support;
 
 #[path = "store/identity.rs"]
 mod identity_cases;
+#[path = "store/named_budget.rs"]
+mod named_budget;
 use identity_cases::*;
 
 use std::path::PathBuf;
@@ -40,6 +42,10 @@ use admin_key::admin_keys_are_created_found_listed_and_revoked;
 use dataplane::{
     a_batch_id_belongs_to_the_data_plane_that_sent_it,
     data_plane_tokens_are_created_listed_and_revoked,
+};
+use named_budget::{
+    attached_budgets_fill_unset_limits_in_the_policy,
+    budget_objects_are_created_updated_and_deleted,
 };
 
 /// Keeps a backend's database alive for the test and reads it behind the store's back.
@@ -163,6 +169,8 @@ suite!(
     data_plane_tokens_are_created_listed_and_revoked,
     a_batch_id_belongs_to_the_data_plane_that_sent_it,
     admin_keys_are_created_found_listed_and_revoked,
+    budget_objects_are_created_updated_and_deleted,
+    attached_budgets_fill_unset_limits_in_the_policy,
 );
 
 fn team(alias: &str, models: &[&str]) -> Team {

@@ -133,6 +133,11 @@ impl ControlPlane {
         self.grpc_addr
     }
 
+    /// The HTTP port: the LiteLLM-compatible REST API, `/ready`, `/metrics`.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc_addr)
     }

@@ -13,7 +13,7 @@ use modelgate_e2e::{ApiResponse, Behaviour, EnvoyConfig, Gateway, Stack};
 use modelgate_proto::v1::{
     CreateKeyRequest, CreateModelRequest, CreateTeamRequest, CreateUserRequest, LimitSettings,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Two workers: each runs its own copy of the filter; limits must hold across both.
 fn two_workers() -> EnvoyConfig {
@@ -205,6 +205,45 @@ async fn rpm_3_the_fourth_request_within_the_minute_is_429_with_headers() {
         "connections per worker: {:?}",
         stack.envoy.connections_per_worker().await
     );
+
+    // A LiteLLM budget object's rpm binds a key that names it, set up as LiteLLM scripts do.
+    let rest = Gateway::new(format!("http://{}", stack.control_plane.http_addr()));
+    let master = stack.control_plane.master_key();
+    rest.post_json(
+        "/budget/new",
+        Some(&master),
+        &json!({"budget_id": "one-a-minute", "rpm_limit": 1}),
+    )
+    .await
+    .assert_success();
+    let budgeted = rest
+        .post_json(
+            "/key/generate",
+            Some(&master),
+            &json!({"team_id": "rpm-team", "budget_id": "one-a-minute"}),
+        )
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Until Envoy has the key, it answers 401, which counts against no limit.
+    eventually(
+        "the budgeted key is served",
+        PROPAGATION_TIMEOUT,
+        || async {
+            let response = chat(gateway, &budgeted, "m").await;
+            if response.status == 200 {
+                Ok(())
+            } else {
+                Err(response.summary())
+            }
+        },
+    )
+    .await;
+    let second = chat(gateway, &budgeted, "m").await;
+    assert_limited(&second, "rate_limit_exceeded", "key", "rpm");
+    assert_eq!(header(&second, "x-ratelimit-limit-requests"), "1");
 }
 
 #[tokio::test]

@@ -45,14 +45,17 @@ fn store_status(e: StoreError) -> Status {
         | StoreError::ModelExists(_)
         | StoreError::DataPlaneNameTaken(_)
         | StoreError::BatchFromAnotherDataPlane(_)
-        | StoreError::IdentityProviderExists(_) => Status::already_exists(e.to_string()),
+        | StoreError::IdentityProviderExists(_)
+        | StoreError::BudgetExists(_) => Status::already_exists(e.to_string()),
         StoreError::IdentityProviderNotFound(_)
         | StoreError::TeamNotFound(_)
         | StoreError::KeyNotFound(_)
         | StoreError::UserNotFound(_)
         | StoreError::ModelNotFound(_)
         | StoreError::DataPlaneTokenNotFound(_)
-        | StoreError::AdminKeyNotFound(_) => Status::not_found(e.to_string()),
+        | StoreError::AdminKeyNotFound(_)
+        | StoreError::BudgetNotFound(_) => Status::not_found(e.to_string()),
+        StoreError::BudgetInUse { .. } => Status::failed_precondition(e.to_string()),
         StoreError::Invalid(_) => Status::invalid_argument(e.to_string()),
         StoreError::KeyRevoked(_) => Status::failed_precondition(e.to_string()),
         StoreError::KeyIdTaken => Status::aborted("key id collision, please retry"),

@@ -80,7 +80,8 @@ impl From<AdminError> for RestError {
                 | StoreError::UserNotFound(_)
                 | StoreError::ModelNotFound(_)
                 | StoreError::AdminKeyNotFound(_)
-                | StoreError::IdentityProviderNotFound(_),
+                | StoreError::IdentityProviderNotFound(_)
+                | StoreError::BudgetNotFound(_),
             ) => (StatusCode::NOT_FOUND, "not_found_error"),
             AdminError::Store(
                 StoreError::TeamAliasTaken(_)
@@ -88,6 +89,8 @@ impl From<AdminError> for RestError {
                 | StoreError::UserExists(_)
                 | StoreError::ModelExists(_)
                 | StoreError::IdentityProviderExists(_)
+                | StoreError::BudgetExists(_)
+                | StoreError::BudgetInUse { .. }
                 | StoreError::KeyRevoked(_),
             ) => (StatusCode::CONFLICT, "conflict_error"),
             AdminError::Store(StoreError::KeyIdTaken) => {

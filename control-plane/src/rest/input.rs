@@ -6,7 +6,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::RestError;
+use crate::admin::Admin;
+use crate::authz::Caller;
+use crate::domain::ScopeKind;
 use crate::limits::LimitsInput;
+use crate::store::Store;
 
 /// Admin bodies are small JSON objects; anything bigger is a mistake or an attack.
 pub(super) const MAX_BODY_BYTES: usize = 1 << 20;
@@ -112,8 +116,10 @@ pub(super) fn metadata_with_tags(
     Ok(Some(Value::Object(object).to_string()))
 }
 
-/// LiteLLM's limit fields, shared by keys, teams and users.
+/// LiteLLM's limit fields, shared by keys, teams and users, with the `budget_id` of a budget
+/// object whose limits the scope takes on (`null` detaches it).
 pub(super) struct LimitFields {
+    budget_id: Option<Option<String>>,
     rpm_limit: Option<Option<u64>>,
     tpm_limit: Option<Option<u64>>,
     max_parallel_requests: Option<Option<u32>>,
@@ -125,6 +131,7 @@ pub(super) struct LimitFields {
 impl LimitFields {
     pub(super) fn take(body: &mut Body) -> Result<Self, RestError> {
         Ok(Self {
+            budget_id: body.change("budget_id")?,
             rpm_limit: body.change("rpm_limit")?,
             tpm_limit: body.change("tpm_limit")?,
             max_parallel_requests: body.change("max_parallel_requests")?,
@@ -143,6 +150,35 @@ impl LimitFields {
             budget_duration: self.budget_duration.clone().flatten(),
             budget_reset: self.budget_reset.clone(),
         }
+    }
+
+    /// Checks a given `budget_id` before the scope is written, so a budget that does not
+    /// exist, cannot be attached or may not be attached by the caller changes nothing.
+    pub(super) async fn check_budget<S: Store>(
+        &self,
+        admin: &Admin<S>,
+        caller: &Caller,
+    ) -> Result<(), RestError> {
+        if let Some(budget) = &self.budget_id {
+            admin.check_attachable(caller, budget.as_deref()).await?;
+        }
+        Ok(())
+    }
+
+    /// Attaches (or with `null` detaches) the given `budget_id` once the scope is written.
+    pub(super) async fn attach_budget<S: Store>(
+        &self,
+        admin: &Admin<S>,
+        caller: &Caller,
+        kind: ScopeKind,
+        scope_id: &str,
+    ) -> Result<(), RestError> {
+        if let Some(budget) = &self.budget_id {
+            admin
+                .attach_budget(caller, kind, scope_id, budget.as_deref())
+                .await?;
+        }
+        Ok(())
     }
 
     /// The limits set to `null`, by the names the admin service clears.

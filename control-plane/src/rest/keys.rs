@@ -12,7 +12,7 @@ use super::input::{metadata_with_tags, required, Body, LimitFields};
 use super::views::{key_json, object};
 use super::{params, Answer, Params, Shared};
 use crate::admin::{Admin, AdminError, KeyInput, KeyQuery, KeyUpdate};
-use crate::domain;
+use crate::domain::{self, ScopeKind};
 use crate::keys::KeySecret;
 use crate::store::Store;
 
@@ -75,7 +75,11 @@ pub(super) async fn key_generate<S: Store>(
         can_assert_user: r.can_assert_user.unwrap_or(false),
         assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
     };
+    r.limits.check_budget(&admin, &caller).await?;
     let created = admin.create_key(&caller, input).await?;
+    r.limits
+        .attach_budget(&admin, &caller, ScopeKind::Key, &created.view.key.public_id)
+        .await?;
     let mut out = object(key_json(&created.view));
     out.insert("key".into(), json!(created.secret.expose()));
     Ok(Json(Value::Object(out)))
@@ -146,9 +150,12 @@ pub(super) async fn key_update<S: Store>(
         assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
         clear,
     };
-    Ok(Json(key_json(
-        &admin.update_key(&caller, &key, update).await?,
-    )))
+    r.limits.check_budget(&admin, &caller).await?;
+    let updated = admin.update_key(&caller, &key, update).await?;
+    r.limits
+        .attach_budget(&admin, &caller, ScopeKind::Key, &updated.key.public_id)
+        .await?;
+    Ok(Json(key_json(&updated)))
 }
 
 pub(super) async fn key_delete<S: Store>(

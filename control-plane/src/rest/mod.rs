@@ -17,14 +17,20 @@
 //! cannot equal another team's alias); `team/new` takes a caller-chosen `team_id`. Updates
 //! address a team by `team_id` or `team_alias`, a key by `key` or `key_alias`.
 //!
+//! Budget objects (`/budget/*`) carry limits that keys, teams and users take on through
+//! `budget_id` on their create and update calls (see [`crate::named_budget`]). The list
+//! routes of features Modelgate does not have answer empty lists (see `lists`).
+//!
 //! Differences from LiteLLM: keys are referenced by the whole key or by their public id
 //! (`token` in responses); `/key/delete` revokes (the key stays listed as revoked, so filters
 //! answer "key revoked"); a key needs a team.
 
+mod budgets;
 mod error;
 mod idp;
 mod input;
 mod keys;
+mod lists;
 mod models;
 mod spend;
 mod teams;
@@ -43,14 +49,21 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
+use budgets::{
+    budget_delete, budget_info, budget_info_one, budget_list, budget_new, budget_update,
+};
 use error::RestError;
 use keys::{
     key_block, key_delete, key_generate, key_info, key_list, key_regenerate, key_regenerate_path,
     key_unblock, key_update,
 };
+use lists::{credential_list, guardrail_list, organization_list, policy_list};
 use models::{model_delete, model_info, model_new, model_update};
 use spend::{spend_key, spend_logs, spend_team, spend_user};
-use teams::{team_block, team_delete, team_info, team_list, team_new, team_unblock, team_update};
+use teams::{
+    team_block, team_delete, team_info, team_list, team_list_v2, team_new, team_unblock,
+    team_update,
+};
 use users::{user_delete, user_info, user_list, user_new, user_update};
 
 use crate::admin::{Admin, AdminError};
@@ -76,6 +89,7 @@ pub fn router<S: Store>(admin: Arc<Admin<S>>, identity: Arc<IdentityAdmin<S>>) -
         .route("/team/unblock", post(team_unblock::<S>))
         .route("/team/info", get(team_info::<S>))
         .route("/team/list", get(team_list::<S>))
+        .route("/v2/team/list", get(team_list_v2::<S>))
         .route("/user/new", post(user_new::<S>))
         .route("/user/update", post(user_update::<S>))
         .route("/user/delete", post(user_delete::<S>))
@@ -89,6 +103,18 @@ pub fn router<S: Store>(admin: Arc<Admin<S>>, identity: Arc<IdentityAdmin<S>>) -
         .route("/spend/team", get(spend_team::<S>))
         .route("/spend/user", get(spend_user::<S>))
         .route("/spend/logs", get(spend_logs::<S>))
+        .route("/budget/new", post(budget_new::<S>))
+        .route("/budget/update", post(budget_update::<S>))
+        .route("/budget/delete", post(budget_delete::<S>))
+        .route(
+            "/budget/info",
+            post(budget_info::<S>).get(budget_info_one::<S>),
+        )
+        .route("/budget/list", get(budget_list::<S>))
+        .route("/organization/list", get(organization_list))
+        .route("/credentials", get(credential_list))
+        .route("/v2/guardrails/list", get(guardrail_list))
+        .route("/policies/list", get(policy_list))
         .merge(idp::routes(Arc::clone(&admin), identity))
         .layer(DefaultBodyLimit::max(input::MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(

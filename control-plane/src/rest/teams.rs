@@ -12,6 +12,7 @@ use super::input::{json_text, metadata_with_tags, required, Body, LimitFields};
 use super::views::{key_json, team_json};
 use super::{params, Answer, Params, Shared};
 use crate::admin::{KeyQuery, TeamInput, TeamUpdate};
+use crate::domain::ScopeKind;
 use crate::store::Store;
 
 /// The fields of `/team/new` and `/team/update`.
@@ -69,7 +70,12 @@ pub(super) async fn team_new<S: Store>(
         blocked: r.blocked.unwrap_or(false),
         idp_groups: r.idp_groups.unwrap_or_default(),
     };
-    Ok(Json(team_json(&admin.create_team(&caller, input).await?)))
+    r.limits.check_budget(&admin, &caller).await?;
+    let created = admin.create_team(&caller, input).await?;
+    r.limits
+        .attach_budget(&admin, &caller, ScopeKind::Team, &created.team.id)
+        .await?;
+    Ok(Json(team_json(&created)))
 }
 
 pub(super) async fn team_update<S: Store>(
@@ -110,9 +116,12 @@ pub(super) async fn team_update<S: Store>(
         clear,
         idp_groups: r.idp_groups,
     };
-    Ok(Json(team_json(
-        &admin.update_team(&caller, &team, update).await?,
-    )))
+    r.limits.check_budget(&admin, &caller).await?;
+    let updated = admin.update_team(&caller, &team, update).await?;
+    r.limits
+        .attach_budget(&admin, &caller, ScopeKind::Team, &updated.team.id)
+        .await?;
+    Ok(Json(team_json(&updated)))
 }
 
 #[derive(Deserialize)]
@@ -189,6 +198,31 @@ pub(super) async fn team_info<S: Store>(
         "team_id": view.team.id,
         "team_info": team_json(&view),
         "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+    })))
+}
+
+/// LiteLLM's paged `{"teams": [...]}`; every team fits on the one page.
+pub(super) async fn team_list_v2<S: Store>(
+    State(admin): Shared<S>,
+    Extension(caller): Extension<Caller>,
+    q: Params<Vec<(String, String)>>,
+) -> Answer {
+    for (name, _) in params(q)? {
+        // Paging parameters only: filters LiteLLM has here are not implemented.
+        if !matches!(name.as_str(), "page" | "page_size") {
+            return Err(RestError::invalid(
+                &name,
+                format!("unknown query parameter {name:?}"),
+            ));
+        }
+    }
+    let teams = admin.list_teams(&caller).await?;
+    Ok(Json(json!({
+        "teams": teams.iter().map(team_json).collect::<Vec<_>>(),
+        "total": teams.len(),
+        "page": 1,
+        "page_size": teams.len(),
+        "total_pages": 1,
     })))
 }
 

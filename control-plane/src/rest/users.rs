@@ -12,6 +12,7 @@ use super::input::{required, Body, LimitFields};
 use super::views::{key_json, user_json};
 use super::{params, Answer, Params, Shared};
 use crate::admin::KeyQuery;
+use crate::domain::ScopeKind;
 use crate::store::Store;
 
 /// The user a `/user/new` or `/user/update` body names, and its limits. LiteLLM's separate
@@ -30,9 +31,12 @@ pub(super) async fn user_new<S: Store>(
     body: Body,
 ) -> Answer {
     let (id, limits) = user_request(body)?;
-    Ok(Json(user_json(
-        &admin.create_user(&caller, &id, limits.input()).await?,
-    )))
+    limits.check_budget(&admin, &caller).await?;
+    let user = admin.create_user(&caller, &id, limits.input()).await?;
+    limits
+        .attach_budget(&admin, &caller, ScopeKind::User, &user.user.id)
+        .await?;
+    Ok(Json(user_json(&user)))
 }
 
 pub(super) async fn user_update<S: Store>(
@@ -41,8 +45,12 @@ pub(super) async fn user_update<S: Store>(
     body: Body,
 ) -> Answer {
     let (id, limits) = user_request(body)?;
+    limits.check_budget(&admin, &caller).await?;
     let user = admin
         .update_user(&caller, &id, limits.input(), None, &limits.nulls())
+        .await?;
+    limits
+        .attach_budget(&admin, &caller, ScopeKind::User, &user.user.id)
         .await?;
     Ok(Json(user_json(&user)))
 }

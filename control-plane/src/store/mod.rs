@@ -21,6 +21,7 @@ mod admin_key;
 mod dataplane;
 mod identity;
 mod migrations;
+mod named_budget;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -28,6 +29,7 @@ mod sqlite;
 pub use admin_key::AdminKeyStore;
 pub use dataplane::DataPlaneStore;
 pub use identity::IdentityStore;
+pub use named_budget::NamedBudgetStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -64,6 +66,13 @@ pub enum StoreError {
     IdentityProviderNotFound(String),
     #[error("identity provider {0:?} is already registered")]
     IdentityProviderExists(String),
+    #[error("budget {0:?} not found")]
+    BudgetNotFound(String),
+    #[error("a budget {0:?} already exists")]
+    BudgetExists(String),
+    /// LiteLLM refuses too (the budget row is referenced); nothing is detached.
+    #[error("budget {budget:?} is attached to {attached}: detach it first (set budget_id to null on them)")]
+    BudgetInUse { budget: String, attached: String },
     /// A change that the current data makes invalid (e.g. a key wider than its team).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -311,7 +320,8 @@ pub trait UsageStore: Send + Sync {
 pub trait PolicyStore: Send + Sync {
     /// The current policy version (bumped by every policy change).
     fn policy_version(&self) -> impl Future<Output = StoreResult<u64>> + Send;
-    /// Version, teams, keys, users and model routes read at one consistent point.
+    /// Version, teams, keys, users and model routes read at one consistent point, with the
+    /// rate limits of attached budget objects resolved into the scopes' limits.
     fn load_policy(&self) -> impl Future<Output = StoreResult<PolicyState>> + Send;
     /// Bumps the version without a data change, so filters fetch a snapshot whose budget
     /// state (computed from usage, not stored) has changed. Returns the new version.
@@ -330,6 +340,7 @@ pub trait Store:
     + DataPlaneStore
     + AdminKeyStore
     + IdentityStore
+    + NamedBudgetStore
     + crate::audit::AuditStore
     + Clone
     + 'static

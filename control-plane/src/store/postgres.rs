@@ -7,6 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::identity::impl_identity_store;
 use super::migrations::{self, EmbeddedMigration};
+use super::named_budget::impl_named_budget_store;
 use super::sql::impl_sql_store;
 
 const MIGRATIONS: &[EmbeddedMigration] = &[
@@ -49,6 +50,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         version: 23,
         description: "litellm compatibility",
         sql: include_str!("migrations/postgres/0023_litellm_compat.sql"),
+    },
+    EmbeddedMigration {
+        version: 24,
+        description: "budgets",
+        sql: include_str!("migrations/postgres/0024_budgets.sql"),
     },
     EmbeddedMigration {
         version: 25,
@@ -104,3 +110,4 @@ impl PostgresStore {
 
 impl_sql_store!(PostgresStore, sqlx::Postgres);
 impl_identity_store!(PostgresStore);
+impl_named_budget_store!(PostgresStore);

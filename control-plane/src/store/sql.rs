@@ -1316,15 +1316,18 @@ macro_rules! impl_sql_store {
                     .map(model_from_row)
                     .collect::<StoreResult<Vec<_>>>()?;
                 let identity_providers = load_identity_providers_on(&mut tx).await?;
+                let budgeted = budgeted_scopes_on(&mut tx).await?;
                 tx.commit().await?;
-                Ok(PolicyState {
+                let mut state = PolicyState {
                     version: sql::to_u64(version, "policy version")?,
                     teams,
                     keys,
                     users,
                     models,
                     identity_providers,
-                })
+                };
+                $crate::named_budget::resolve_into(&mut state, budgeted);
+                Ok(state)
             }
 
             async fn bump_policy_version(&self) -> StoreResult<u64> {

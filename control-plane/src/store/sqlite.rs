@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 
 use super::identity::impl_identity_store;
 use super::migrations::{self, EmbeddedMigration};
+use super::named_budget::impl_named_budget_store;
 use super::sql::impl_sql_store;
 
 const MIGRATIONS: &[EmbeddedMigration] = &[
@@ -52,6 +53,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         version: 23,
         description: "litellm compatibility",
         sql: include_str!("migrations/sqlite/0023_litellm_compat.sql"),
+    },
+    EmbeddedMigration {
+        version: 24,
+        description: "budgets",
+        sql: include_str!("migrations/sqlite/0024_budgets.sql"),
     },
     EmbeddedMigration {
         version: 25,
@@ -113,3 +119,4 @@ impl SqliteStore {
 
 impl_sql_store!(SqliteStore, sqlx::Sqlite);
 impl_identity_store!(SqliteStore);
+impl_named_budget_store!(SqliteStore);

@@ -4,7 +4,19 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
+use super::control_plane::ControlPlane;
 pub use super::http::http;
+
+/// A control plane in a fresh data directory, and its master key.
+pub fn start() -> (tempfile::TempDir, ControlPlane, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(dir.path(), &[], &[]);
+    let master = std::fs::read_to_string(cp.data_dir.join("master.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (dir, cp, master)
+}
 
 pub struct Rest<'a> {
     pub addr: SocketAddr,
