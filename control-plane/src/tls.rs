@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -27,6 +27,8 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// A client that opens a connection and never finishes the handshake holds a task this long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`connect`] waits for the server's first bytes.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(5);
 /// Finished handshakes waiting for the server to pick them up.
 const ACCEPT_QUEUE: usize = 128;
 
@@ -112,17 +114,7 @@ impl ServerTlsFiles {
         };
         let config = builder
             .with_single_cert(chain, key)
-            .map_err(|source| match source {
-                rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
-                    cert: self.cert.clone(),
-                    key: self.key.clone(),
-                },
-                source => TlsError::Certificate {
-                    cert: self.cert.clone(),
-                    key: self.key.clone(),
-                    source,
-                },
-            })?;
+            .map_err(|source| cert_key_error(&self.cert, &self.key, source))?;
         let with_alpn = |protocols: &[&[u8]]| {
             let mut config = config.clone();
             config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
@@ -158,17 +150,7 @@ impl ClientTlsFiles {
         let mut config = match (&self.client_cert, &self.client_key) {
             (Some(cert), Some(key)) => builder
                 .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
-                .map_err(|source| match source {
-                    rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
-                        cert: cert.clone(),
-                        key: key.clone(),
-                    },
-                    source => TlsError::Certificate {
-                        cert: cert.clone(),
-                        key: key.clone(),
-                        source,
-                    },
-                })?,
+                .map_err(|source| cert_key_error(cert, key, source))?,
             // clap requires both or neither.
             _ => builder.with_no_client_auth(),
         };
@@ -188,12 +170,16 @@ fn system_roots() -> RootCertStore {
     roots
 }
 
-/// Connects to `host:port` and does the TLS handshake, checking the certificate against `host`.
+/// Connects to `host:port`, does the TLS handshake (checking the certificate against `host`)
+/// and waits for the server's first bytes: in TLS 1.3 a server refuses a client certificate
+/// (or its absence) only after the client's side of the handshake is done, and without this
+/// wait that refusal surfaced later as a bare "operation was canceled" on the first call.
+/// gRPC servers speak first (HTTP/2 SETTINGS), so the wait costs one round trip.
 pub async fn connect(
     connector: &TlsConnector,
     host: &str,
     port: u16,
-) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+) -> io::Result<BufReader<tokio_rustls::client::TlsStream<TcpStream>>> {
     // `[::1]` in a URL is `::1` to the resolver and to the certificate check.
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let name = ServerName::try_from(host)
@@ -201,7 +187,21 @@ pub async fn connect(
         .to_owned();
     let tcp = TcpStream::connect((host, port)).await?;
     tcp.set_nodelay(true)?;
-    connector.connect(name, tcp).await
+    let mut stream = BufReader::new(connector.connect(name, tcp).await?);
+    // A server that does not speak first is left for the caller's own timeouts.
+    if let Ok(first) = tokio::time::timeout(FIRST_BYTES_TIMEOUT, stream.fill_buf()).await {
+        first?;
+    }
+    Ok(stream)
+}
+
+/// Why rustls cannot use a certificate with a key, naming both files.
+fn cert_key_error(cert: &Path, key: &Path, source: rustls::Error) -> TlsError {
+    let (cert, key) = (cert.to_owned(), key.to_owned());
+    match source {
+        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch { cert, key },
+        source => TlsError::Certificate { cert, key, source },
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
