@@ -11,14 +11,3 @@ pub mod results;
 pub mod scale;
 pub mod upstream;
 pub mod whole_path;
-
-/// Installs rustls's ring provider for this process. The bench links the control plane, whose
-/// reqwest is built without a default TLS provider, and cargo unifies that feature into the
-/// harness's HTTP clients: without a provider they panic when built.
-// ring is deprecated in rustls only for lacking post-quantum key exchange, which loopback
-// benchmarks do not need (the control plane makes the same choice in identity/fetch.rs).
-#[allow(deprecated)]
-pub fn install_tls_provider() {
-    // Err only when a provider is already installed, which is as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}

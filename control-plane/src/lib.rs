@@ -28,7 +28,8 @@
 //! - [`grpc`]: `AdminService` and `AuditService` (admin keys or the master key, by role) and
 //!   `PolicyService` (data plane), reflection.
 //! - [`server`] (`modelgate serve`), [`http`] (`/ready`, `/healthz`, the REST API), [`cli`]
-//!   (admin commands).
+//!   (admin commands); [`tls`] (the listeners' TLS and mTLS, the CLI's TLS connection, the
+//!   process's rustls provider).
 
 pub mod admin;
 pub mod admin_key;
@@ -53,6 +54,7 @@ pub mod server;
 pub mod snapshot;
 pub mod spend;
 pub mod store;
+pub mod tls;
 
 use cli::{AuditCliError, Cli, CliError, Command};
 use server::ServeError;
@@ -71,6 +73,8 @@ pub enum Error {
 
 /// Runs one invocation of the `modelgate` binary.
 pub async fn run(cli: Cli) -> Result<(), Error> {
+    // Before any library (sqlx, reqwest) asks rustls for its provider.
+    tls::install_crypto_provider();
     match cli.command {
         Command::Serve(args) => {
             server::serve(args.into_config(&cli.global), server::shutdown_signal()).await?;

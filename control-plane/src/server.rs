@@ -10,12 +10,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use modelgate_proto::v1::admin_service_server::AdminServiceServer;
 use modelgate_proto::v1::audit_service_server::AuditServiceServer;
 use modelgate_proto::v1::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::server::{Router, TcpIncoming};
 
 use crate::admin::Admin;
 use crate::audit::{self, AuditError, AuditLog, CheckpointPolicy};
@@ -30,6 +32,7 @@ use crate::master_key::{self, MasterKey, MasterKeyError, MasterKeySource};
 use crate::snapshot::SnapshotCache;
 use crate::spend::{SpendSync, SpendTracker};
 use crate::store::{DatabaseLocation, OpenedStore, Store, StoreError};
+use crate::tls::{self, ServerTls, ServerTlsFiles, TlsError, TlsListener};
 
 /// In-flight calls get this long to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +42,10 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// PolicyService's own listener; then the gRPC admin listener does not serve it.
+    pub policy_addr: Option<SocketAddr>,
+    /// TLS (and with a client CA, mTLS) on every listener.
+    pub tls: Option<ServerTlsFiles>,
     pub database: DatabaseLocation,
     /// From `MODELGATE_MASTER_KEY`; `None` uses (or creates) `<data_dir>/master.key`.
     pub master_key: Option<String>,
@@ -52,6 +59,8 @@ impl fmt::Debug for ServeConfig {
             .field("data_dir", &self.data_dir)
             .field("grpc_addr", &self.grpc_addr)
             .field("http_addr", &self.http_addr)
+            .field("policy_addr", &self.policy_addr)
+            .field("tls", &self.tls)
             .field("database", &self.database)
             .field(
                 "master_key",
@@ -90,6 +99,8 @@ pub enum ServeError {
     AuditSink(#[from] audit::sink::SinkError),
     #[error(transparent)]
     Jwks(#[from] FetchError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Runs the control plane until `shutdown` resolves.
@@ -107,8 +118,9 @@ pub async fn serve(
         })?;
     // Everything that can fail on a bad configuration comes before the master key, so a
     // server that cannot start leaves no new key behind.
+    let tls = config.tls.as_ref().map(ServerTlsFiles::load).transpose()?;
     let store = OpenedStore::open(&config.database).await?;
-    let listeners = Listeners::bind(config.grpc_addr, config.http_addr).await?;
+    let listeners = Listeners::bind(&config, tls).await?;
     let (master_key, source) =
         master_key::load_or_create(config.master_key.clone(), &config.data_dir)?;
     announce_master_key(&source);
@@ -128,19 +140,32 @@ pub async fn serve(
 struct Listeners {
     grpc: TcpListener,
     http: TcpListener,
+    policy: Option<TcpListener>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
+    policy_addr: Option<SocketAddr>,
+    tls: Option<ServerTls>,
 }
 
 impl Listeners {
-    async fn bind(grpc_addr: SocketAddr, http_addr: SocketAddr) -> Result<Self, ServeError> {
-        let grpc = bind("gRPC", grpc_addr).await?;
-        let http = bind("HTTP", http_addr).await?;
+    async fn bind(config: &ServeConfig, tls: Option<ServerTls>) -> Result<Self, ServeError> {
+        let grpc = bind("gRPC", config.grpc_addr).await?;
+        let http = bind("HTTP", config.http_addr).await?;
+        let policy = match config.policy_addr {
+            Some(addr) => Some((bind("the policy service", addr).await?, addr)),
+            None => None,
+        };
         Ok(Self {
-            grpc_addr: local_addr("gRPC", &grpc, grpc_addr)?,
-            http_addr: local_addr("HTTP", &http, http_addr)?,
+            grpc_addr: local_addr("gRPC", &grpc, config.grpc_addr)?,
+            http_addr: local_addr("HTTP", &http, config.http_addr)?,
+            policy_addr: policy
+                .as_ref()
+                .map(|(l, addr)| local_addr("the policy service", l, *addr))
+                .transpose()?,
             grpc,
             http,
+            policy: policy.map(|(l, _)| l),
+            tls,
         })
     }
 }
@@ -173,8 +198,11 @@ async fn serve_store<S: Store>(
     let Listeners {
         grpc: grpc_listener,
         http: http_listener,
+        policy: policy_listener,
         grpc_addr,
         http_addr,
+        policy_addr,
+        tls,
     } = listeners;
 
     let (reflection_v1, reflection_v1alpha) = grpc::reflection_services()?;
@@ -198,20 +226,32 @@ async fn serve_store<S: Store>(
         DataPlanes::new(store.clone()),
         Arc::clone(&identity),
     );
-    let grpc_router = tonic::transport::Server::builder()
+    let policy_service = PolicyServiceServer::new(PolicyApi::new(
+        Arc::clone(&audit_log),
+        snapshots,
+        DataPlanes::new(store.clone()),
+        Arc::clone(&jwks),
+    ));
+    let admin_router = tonic::transport::Server::builder()
         .add_service(AdminServiceServer::new(admin_api.clone()))
         .add_service(AuditServiceServer::new(AuditApi::new(
             Arc::clone(&audit_log),
             admin_api,
         )))
-        .add_service(PolicyServiceServer::new(PolicyApi::new(
-            Arc::clone(&audit_log),
-            snapshots,
-            DataPlanes::new(store.clone()),
-            Arc::clone(&jwks),
-        )))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
+    // With its own listener the policy service is served only there, so the admin port can be
+    // firewalled from the data plane and the other way round.
+    let (admin_router, policy_router) = match policy_listener {
+        Some(listener) => (
+            admin_router,
+            Some((
+                tonic::transport::Server::builder().add_service(policy_service),
+                listener,
+            )),
+        ),
+        None => (admin_router.add_service(policy_service), None),
+    };
 
     // One stop signal for both servers: the outside shutdown, or either server failing.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -225,30 +265,49 @@ async fn serve_store<S: Store>(
         });
     }
 
-    let grpc_server = {
-        let stop_tx = Arc::clone(&stop_tx);
+    let grpc_tls = tls.as_ref().map(|t| t.grpc.clone());
+    let grpc_server = stop_all_on_exit(
+        Arc::clone(&stop_tx),
+        serve_grpc(
+            admin_router,
+            grpc_listener,
+            grpc_tls.clone(),
+            stopped(stop_rx.clone()),
+        ),
+    );
+    let policy_server = stop_all_on_exit(Arc::clone(&stop_tx), {
         let stopped = stopped(stop_rx.clone());
         async move {
-            let r = grpc_router
-                .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener), stopped)
-                .await;
-            stop_tx.send_replace(true);
-            r.map_err(ServeError::Grpc)
+            match policy_router {
+                Some((router, listener)) => serve_grpc(router, listener, grpc_tls, stopped).await,
+                None => Ok(()),
+            }
         }
-    };
-    let http_server = {
-        let stop_tx = Arc::clone(&stop_tx);
+    });
+    let http_server = stop_all_on_exit(Arc::clone(&stop_tx), {
         let stopped = stopped(stop_rx.clone());
         let router = http::router(store.clone(), Arc::clone(&admin), identity)
             .into_make_service_with_connect_info::<SocketAddr>();
         async move {
-            let r = axum::serve(http_listener, router)
-                .with_graceful_shutdown(stopped)
-                .await;
-            stop_tx.send_replace(true);
-            r.map_err(ServeError::Http)
+            match tls {
+                None => axum::serve(http_listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                    .map_err(ServeError::Http),
+                Some(tls) => {
+                    // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` impl, which it
+                    // provides for tapped listeners of any kind.
+                    let listener = TlsListener::new(http_listener, tls.http)
+                        .map_err(ServeError::Http)?
+                        .tap_io(|_| {});
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                        .map_err(ServeError::Http)
+                }
+            }
         }
-    };
+    });
 
     let spend_task = tokio::spawn(spend_sync.run(stop_rx.clone()));
     let jwks_task = tokio::spawn(jwks.run(stop_rx.clone()));
@@ -261,16 +320,16 @@ async fn serve_store<S: Store>(
         )),
     ];
 
-    announce(grpc_addr, http_addr).map_err(ServeError::Announce)?;
-    tracing::info!(%grpc_addr, %http_addr, "control plane ready");
+    announce(grpc_addr, http_addr, policy_addr).map_err(ServeError::Announce)?;
+    tracing::info!(%grpc_addr, %http_addr, ?policy_addr, tls = config.tls.is_some(), "control plane ready");
 
-    let both = async { tokio::join!(grpc_server, http_server) };
+    let all = async { tokio::join!(grpc_server, policy_server, http_server) };
     let drain_deadline = async {
         stopped(stop_rx.clone()).await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;
     };
     let result = tokio::select! {
-        (grpc, http) = both => grpc.and(http),
+        (grpc, policy, http) = all => grpc.and(policy).and(http),
         () = drain_deadline => {
             tracing::warn!(timeout = ?DRAIN_TIMEOUT, "connections still open after the drain timeout; closing");
             Ok(())
@@ -305,6 +364,37 @@ async fn seal_idle_tails<S: Store>(log: Arc<AuditLog<S>>, stop: watch::Receiver<
     }
 }
 
+/// Runs `server`; when it ends, for whatever reason, the other servers stop too.
+async fn stop_all_on_exit(
+    stop_tx: Arc<watch::Sender<bool>>,
+    server: impl Future<Output = Result<(), ServeError>>,
+) -> Result<(), ServeError> {
+    let result = server.await;
+    stop_tx.send_replace(true);
+    result
+}
+
+async fn serve_grpc(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    stopped: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopped)
+                .await
+        }
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls::incoming(listener, tls), stopped)
+                .await
+        }
+    }
+    .map_err(ServeError::Grpc)
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
@@ -324,10 +414,13 @@ fn local_addr(
 }
 
 /// The exact lines harnesses wait for (see the shared contract), flushed at once.
-fn announce(grpc: SocketAddr, http: SocketAddr) -> io::Result<()> {
+fn announce(grpc: SocketAddr, http: SocketAddr, policy: Option<SocketAddr>) -> io::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "modelgate: grpc listening on {grpc}")?;
     writeln!(out, "modelgate: http listening on {http}")?;
+    if let Some(policy) = policy {
+        writeln!(out, "modelgate: policy listening on {policy}")?;
+    }
     out.flush()
 }
 
@@ -372,6 +465,8 @@ mod tests {
             data_dir: "/data".into(),
             grpc_addr: "127.0.0.1:1".parse().unwrap(),
             http_addr: "127.0.0.1:2".parse().unwrap(),
+            policy_addr: None,
+            tls: None,
             database: DatabaseLocation::Url("postgres://mg:hunter2@db/mg".into()),
             master_key: Some("sk-mg-master-topsecret".into()),
             audit_checkpoints: CheckpointPolicy::default(),

@@ -33,7 +33,9 @@ use modelgate_control_plane::keys::MintedKey;
 use modelgate_control_plane::limits::{Limits, LimitsClear, LimitsInput};
 use modelgate_control_plane::snapshot::{SnapshotAnswer, SnapshotCache};
 use modelgate_control_plane::spend::{SpendSync, SpendTracker};
-use modelgate_control_plane::store::{PostgresStore, SqliteStore, Store, StoreError};
+use modelgate_control_plane::store::{
+    DatabaseLocation, OpenedStore, PostgresStore, SqliteStore, Store, StoreError,
+};
 use modelgate_proto::v1 as pb;
 use sqlx::Connection;
 use support::postgres::TestDatabase;
@@ -1835,4 +1837,46 @@ async fn budgets_are_loaded_at_their_version_without_revoked_keys<B: Backend>() 
     ];
     expected.sort_by(|a, b| a.1.cmp(&b.1));
     assert_eq!(budgets, expected);
+}
+
+/// The README's `--database-url postgres://…?sslmode=verify-full&sslrootcert=CA` (issue 13):
+/// the store opens over TLS to a server that takes TCP only over TLS, checks the server's
+/// certificate and name, and works; a certificate from another CA is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_with_verify_full() {
+    use modelgate_control_plane::store::TeamStore;
+    let pki = modelgate_e2e::pki::TestPki::new("postgres");
+    let db = TestDatabase::create_tls(&pki).await;
+    let OpenedStore::Postgres(store) = OpenedStore::open(&DatabaseLocation::Url(db.url.clone()))
+        .await
+        .unwrap()
+    else {
+        panic!("{} opened no PostgreSQL store", db.url)
+    };
+    let ml = team("ml", &["llama3"]);
+    store.create_team(&ml).await.unwrap();
+    assert_eq!(store.find_team("ml").await.unwrap(), Some(ml));
+    let mut c = db.connect().await;
+    let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert!(ssl, "the connection is not encrypted");
+
+    let ca = pki.ca_cert().display().to_string();
+    let stranger = modelgate_e2e::pki::TestPki::new("stranger");
+    let wrong_ca = db
+        .url
+        .replace(&ca, &stranger.ca_cert().display().to_string());
+    let err = OpenedStore::open(&DatabaseLocation::Url(wrong_ca))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    let plain = db.url.replace("sslmode=verify-full", "sslmode=disable");
+    let err = OpenedStore::open(&DatabaseLocation::Url(plain))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no encryption"), "{err}");
 }

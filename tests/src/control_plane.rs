@@ -15,6 +15,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::artifacts;
+use crate::pki::{CertFiles, TestPki};
 use crate::process::{new_log, Process};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,7 +27,20 @@ pub struct ControlPlane {
     process: Option<Process>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
+    /// With TLS: PolicyService on its own listener (`--policy-addr`).
+    policy_addr: Option<SocketAddr>,
+    tls: Option<ControlPlaneTls>,
     starts: u32,
+}
+
+/// A control plane serving TLS and requiring client certificates (mTLS): the files it was
+/// started with and those the CLI uses.
+#[derive(Clone, Debug)]
+pub struct ControlPlaneTls {
+    pub ca_cert: PathBuf,
+    pub server: CertFiles,
+    /// What the CLI presents.
+    pub admin: CertFiles,
 }
 
 /// Where an Envoy reaches the control plane's gRPC port, and the data-plane token it
@@ -73,6 +87,22 @@ impl ControlPlane {
 
     /// Starts with gRPC on `grpc_addr`, e.g. an address an Envoy was already given.
     pub async fn start_on(grpc_addr: SocketAddr) -> ControlPlane {
+        Self::start_with(grpc_addr, None).await
+    }
+
+    /// Starts with TLS on every listener, client certificates from `pki`'s CA required, and
+    /// PolicyService on its own listener; the CLI connects with `pki`'s CA and a client
+    /// certificate of its own.
+    pub async fn start_mtls(pki: &TestPki) -> ControlPlane {
+        let tls = ControlPlaneTls {
+            ca_cert: pki.ca_cert(),
+            server: pki.server("control-plane"),
+            admin: pki.client("admin-cli"),
+        };
+        Self::start_with(any_port(), Some(tls)).await
+    }
+
+    async fn start_with(grpc_addr: SocketAddr, tls: Option<ControlPlaneTls>) -> ControlPlane {
         let mut control_plane = ControlPlane {
             dir: tempfile::Builder::new()
                 .prefix("modelgate-cp-")
@@ -81,6 +111,8 @@ impl ControlPlane {
             process: None,
             grpc_addr,
             http_addr: any_port(),
+            policy_addr: tls.as_ref().map(|_| any_port()),
+            tls,
             starts: 0,
         };
         control_plane.launch().await;
@@ -98,21 +130,39 @@ impl ControlPlane {
             .arg(self.grpc_addr.to_string())
             .arg("--http-addr")
             .arg(self.http_addr.to_string());
+        if let Some(tls) = &self.tls {
+            cmd.arg("--tls-cert")
+                .arg(&tls.server.cert)
+                .arg("--tls-key")
+                .arg(&tls.server.key)
+                .arg("--client-ca")
+                .arg(&tls.ca_cert);
+        }
+        if let Some(policy) = self.policy_addr {
+            cmd.arg("--policy-addr").arg(policy.to_string());
+        }
         let mut process = Process::spawn("control plane", cmd, &log);
 
-        let (mut grpc, mut http) = (None, None);
-        while grpc.is_none() || http.is_none() {
+        let (mut grpc, mut http, mut policy) = (None, None, None);
+        while grpc.is_none() || http.is_none() || (self.policy_addr.is_some() && policy.is_none()) {
             let (kind, addr) = process.wait_for_line(START_TIMEOUT, parse_listening);
             match kind {
                 Listener::Grpc => grpc = Some(addr),
                 Listener::Http => http = Some(addr),
+                Listener::Policy => policy = Some(addr),
             }
         }
         self.grpc_addr = grpc.expect("grpc address");
         self.http_addr = http.expect("http address");
-        process
-            .wait_ready(&format!("http://{}/ready", self.http_addr), START_TIMEOUT)
-            .await;
+        self.policy_addr = policy;
+        // Over TLS the harness's plain HTTP client cannot ask /ready; the addresses are
+        // announced only once the store is open and the listeners bound, which is what /ready
+        // would confirm.
+        if self.tls.is_none() {
+            process
+                .wait_ready(&format!("http://{}/ready", self.http_addr), START_TIMEOUT)
+                .await;
+        }
         self.process = Some(process);
     }
 
@@ -139,7 +189,13 @@ impl ControlPlane {
     }
 
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.grpc_addr)
+    }
+
+    /// The listener serving PolicyService: its own with `--policy-addr`, else the gRPC one.
+    pub fn policy_addr(&self) -> SocketAddr {
+        self.policy_addr.unwrap_or(self.grpc_addr)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -189,13 +245,26 @@ impl ControlPlane {
 
     /// Runs the CLI against this control plane (`MODELGATE_ADDR`, and `MODELGATE_DATA_DIR` so
     /// it reads the master key file as an admin on this host would).
+    /// Over TLS it trusts the test CA and presents the admin client certificate.
     pub fn cli(&self, args: &[&str]) -> Output {
-        command()
-            .args(args)
+        let mut cmd = self.cli_without_client_certificate(args);
+        if let Some(tls) = &self.tls {
+            cmd.env("MODELGATE_CLIENT_CERT", &tls.admin.cert)
+                .env("MODELGATE_CLIENT_KEY", &tls.admin.key);
+        }
+        cmd.output().expect("run the modelgate CLI")
+    }
+
+    /// The CLI as [`ControlPlane::cli`] runs it, less the client certificate, not yet run.
+    pub fn cli_without_client_certificate(&self, args: &[&str]) -> Command {
+        let mut cmd = command();
+        cmd.args(args)
             .env("MODELGATE_ADDR", self.grpc_url())
-            .env("MODELGATE_DATA_DIR", self.data_dir())
-            .output()
-            .expect("run the modelgate CLI")
+            .env("MODELGATE_DATA_DIR", self.data_dir());
+        if let Some(tls) = &self.tls {
+            cmd.env("MODELGATE_CA_CERT", &tls.ca_cert);
+        }
+        cmd
     }
 
     /// Runs the CLI with `--json`, asserts it succeeded and returns what it printed.
@@ -269,7 +338,7 @@ impl ControlPlane {
     pub fn data_plane_access(&self, name: &str) -> ControlPlaneAccess {
         let created = self.cli_json(&["dataplane", "token", "create", "--name", name]);
         ControlPlaneAccess {
-            addr: self.grpc_addr,
+            addr: self.policy_addr(),
             token: created["token"]
                 .as_str()
                 .unwrap_or_else(|| panic!("no token in {created}"))
@@ -318,6 +387,7 @@ fn any_port() -> SocketAddr {
 enum Listener {
     Grpc,
     Http,
+    Policy,
 }
 
 /// `modelgate: grpc listening on 127.0.0.1:PORT` / `modelgate: http listening on ...`.
@@ -327,6 +397,7 @@ fn parse_listening(line: &str) -> Option<(Listener, SocketAddr)> {
     let kind = match kind {
         "grpc" => Listener::Grpc,
         "http" => Listener::Http,
+        "policy" => Listener::Policy,
         _ => return None,
     };
     Some((kind, addr.trim().parse().ok()?))

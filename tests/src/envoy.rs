@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use crate::api::Gateway;
 use crate::artifacts;
 use crate::control_plane::ControlPlaneAccess;
+use crate::pki::CertFiles;
 use crate::process::{new_log, Process};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,6 +25,14 @@ pub struct EnvoyConfig {
     tick_ms: u64,
     max_staleness_s: u64,
     upstream_authorization: String,
+    control_plane_tls: Option<UpstreamTls>,
+}
+
+/// How an Envoy checks the control plane's certificate and proves itself to it.
+#[derive(Clone, Debug)]
+struct UpstreamTls {
+    ca_cert: std::path::PathBuf,
+    client: CertFiles,
 }
 
 impl Default for EnvoyConfig {
@@ -33,6 +42,7 @@ impl Default for EnvoyConfig {
             tick_ms: 1000,
             max_staleness_s: 30,
             upstream_authorization: String::new(),
+            control_plane_tls: None,
         }
     }
 }
@@ -53,6 +63,16 @@ impl EnvoyConfig {
     /// `Authorization` value the filter sends upstream in place of the client's.
     pub fn upstream_authorization(mut self, value: &str) -> Self {
         self.upstream_authorization = value.to_string();
+        self
+    }
+
+    /// The control-plane cluster over TLS: the server's certificate must be for `localhost`
+    /// and signed by `ca_cert`; Envoy presents `client` (mTLS).
+    pub fn control_plane_tls(mut self, ca_cert: &Path, client: &CertFiles) -> Self {
+        self.control_plane_tls = Some(UpstreamTls {
+            ca_cert: ca_cert.to_owned(),
+            client: client.clone(),
+        });
         self
     }
 }
@@ -77,7 +97,18 @@ impl Envoy {
     ) -> Envoy {
         let values = local_config_values(upstream, control_plane, &config);
         let template = artifacts::repo_root().join("envoy/local.yaml.tmpl");
-        Self::start_from_template(&template, &values, config.concurrency).await
+        match &config.control_plane_tls {
+            None => Self::start_from_template(&template, &values, config.concurrency).await,
+            Some(tls) => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let rendered = dir.path().join("local-tls.yaml.tmpl");
+                render_template(&template, &values, &rendered);
+                let text = std::fs::read_to_string(&rendered).expect("read rendered config");
+                std::fs::write(&rendered, with_control_plane_tls(&text, tls))
+                    .expect("write TLS config");
+                Self::start_from_template(&rendered, &[], config.concurrency).await
+            }
+        }
     }
 
     /// Starts Envoy from another template (e.g. the benchmark's router-only config), rendered
@@ -215,6 +246,39 @@ fn local_config_values(
         ("TICK_MS", config.tick_ms.to_string()),
         ("MAX_STALENESS_S", config.max_staleness_s.to_string()),
     ]
+}
+
+/// `text` (the rendered local config) with a TLS transport socket on the control-plane
+/// cluster, as the README's "TLS" section shows it.
+fn with_control_plane_tls(text: &str, tls: &UpstreamTls) -> String {
+    const ANCHOR: &str = "    load_assignment:\n      cluster_name: modelgate_control_plane\n";
+    assert_eq!(
+        text.matches(ANCHOR).count(),
+        1,
+        "envoy/local.yaml.tmpl changed: no single control-plane cluster to add TLS to"
+    );
+    let socket = format!(
+        "    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: localhost
+        common_tls_context:
+          alpn_protocols: [h2]
+          tls_certificates:
+          - certificate_chain: {{ filename: {cert} }}
+            private_key: {{ filename: {key} }}
+          validation_context:
+            trusted_ca: {{ filename: {ca} }}
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: {{ exact: localhost }}
+",
+        cert = tls.client.cert.display(),
+        key = tls.client.key.display(),
+        ca = tls.ca_cert.display(),
+    );
+    text.replace(ANCHOR, &format!("{socket}{ANCHOR}"))
 }
 
 /// Runs `scripts/render-envoy-config TEMPLATE NAME=value...` into `out`.

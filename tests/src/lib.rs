@@ -20,6 +20,7 @@ pub mod envoy;
 pub mod exchange;
 pub mod idp;
 pub mod llama;
+pub mod pki;
 pub mod poll;
 pub mod process;
 pub mod stack;

@@ -11,7 +11,8 @@ use modelgate_bench::whole_path::bench_dir;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    modelgate_bench::install_tls_provider();
+    // The harness's HTTP clients panic when built without one (see the function's docs).
+    modelgate_control_plane::tls::install_crypto_provider();
     let mut settings = Settings::full();
     let mut out = bench_dir().join("scale.json");
     let mut args = std::env::args().skip(1);

@@ -14,6 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::master_key::{MasterKey, MasterKeyError};
+use crate::tls::{self, ClientTlsFiles, TlsError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,8 +22,13 @@ const MAX_RESPONSE_BYTES: usize = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("invalid --addr {0:?}: expected a URL such as http://127.0.0.1:50051")]
+    #[error(
+        "invalid --addr {0:?}: expected a URL such as http://127.0.0.1:50051 or \
+         https://modelgate.internal:50051"
+    )]
     Addr(String),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     #[error("cannot reach the control plane at {addr}: {reason}")]
     Connect { addr: String, reason: String },
     #[error(
@@ -127,27 +133,24 @@ impl Interceptor for BearerAuth {
     }
 }
 
+/// Where the control plane is (`--addr`) and, for `https://`, what the CLI trusts and presents.
+#[derive(Debug)]
+pub struct ControlPlaneAddr {
+    pub url: String,
+    pub tls: ClientTlsFiles,
+}
+
 pub struct AdminClient {
     inner: AdminServiceClient<InterceptedService<Channel, BearerAuth>>,
     audit: AuditServiceClient<InterceptedService<Channel, BearerAuth>>,
 }
 
 impl AdminClient {
-    pub async fn connect(addr: &str, credential: AdminCredential) -> Result<Self, CliError> {
-        // `127.0.0.1:50051` is what people type; the endpoint wants a URL.
-        let url = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|_| CliError::Addr(addr.to_owned()))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
-        let channel = endpoint.connect().await.map_err(|e| CliError::Connect {
-            addr: url,
-            reason: error_chain(&e),
-        })?;
+    pub async fn connect(
+        addr: ControlPlaneAddr,
+        credential: AdminCredential,
+    ) -> Result<Self, CliError> {
+        let channel = connect_channel(&addr).await?;
         let mut header: MetadataValue<Ascii> = format!("Bearer {}", credential.0)
             .parse()
             .map_err(|_| MasterKeyError::Malformed)?;
@@ -174,4 +177,47 @@ impl AdminClient {
     ) -> &mut AuditServiceClient<InterceptedService<Channel, BearerAuth>> {
         &mut self.audit
     }
+}
+
+/// One HTTP/2 connection to `--addr`: plain for `http://`, TLS for `https://`.
+pub async fn connect_channel(addr: &ControlPlaneAddr) -> Result<Channel, CliError> {
+    // `127.0.0.1:50051` is what people type; the endpoint wants a URL.
+    let url = if addr.url.contains("://") {
+        addr.url.clone()
+    } else {
+        format!("http://{}", addr.url)
+    };
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|_| CliError::Addr(addr.url.clone()))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT);
+    let uri = endpoint.uri();
+    let connected = match uri.scheme_str() {
+        Some("http") => endpoint.connect().await,
+        Some("https") => {
+            let host = uri
+                .host()
+                .ok_or_else(|| CliError::Addr(addr.url.clone()))?
+                .to_owned();
+            let port = uri.port_u16().unwrap_or(443);
+            let connector = addr.tls.connector()?;
+            // The handshake happens inside tonic's connect, so its errors (unknown CA, no
+            // client certificate) come back through the same `Connect` error below.
+            endpoint
+                .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+                    let (connector, host) = (connector.clone(), host.clone());
+                    async move {
+                        tls::connect(&connector, &host, port)
+                            .await
+                            .map(hyper_util::rt::TokioIo::new)
+                    }
+                }))
+                .await
+        }
+        _ => return Err(CliError::Addr(addr.url.clone())),
+    };
+    connected.map_err(|e| CliError::Connect {
+        addr: url,
+        reason: error_chain(&e),
+    })
 }

@@ -21,13 +21,14 @@ pub use admin::{
 };
 pub use admin_key::{run_admin_key, AdminKeyCommand};
 pub use audit::{AuditCliError, AuditCommand, AuditServeArgs};
-pub use client::{AdminCredential, CliError};
+pub use client::{connect_channel, AdminCredential, CliError, ControlPlaneAddr};
 pub use dataplane::{run_dataplane, DataplaneCommand};
 pub use idp::{run_idp, IdpCommand};
 
 use crate::master_key::{self, MasterKey};
 use crate::server::ServeConfig;
 use crate::store::DatabaseLocation;
+use crate::tls::{ClientTlsFiles, ServerTlsFiles};
 
 // No `Debug` on the argument types: they hold the master key and database URLs.
 #[derive(Parser)]
@@ -53,6 +54,8 @@ pub struct GlobalArgs {
         global = true
     )]
     pub addr: String,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// Admin key (mgak-…) for admin commands; without one they use the master key.
     #[arg(
         long,
@@ -87,6 +90,40 @@ pub struct GlobalArgs {
         global = true
     )]
     pub data_dir: PathBuf,
+}
+
+/// How admin commands reach an `https://` control plane.
+#[derive(Args)]
+pub struct ClientTlsArgs {
+    /// PEM CA certificate(s) to trust for an https:// --addr instead of the system's roots.
+    #[arg(long, env = "MODELGATE_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate for a control plane that requires mTLS (with --client-key).
+    #[arg(
+        long,
+        env = "MODELGATE_CLIENT_CERT",
+        requires = "client_key",
+        global = true
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        env = "MODELGATE_CLIENT_KEY",
+        requires = "client_cert",
+        global = true
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    fn files(&self) -> ClientTlsFiles {
+        ClientTlsFiles {
+            ca_cert: self.ca_cert.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -138,7 +175,20 @@ pub struct ServeArgs {
     /// HTTP listen address for /ready and /healthz.
     #[arg(long, env = "MODELGATE_HTTP_ADDR", default_value = "127.0.0.1:8081")]
     pub http_addr: SocketAddr,
-    /// Database URL: sqlite:… or postgres://… [default: sqlite://DATA_DIR/modelgate.db]
+    /// Serve PolicyService (what Envoys poll) on this address only, not on --grpc-addr.
+    #[arg(long, env = "MODELGATE_POLICY_ADDR")]
+    pub policy_addr: Option<SocketAddr>,
+    /// PEM certificate chain: serve gRPC and HTTP over TLS (with --tls-key).
+    #[arg(long, env = "MODELGATE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MODELGATE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): require clients to present a certificate it signed (mTLS).
+    #[arg(long, env = "MODELGATE_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Database URL: sqlite:… or postgres://… (TLS: add
+    /// ?sslmode=verify-full&sslrootcert=CA.pem) [default: sqlite://DATA_DIR/modelgate.db]
     #[arg(long, env = "MODELGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     #[command(flatten)]
@@ -155,6 +205,16 @@ impl ServeArgs {
             data_dir: global.data_dir.clone(),
             grpc_addr: self.grpc_addr,
             http_addr: self.http_addr,
+            policy_addr: self.policy_addr,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(ServerTlsFiles {
+                    cert,
+                    key,
+                    client_ca: self.client_ca,
+                }),
+                // clap requires the pair.
+                _ => None,
+            },
             database,
             master_key: global.master_key.clone(),
             audit_checkpoints: self.audit.policy(),
@@ -177,14 +237,20 @@ fn master_key(global: &GlobalArgs) -> Result<MasterKey, CliError> {
 
 /// Where admin commands connect and what they present: `--admin-key` or `--admin-token`
 /// when given, else the master key.
-fn connect_args(global: &GlobalArgs) -> Result<(&str, AdminCredential), CliError> {
+fn connect_args(global: &GlobalArgs) -> Result<(ControlPlaneAddr, AdminCredential), CliError> {
     let given = |v: &Option<String>| v.clone().filter(|k| !k.trim().is_empty());
     let credential = match (given(&global.admin_key), given(&global.admin_token)) {
         (Some(key), _) => AdminCredential::admin_key(&key)?,
         (None, Some(token)) => AdminCredential::idp_token(&token)?,
         (None, None) => AdminCredential::from(master_key(global)?),
     };
-    Ok((&global.addr, credential))
+    Ok((
+        ControlPlaneAddr {
+            url: global.addr.clone(),
+            tls: global.tls.files(),
+        },
+        credential,
+    ))
 }
 
 pub use audit::run_audit;

@@ -23,6 +23,10 @@ pub struct ControlPlane {
     child: Option<Child>,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// With `--policy-addr`: where PolicyService listens.
+    pub policy_addr: Option<SocketAddr>,
+    /// `https` when started with `--tls-cert`.
+    scheme: &'static str,
     pub data_dir: PathBuf,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
@@ -62,6 +66,13 @@ const ENV_VARS: &[&str] = &[
     "MODELGATE_GRPC_ADDR",
     "MODELGATE_HTTP_ADDR",
     "MODELGATE_DATABASE_URL",
+    "MODELGATE_POLICY_ADDR",
+    "MODELGATE_TLS_CERT",
+    "MODELGATE_TLS_KEY",
+    "MODELGATE_CLIENT_CA",
+    "MODELGATE_CA_CERT",
+    "MODELGATE_CLIENT_CERT",
+    "MODELGATE_CLIENT_KEY",
 ];
 
 pub fn command() -> Command {
@@ -100,8 +111,10 @@ impl ControlPlane {
 
         let mut grpc = None;
         let mut http = None;
+        let mut policy = None;
+        let wants_policy = extra_args.contains(&"--policy-addr");
         let deadline = std::time::Instant::now() + START_TIMEOUT;
-        while grpc.is_none() || http.is_none() {
+        while grpc.is_none() || http.is_none() || (wants_policy && policy.is_none()) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
@@ -109,6 +122,8 @@ impl ControlPlane {
                         grpc = Some(a.trim().parse().expect("grpc addr"));
                     } else if let Some(a) = line.strip_prefix("modelgate: http listening on ") {
                         http = Some(a.trim().parse().expect("http addr"));
+                    } else if let Some(a) = line.strip_prefix("modelgate: policy listening on ") {
+                        policy = Some(a.trim().parse().expect("policy addr"));
                     }
                 }
                 Err(_) => {
@@ -125,6 +140,12 @@ impl ControlPlane {
             child: Some(child),
             grpc_addr: grpc.unwrap(),
             http_addr: http.unwrap(),
+            policy_addr: policy,
+            scheme: if extra_args.contains(&"--tls-cert") {
+                "https"
+            } else {
+                "http"
+            },
             data_dir: data_dir.to_owned(),
             stdout,
             stderr,
@@ -163,7 +184,7 @@ impl ControlPlane {
     }
 
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        format!("{}://{}", self.scheme, self.grpc_addr)
     }
 
     /// Runs the CLI against this server; the master key comes from the data dir's file unless

@@ -5,6 +5,9 @@
 //! temp dir, listening on a unix socket only, run as the `postgres` user when we are root
 //! (initdb refuses root). Tests running at the same time share that cluster; it stops when the
 //! last of them drops it. If PostgreSQL cannot start, the test fails: it is never skipped.
+//!
+//! [`TestDatabase::create_tls`] starts a cluster of its own that also listens on 127.0.0.1 and
+//! accepts TCP connections only over TLS, with a server certificate from a test CA.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,6 +15,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use modelgate_e2e::pki::TestPki;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
 
@@ -55,6 +59,27 @@ impl TestDatabase {
             Server::External(url) => with_database(url, &name),
         };
         Self { url, name, server }
+    }
+
+    /// A database on a new cluster that serves TLS with a certificate for `localhost` from
+    /// `pki` and refuses plain TCP; `url` asks for `sslmode=verify-full` against `pki`'s CA.
+    pub async fn create_tls(pki: &TestPki) -> Self {
+        let cluster = Arc::new(
+            LocalCluster::start(Some(pki))
+                .unwrap_or_else(|e| panic!("could not start a TLS PostgreSQL for tests: {e}")),
+        );
+        let name = unique_name();
+        let mut admin = connect(&cluster.url("postgres")).await;
+        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let _ = admin.close().await;
+        Self {
+            url: cluster.tls_url(&name, &pki.ca_cert()),
+            name,
+            server: Server::Local(cluster),
+        }
     }
 
     pub fn options(&self) -> PgConnectOptions {
@@ -135,6 +160,7 @@ struct LocalCluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     as_postgres: bool,
+    port: u16,
 }
 
 impl LocalCluster {
@@ -143,7 +169,7 @@ impl LocalCluster {
         if let Some(cluster) = slot.upgrade() {
             return cluster;
         }
-        let cluster = Arc::new(Self::start().unwrap_or_else(|e| {
+        let cluster = Arc::new(Self::start(None).unwrap_or_else(|e| {
             panic!(
                 "PostgreSQL tests need a PostgreSQL server and could not start one: {e}\n\
                  Install PostgreSQL (initdb, pg_ctl), set {BIN_ENV} to its bin directory, \
@@ -154,7 +180,8 @@ impl LocalCluster {
         cluster
     }
 
-    fn start() -> Result<Self, String> {
+    /// With `tls`: also on 127.0.0.1 (a free port), TLS required there.
+    fn start(tls: Option<&TestPki>) -> Result<Self, String> {
         let bin = find_bin_dir()?;
         let as_postgres = running_as_root();
         let dir = tempfile::Builder::new()
@@ -164,10 +191,15 @@ impl LocalCluster {
         if as_postgres {
             chown_to_postgres(dir.path())?;
         }
+        let port = match tls {
+            Some(_) => free_port()?,
+            None => PORT,
+        };
         let cluster = Self {
             dir,
             bin,
             as_postgres,
+            port,
         };
         let data = cluster.data_dir();
         cluster.run(
@@ -186,10 +218,14 @@ impl LocalCluster {
             ],
         )?;
         let socket_dir = path_str(cluster.dir.path())?.to_owned();
-        let server_opts = format!(
-            "-k {socket_dir} -c listen_addresses= -p {PORT} -c fsync=off \
+        let mut server_opts = format!(
+            "-k {socket_dir} -p {port} -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         );
+        match tls {
+            Some(pki) => server_opts.push_str(&cluster.enable_tls(pki)?),
+            None => server_opts.push_str(" -c listen_addresses="),
+        }
         let log = cluster.dir.path().join("server.log");
         let started = cluster.run(
             "pg_ctl",
@@ -219,9 +255,52 @@ impl LocalCluster {
 
     fn url(&self, db: &str) -> String {
         format!(
-            "postgres://postgres@localhost/{db}?host={}&port={PORT}",
-            self.dir.path().display()
+            "postgres://postgres@localhost/{db}?host={}&port={}",
+            self.dir.path().display(),
+            self.port
         )
+    }
+
+    /// Over TCP, checking the server's certificate and name as a production URL would.
+    fn tls_url(&self, db: &str, ca: &Path) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/{db}?sslmode=verify-full&sslrootcert={}",
+            self.port,
+            ca.display()
+        )
+    }
+
+    /// Writes the server certificate and a pg_hba.conf that takes TCP only over TLS; returns
+    /// the server options that turn TLS on.
+    fn enable_tls(&self, pki: &TestPki) -> Result<String, String> {
+        let server = pki.server("postgres");
+        let data = self.data_dir();
+        let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+        let copy = |from: &Path, to: &Path| {
+            std::fs::copy(from, to).map_err(|e| format!("copy {}: {e}", from.display()))
+        };
+        copy(&server.cert, &cert)?;
+        copy(&server.key, &key)?;
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all all reject\n",
+        )
+        .map_err(|e| format!("write pg_hba.conf: {e}"))?;
+        // PostgreSQL refuses a key that others can read, and must own it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", key.display()))?;
+        if self.as_postgres {
+            chown_to_postgres(&cert)?;
+            chown_to_postgres(&key)?;
+        }
+        Ok(format!(
+            " -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            path_str(&cert)?,
+            path_str(&key)?
+        ))
     }
 
     fn run(&self, tool: &str, args: &[&str]) -> Result<Output, String> {
@@ -294,6 +373,14 @@ fn find_bin_dir() -> Result<PathBuf, String> {
     } else {
         Err(format!("no initdb in {}", dir.display()))
     }
+}
+
+/// A port nothing listens on right now (the OS picks it; PostgreSQL binds it next).
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
 }
 
 fn running_as_root() -> bool {
