@@ -280,7 +280,11 @@ async fn serve_store<S: Store>(
         async move {
             match policy_router {
                 Some((router, listener)) => serve_grpc(router, listener, grpc_tls, stopped).await,
-                None => Ok(()),
+                // Nothing to serve, but ending here would stop every listener with it.
+                None => {
+                    stopped.await;
+                    Ok(())
+                }
             }
         }
     });
