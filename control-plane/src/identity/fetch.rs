@@ -67,13 +67,9 @@ struct Body {
 }
 
 impl JwksFetcher {
-    // ring is deprecated in rustls only for lacking post-quantum key exchange, which a public
-    // JWKS does not need; the alternative (aws-lc-rs) needs cmake and a long C build.
-    #[allow(deprecated)]
     pub fn new() -> Result<Self, FetchError> {
-        // reqwest is built without a bundled crypto provider; an Err only means one is
-        // installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest is built without a bundled crypto provider.
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
