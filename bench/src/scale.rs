@@ -275,7 +275,7 @@ async fn seed(
             secrets.push((minted.public_id.clone(), minted.secret.expose().to_owned()));
         }
         keys.push(NewKey {
-            team: team.id.clone(),
+            team: Some(team.id.clone()),
             public_id: minted.public_id,
             key_sha256: minted.sha256,
             last4: minted.last4,

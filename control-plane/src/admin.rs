@@ -103,8 +103,8 @@ pub struct TeamUpdate {
 
 #[derive(Debug, Clone, Default)]
 pub struct KeyInput {
-    /// Team id or alias.
-    pub team: String,
+    /// Team id or alias; `None` (or empty) for a personal key.
+    pub team: Option<String>,
     pub user_id: Option<String>,
     pub alias: Option<String>,
     /// RFC 3339 or a duration from now (`30d`); `None` = never.

@@ -176,7 +176,8 @@ pub enum Object<'a> {
     Global,
     Team(&'a str),
     Key {
-        team_id: &'a str,
+        /// `None` for a personal key, which only admins manage.
+        team_id: Option<&'a str>,
         /// The key's `user_id`, its owner.
         user_id: Option<&'a str>,
     },
@@ -191,6 +192,8 @@ pub struct Denied {
     pub action: &'static str,
     scope: &'static str,
 }
+
+const PERSONAL_KEYS: &str = " on keys without a team (only admins make and change personal keys)";
 
 /// The one authorization rule of the admin API.
 pub fn authorize(caller: &Caller, action: Action, object: &Object<'_>) -> Result<(), Denied> {
@@ -208,13 +211,18 @@ pub fn authorize(caller: &Caller, action: Action, object: &Object<'_>) -> Result
             _ => deny(" (auditors are read-only)"),
         },
         Role::TeamAdmin => match (action, object) {
-            (
-                Action::ReadTeam | Action::ReadSpend,
-                Object::Team(team_id) | Object::Key { team_id, .. },
-            )
+            (Action::ReadTeam | Action::ReadSpend, Object::Team(team_id))
             | (
-                Action::CreateKey | Action::ReadKey | Action::UpdateKey | Action::RevokeKey,
-                Object::Key { team_id, .. },
+                Action::ReadTeam
+                | Action::ReadSpend
+                | Action::CreateKey
+                | Action::ReadKey
+                | Action::UpdateKey
+                | Action::RevokeKey,
+                Object::Key {
+                    team_id: Some(team_id),
+                    ..
+                },
             ) => {
                 if caller.in_team(team_id) {
                     Ok(())
@@ -222,6 +230,7 @@ pub fn authorize(caller: &Caller, action: Action, object: &Object<'_>) -> Result
                     deny(" outside their teams")
                 }
             }
+            (_, Object::Key { team_id: None, .. }) => deny(PERSONAL_KEYS),
             (Action::ReadUser, Object::User(_)) | (Action::ReadModels, _) => Ok(()),
             (Action::ReadSpend, Object::User(_)) => deny(" for users (only their teams' keys)"),
             _ => deny(""),
@@ -235,7 +244,13 @@ pub fn authorize(caller: &Caller, action: Action, object: &Object<'_>) -> Result
                 | Action::ReadSpend,
                 Object::Key { team_id, user_id },
             ) => {
-                if !caller.in_team(team_id) {
+                // A personal key has no team caps to stay within: a member may read, revoke
+                // and see the spend of their own, never make or change one.
+                let personal_write =
+                    team_id.is_none() && matches!(action, Action::CreateKey | Action::UpdateKey);
+                if personal_write {
+                    deny(PERSONAL_KEYS)
+                } else if team_id.is_some_and(|team_id| !caller.in_team(team_id)) {
                     deny(" outside their teams")
                 } else if *user_id != Some(caller.user_id.as_str()) {
                     deny(" on keys of other users (set user_id to their own)")
@@ -272,16 +287,24 @@ mod tests {
     const OWN_TEAM: Object<'static> = Object::Team("team_own");
     const OTHER_TEAM: Object<'static> = Object::Team("team_other");
     const OWN_KEY: Object<'static> = Object::Key {
-        team_id: "team_own",
+        team_id: Some("team_own"),
         user_id: Some("ana@corp"),
     };
     const COLLEAGUE_KEY: Object<'static> = Object::Key {
-        team_id: "team_own",
+        team_id: Some("team_own"),
         user_id: Some("bo@corp"),
     };
     const OTHER_TEAM_KEY: Object<'static> = Object::Key {
-        team_id: "team_other",
+        team_id: Some("team_other"),
         user_id: Some("ana@corp"),
+    };
+    const OWN_PERSONAL_KEY: Object<'static> = Object::Key {
+        team_id: None,
+        user_id: Some("ana@corp"),
+    };
+    const PERSONAL_KEY: Object<'static> = Object::Key {
+        team_id: None,
+        user_id: Some("bo@corp"),
     };
 
     /// `(action, object, [admin, team_admin, auditor, member])`: allowed or not.
@@ -312,6 +335,29 @@ mod tests {
                 [true, false, false, false],
             ),
             (Action::ReadKey, OTHER_TEAM_KEY, [true, false, true, false]),
+            (
+                Action::CreateKey,
+                OWN_PERSONAL_KEY,
+                [true, false, false, false],
+            ),
+            (
+                Action::UpdateKey,
+                OWN_PERSONAL_KEY,
+                [true, false, false, false],
+            ),
+            (Action::ReadKey, OWN_PERSONAL_KEY, [true, false, true, true]),
+            (
+                Action::RevokeKey,
+                OWN_PERSONAL_KEY,
+                [true, false, false, true],
+            ),
+            (
+                Action::ReadSpend,
+                OWN_PERSONAL_KEY,
+                [true, false, true, true],
+            ),
+            (Action::ReadKey, PERSONAL_KEY, [true, false, true, false]),
+            (Action::RevokeKey, PERSONAL_KEY, [true, false, false, false]),
             (Action::ReadSpend, OWN_KEY, [true, true, true, true]),
             (Action::ReadSpend, OWN_TEAM, [true, true, true, false]),
             (Action::ReadSpend, OTHER_TEAM, [true, false, true, false]),

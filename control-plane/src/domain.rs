@@ -614,7 +614,9 @@ pub struct ApiKey {
     pub public_id: String,
     pub key_sha256: [u8; 32],
     pub last4: String,
-    pub team_id: String,
+    /// `None`: a personal key (LiteLLM's key without a team), with only its own allowlist
+    /// (empty = every model) and limits.
+    pub team_id: Option<String>,
     pub user_id: Option<String>,
     pub alias: Option<String>,
     /// The key's own allowlist; empty = its team's.
@@ -633,10 +635,10 @@ pub struct ApiKey {
 }
 
 /// A key to insert; `team` is an id or alias, resolved by the store in the same transaction
-/// that checks the key against the team's models and limits.
+/// that checks the key against the team's models and limits (`None`: a personal key).
 #[derive(Debug, Clone)]
 pub struct NewKey {
-    pub team: String,
+    pub team: Option<String>,
     pub public_id: String,
     pub key_sha256: [u8; 32],
     pub last4: String,
@@ -678,11 +680,11 @@ impl KeyPatch {
         }
     }
 
-    /// The key after this change, checked against its team.
+    /// The key after this change, checked against its team (a personal key has none).
     pub fn apply(
         &self,
         key: &ApiKey,
-        team: &Team,
+        team: Option<&Team>,
         now: Timestamp,
     ) -> Result<ApiKey, ValidationError> {
         let updated = ApiKey {
@@ -696,7 +698,9 @@ impl KeyPatch {
             user_assertion: self.user_assertion.apply(&key.user_assertion)?,
             ..key.clone()
         };
-        limits::check_key_within_team(&updated.models, &updated.limits, team)?;
+        if let Some(team) = team {
+            limits::check_key_within_team(&updated.models, &updated.limits, team)?;
+        }
         Ok(updated)
     }
 }
@@ -815,7 +819,8 @@ impl ModelPatch {
 pub struct PolicyKey {
     pub public_id: String,
     pub key_sha256: [u8; 32],
-    pub team_id: String,
+    /// As [`ApiKey::team_id`]: `None` for a personal key.
+    pub team_id: Option<String>,
     pub user_id: Option<String>,
     pub alias: Option<String>,
     /// As [`ApiKey::models`]: empty = the team's.

@@ -138,9 +138,10 @@ pub fn build_snapshot(
             .keys
             .into_iter()
             .map(|k| {
-                let team = team_limits
-                    .get(k.team_id.as_str())
-                    .copied()
+                let team = k
+                    .team_id
+                    .as_deref()
+                    .and_then(|team| team_limits.get(team).copied())
                     .unwrap_or(&no_limits);
                 key_policy(k, team, spend, now)
             })
@@ -213,7 +214,7 @@ fn key_policy(
     pb::KeyPolicy {
         key_sha256: key.key_sha256.to_vec(),
         public_id: key.public_id,
-        team_id: key.team_id,
+        team_id: key.team_id.unwrap_or_default(),
         user_id: key.user_id.unwrap_or_default(),
         key_alias: key.alias.unwrap_or_default(),
         status: status.into(),

@@ -187,7 +187,7 @@ fn team(alias: &str, models: &[&str]) -> Team {
 fn new_key(team: &str) -> (NewKey, MintedKey) {
     let minted = MintedKey::generate().unwrap();
     let key = NewKey {
-        team: team.to_owned(),
+        team: Some(team.to_owned()),
         public_id: minted.public_id.clone(),
         key_sha256: minted.sha256,
         last4: minted.last4.clone(),
@@ -304,7 +304,7 @@ async fn keys_are_created_for_a_team_by_id_or_alias<B: Backend>() {
     let (mut by_alias, minted) = new_key("ml");
     by_alias.models = vec!["llama3".into()];
     let created = store.create_key(&by_alias).await.unwrap();
-    assert_eq!(created.team_id, ml.id);
+    assert_eq!(created.team_id, Some(ml.id.clone()));
     assert_eq!(created.status, KeyStatus::Active);
     assert_eq!(created.key_sha256, minted.sha256);
     assert_eq!(created.last4, minted.last4);
@@ -314,7 +314,7 @@ async fn keys_are_created_for_a_team_by_id_or_alias<B: Backend>() {
     assert_eq!(created.revoked_at, None);
 
     let by_id = create_key(&store, &ml.id).await;
-    assert_eq!(by_id.team_id, ml.id);
+    assert_eq!(by_id.team_id, Some(ml.id.clone()));
 
     // What was stored is what came back.
     let found = store
@@ -377,7 +377,7 @@ async fn keys_are_created_in_bulk_all_or_none<B: Backend>() {
             .unwrap()
             .unwrap();
         assert_eq!(found.public_id, key.public_id);
-        assert_eq!(found.team_id, ml.id);
+        assert_eq!(found.team_id, Some(ml.id.clone()));
     }
 
     // One bad key (outside the team's models) refuses the whole batch.
@@ -1137,21 +1137,21 @@ async fn keys_are_filtered_by_user_tags_expiry_and_last_use<B: Backend>() {
         &[
             record(
                 &b.public_id,
-                &b.team_id,
+                b.team_id.as_deref().unwrap_or_default(),
                 "bo@example.com",
                 plus(now, -DAY_MS),
                 0.1,
             ),
             record(
                 &c.public_id,
-                &c.team_id,
+                c.team_id.as_deref().unwrap_or_default(),
                 "ana@example.com",
                 plus(now, -41 * DAY_MS),
                 0.1,
             ),
             record(
                 &c.public_id,
-                &c.team_id,
+                c.team_id.as_deref().unwrap_or_default(),
                 "ana@example.com",
                 plus(now, -40 * DAY_MS),
                 0.1,
@@ -1510,7 +1510,7 @@ async fn budget_windows_sum_the_same_in_sql_and_rust<B: Backend>() {
             let key = keys[i % keys.len()];
             records.push(record(
                 &key.public_id,
-                &key.team_id,
+                key.team_id.as_deref().unwrap_or_default(),
                 users[i % users.len()],
                 plus(start, offset),
                 amount,
@@ -1642,7 +1642,13 @@ async fn spend_tracking_marks_exhaustion_and_resets_on_time<B: Backend>() {
     report(
         &store,
         "b1",
-        &[record(&key.public_id, &key.team_id, "", plus(t0, 2), 0.6)],
+        &[record(
+            &key.public_id,
+            key.team_id.as_deref().unwrap_or_default(),
+            "",
+            plus(t0, 2),
+            0.6,
+        )],
     )
     .await;
     assert!(
@@ -1657,8 +1663,20 @@ async fn spend_tracking_marks_exhaustion_and_resets_on_time<B: Backend>() {
         &store,
         "b2",
         &[
-            record(&key.public_id, &key.team_id, "", plus(t0, -1), 5.0),
-            record(&key.public_id, &key.team_id, "", plus(t0, 4), 0.4),
+            record(
+                &key.public_id,
+                key.team_id.as_deref().unwrap_or_default(),
+                "",
+                plus(t0, -1),
+                5.0,
+            ),
+            record(
+                &key.public_id,
+                key.team_id.as_deref().unwrap_or_default(),
+                "",
+                plus(t0, 4),
+                0.4,
+            ),
         ],
     )
     .await;

@@ -64,7 +64,7 @@ fn key_lookup(c: &mut Criterion) {
 fn body_allowlist(c: &mut Criterion) {
     let snapshot = support::snapshot(1, "");
     let index = PolicyIndex::from_snapshot(snapshot.clone());
-    let allowlist = Allowlist::of(&snapshot.keys[0], &snapshot.teams[0]);
+    let allowlist = Allowlist::of(&snapshot.keys[0], Some(&snapshot.teams[0]));
     let body = support::chat_body();
     let mut group = c.benchmark_group("body");
     group.throughput(Throughput::Bytes(body.len() as u64));

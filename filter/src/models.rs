@@ -69,6 +69,8 @@ fn list_allows(entries: &[String], model: &str) -> bool {
 }
 
 /// The effective allowlist of a key: its own list (empty = its team's) within its team's.
+/// A personal key (no team) has only its own list, and an empty one allows every model the
+/// snapshot routes, as LiteLLM's keys without a team do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allowlist {
     team: Vec<String>,
@@ -76,9 +78,9 @@ pub struct Allowlist {
 }
 
 impl Allowlist {
-    pub fn of(key: &KeyPolicy, team: &TeamPolicy) -> Self {
+    pub fn of(key: &KeyPolicy, team: Option<&TeamPolicy>) -> Self {
         Self {
-            team: team.models.clone(),
+            team: team.map_or_else(|| vec!["*".to_owned()], |team| team.models.clone()),
             key: key.models.clone(),
         }
     }
@@ -240,7 +242,7 @@ mod tests {
         k.models = key_models.iter().map(|m| m.to_string()).collect();
         let mut t = team("team-1");
         t.models = team_models.iter().map(|m| m.to_string()).collect();
-        Allowlist::of(&k, &t)
+        Allowlist::of(&k, Some(&t))
     }
 
     #[test]
@@ -306,6 +308,25 @@ mod tests {
             "key * is team's list"
         );
         assert!(check(&["llama3.1-8b"], &["*"], "llama3.1-8b"));
+    }
+
+    #[test]
+    fn a_personal_key_has_its_own_list_and_an_empty_one_allows_every_route() {
+        let index = PolicyIndex::from_snapshot(snapshot(1));
+        let mut k = key(ALICE_KEY, "alice0000001", KeyStatus::Active);
+        let everything = Allowlist::of(&k, None);
+        assert!(everything.allows("llama3.1-8b"));
+        assert!(
+            matches!(
+                resolve(&index, &everything, "no-such-model"),
+                Err(ModelDenial::NotFound(_))
+            ),
+            "still only what the snapshot routes"
+        );
+        k.models = vec!["qwen2.5-*".to_owned()];
+        let narrowed = Allowlist::of(&k, None);
+        assert!(narrowed.allows("qwen2.5-7b"));
+        assert!(!narrowed.allows("llama3.1-8b"));
     }
 
     #[test]

@@ -92,11 +92,12 @@ struct KeySpan {
     end: u32,
 }
 
-/// A key that may call, with its team.
+/// A key that may call, with its team; `None` for a personal key (one made without a team,
+/// as LiteLLM allows), whose own allowlist and limits are the only ones that apply.
 #[derive(Debug, Clone)]
 pub struct Principal<'a> {
     pub key: KeyPolicy,
-    pub team: &'a TeamPolicy,
+    pub team: Option<&'a TeamPolicy>,
 }
 
 /// Why a known or unknown key may not call. Known keys come along for the audit record.
@@ -257,13 +258,19 @@ impl PolicyIndex {
         if key.expires_at_ms != 0 && now_ms >= key.expires_at_ms {
             return Err(Denial::Expired(Box::new(key)));
         }
+        if key.team_id.is_empty() {
+            return Ok(Principal { key, team: None });
+        }
         let Some(team) = self.teams.get(&key.team_id) else {
             return Err(Denial::TeamMissing(Box::new(key)));
         };
         if team.blocked {
             return Err(Denial::TeamBlocked(Box::new(key)));
         }
-        Ok(Principal { key, team })
+        Ok(Principal {
+            key,
+            team: Some(team),
+        })
     }
 
     /// The route for a public model name, if the snapshot has one.
@@ -472,7 +479,24 @@ pub(crate) mod tests {
         assert_eq!(index.key_count(), 8, "the 16-byte hash is skipped");
         let principal = index.authorize(&KeyDigest::of(ALICE_KEY), 5_000).unwrap();
         assert_eq!(principal.key.public_id, "alice0000001");
-        assert_eq!(principal.team.alias, "team-1-alias");
+        assert_eq!(
+            principal.team.map(|t| t.alias.as_str()),
+            Some("team-1-alias")
+        );
+    }
+
+    #[test]
+    fn a_key_without_a_team_is_personal_not_orphaned() {
+        let mut snapshot = snapshot(1);
+        let mut personal = key("personal-key", "personal0001", KeyStatus::Active);
+        personal.team_id.clear();
+        snapshot.keys.push(personal);
+        let index = PolicyIndex::from_snapshot(snapshot);
+        let principal = index
+            .authorize(&KeyDigest::of("personal-key"), 5_000)
+            .unwrap();
+        assert_eq!(principal.key.public_id, "personal0001");
+        assert!(principal.team.is_none());
     }
 
     #[test]

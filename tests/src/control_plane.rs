@@ -49,6 +49,8 @@ pub struct ControlPlaneTls {
 pub struct ControlPlaneAccess {
     pub addr: SocketAddr,
     pub token: String,
+    /// The control plane's HTTP (LiteLLM REST) address, which Envoy serves under /litellm/.
+    pub http_addr: SocketAddr,
 }
 
 /// A key as `modelgate key create --json` prints it.
@@ -343,6 +345,7 @@ impl ControlPlane {
                 .as_str()
                 .unwrap_or_else(|| panic!("no token in {created}"))
                 .to_string(),
+            http_addr: self.http_addr(),
         }
     }
 

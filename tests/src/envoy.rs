@@ -242,6 +242,10 @@ fn local_config_values(
         ),
         ("CONTROL_PLANE_HOST", control_plane.addr.ip().to_string()),
         ("CONTROL_PLANE_PORT", control_plane.addr.port().to_string()),
+        (
+            "CONTROL_PLANE_HTTP_PORT",
+            control_plane.http_addr.port().to_string(),
+        ),
         ("CONTROL_PLANE_TOKEN", control_plane.token.clone()),
         ("TICK_MS", config.tick_ms.to_string()),
         ("MAX_STALENESS_S", config.max_staleness_s.to_string()),

@@ -157,6 +157,7 @@ fn sample_values(template: &Path) -> Vec<(&'static str, String)> {
         ),
         ("CONTROL_PLANE_HOST", "127.0.0.1".to_string()),
         ("CONTROL_PLANE_PORT", "50051".to_string()),
+        ("CONTROL_PLANE_HTTP_PORT", "8081".to_string()),
         (
             "CONTROL_PLANE_TOKEN",
             format!("mgdp-abcdefghijkl-{}", "A".repeat(43)),

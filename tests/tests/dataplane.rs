@@ -82,6 +82,7 @@ async fn an_envoy_with_an_unknown_token_never_gets_policy() {
     let access = ControlPlaneAccess {
         addr: control_plane.grpc_addr(),
         token: format!("mgdp-abcdefghijkl-{}", "B".repeat(43)),
+        http_addr: control_plane.http_addr(),
     };
     let envoy = Envoy::start(upstream.addr(), &access, EnvoyConfig::default()).await;
 

@@ -101,7 +101,7 @@ pub fn team_fields(t: &Team) -> Vec<(&'static str, String)> {
 
 pub fn key_fields(k: &ApiKey) -> Vec<(&'static str, String)> {
     vec![
-        ("team_id", k.team_id.clone()),
+        ("team_id", k.team_id.clone().unwrap_or_default()),
         ("user_id", k.user_id.clone().unwrap_or_default()),
         ("key_alias", k.alias.clone().unwrap_or_default()),
         ("models", k.models.join(",")),

@@ -14,15 +14,20 @@ use crate::store::{Store, StoreError};
 
 impl<S: Store> Admin<S> {
     pub async fn create_key(&self, caller: &Caller, input: KeyInput) -> AdminResult<CreatedKey> {
-        let team = self.find_team(&input.team).await?;
-        let team = team.id.as_str();
+        let team = match text(input.team.as_deref()) {
+            Some(team) => Some(self.find_team(team).await?.id),
+            None => None,
+        };
+        let team = team.as_deref();
         let now = Timestamp::now();
         let user_id = domain::parse_user_id(input.user_id.as_deref().unwrap_or_default())?;
         let object = Object::Key {
             team_id: team,
             user_id: user_id.as_deref(),
         };
-        self.permit(caller, Action::CreateKey, object, Target::new("team", team))
+        // A personal key is asked of no team: only admins pass.
+        let target = team.map_or(Target::NONE, |team| Target::new("team", team));
+        self.permit(caller, Action::CreateKey, object, target)
             .await?;
         let alias = domain::parse_key_alias(input.alias.as_deref().unwrap_or_default())?;
         let models = domain::parse_models(&input.models)?;
@@ -31,8 +36,7 @@ impl<S: Store> Admin<S> {
         let limits = input.limits.to_limits(now)?;
         let metadata = metadata(input.metadata.as_deref())?;
         if input.can_assert_user || input.assert_user_secret.is_some() {
-            self.permit_user_assertion(caller, Target::new("team", team))
-                .await?;
+            self.permit_user_assertion(caller, target).await?;
         }
         let user_assertion = UserAssertion::new(
             input.can_assert_user,
@@ -46,7 +50,7 @@ impl<S: Store> Admin<S> {
         for _ in 0..MINT_ATTEMPTS {
             let minted = MintedKey::generate()?;
             let new_key = NewKey {
-                team: team.to_owned(),
+                team: team.map(str::to_owned),
                 public_id: minted.public_id.clone(),
                 key_sha256: minted.sha256,
                 last4: minted.last4.clone(),
@@ -62,7 +66,7 @@ impl<S: Store> Admin<S> {
             };
             match self.store.create_key(&new_key).await {
                 Ok(key) => {
-                    tracing::info!(public_id = %key.public_id, team_id = %key.team_id, "key created");
+                    tracing::info!(public_id = %key.public_id, team_id = ?key.team_id, "key created");
                     self.record_write(
                         caller,
                         Action::CreateKey,
@@ -225,7 +229,7 @@ impl<S: Store> Admin<S> {
         };
         if let Some(user_id) = new_owner {
             let object = Object::Key {
-                team_id: &before.key.team_id,
+                team_id: before.key.team_id.as_deref(),
                 user_id,
             };
             self.permit(
@@ -382,7 +386,7 @@ impl<S: Store> Admin<S> {
 /// A key as [`authz::authorize`] sees it: its team and owner.
 fn key_object(key: &ApiKey) -> Object<'_> {
     Object::Key {
-        team_id: &key.team_id,
+        team_id: key.team_id.as_deref(),
         user_id: key.user_id.as_deref(),
     }
 }

@@ -161,10 +161,12 @@ pub enum TeamCommand {
 #[derive(Subcommand)]
 pub enum KeyCommand {
     /// Create a key; it is shown once. Its models and limits must fit within its team's.
+    /// Without --team it is a personal key (admins only): its own models (none given = every
+    /// model route) and limits are the only ones that apply.
     Create {
-        /// Team id or alias.
+        /// Team id or alias; leave out for a personal key.
         #[arg(long)]
-        team: String,
+        team: Option<String>,
         /// Owner of the key (e.g. an email address).
         #[arg(long)]
         user: Option<String>,
@@ -554,7 +556,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
             json,
         } => {
             let request = pb::CreateKeyRequest {
-                team: team.clone(),
+                team: team.clone().unwrap_or_default(),
                 user_id: user.unwrap_or_default(),
                 key_alias: alias.unwrap_or_default(),
                 expires: expires.unwrap_or_default(),
@@ -570,7 +572,12 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
                     .unwrap_or_default(),
             };
             let created = admin.create_key(request).await?.into_inner();
-            output::key_created(&mut out, &created, team.trim(), json)
+            output::key_created(
+                &mut out,
+                &created,
+                team.as_deref().unwrap_or_default().trim(),
+                json,
+            )
         }
         KeyCommand::Update {
             public_id: id,

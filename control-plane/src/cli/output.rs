@@ -118,7 +118,8 @@ impl<'a> From<&'a pb::Team> for TeamJson<'a> {
 #[derive(Serialize)]
 struct KeyJson<'a> {
     public_id: &'a str,
-    team_id: &'a str,
+    /// `null` for a personal key.
+    team_id: Option<&'a str>,
     user_id: Option<&'a str>,
     key_alias: Option<&'a str>,
     models: &'a [String],
@@ -155,7 +156,7 @@ impl<'a> From<&'a pb::Key> for KeyJson<'a> {
     fn from(k: &'a pb::Key) -> Self {
         Self {
             public_id: &k.public_id,
-            team_id: &k.team_id,
+            team_id: non_empty(&k.team_id),
             user_id: non_empty(&k.user_id),
             key_alias: non_empty(&k.key_alias),
             models: &k.models,
@@ -180,7 +181,7 @@ impl<'a> From<&'a pb::Key> for KeyJson<'a> {
 struct CreatedKeyJson<'a> {
     key: &'a str,
     public_id: &'a str,
-    team_id: &'a str,
+    team_id: Option<&'a str>,
     user_id: Option<&'a str>,
     expires_at: Option<String>,
     key_alias: Option<&'a str>,
@@ -448,7 +449,7 @@ pub(super) fn key_created(
             &CreatedKeyJson {
                 key: &created.secret,
                 public_id: &key.public_id,
-                team_id: &key.team_id,
+                team_id: non_empty(&key.team_id),
                 user_id: non_empty(&key.user_id),
                 expires_at: time(key.expires_at_ms),
                 key_alias: non_empty(&key.key_alias),
@@ -461,7 +462,9 @@ pub(super) fn key_created(
             },
         );
     }
-    if team_ref == key.team_id {
+    if key.team_id.is_empty() {
+        writeln!(out, "Created personal key {} (no team)", key.public_id)?;
+    } else if team_ref == key.team_id {
         writeln!(
             out,
             "Created key {} for team {}",
@@ -541,7 +544,11 @@ pub(super) fn key(
         format!("{action} key")
     };
     writeln!(out, "{what} {} ({})", k.public_id, status(k))?;
-    writeln!(out, "team:     {}", k.team_id)?;
+    writeln!(
+        out,
+        "team:     {}",
+        non_empty(&k.team_id).unwrap_or("- (personal key)")
+    )?;
     key_details(out, k)?;
     writeln!(
         out,
@@ -570,9 +577,10 @@ pub(super) fn keys_table(
         .map(|k| {
             vec![
                 k.public_id.clone(),
-                aliases
-                    .get(k.team_id.as_str())
-                    .map_or_else(|| k.team_id.clone(), |a| (*a).to_owned()),
+                match aliases.get(k.team_id.as_str()) {
+                    Some(alias) => (*alias).to_owned(),
+                    None => non_empty(&k.team_id).unwrap_or("-").to_owned(),
+                },
                 non_empty(&k.user_id).unwrap_or("-").to_owned(),
                 non_empty(&k.key_alias).unwrap_or("-").to_owned(),
                 format!("…{}", k.last4),

@@ -223,7 +223,7 @@ fn key() -> ApiKey {
         public_id: "abcdefghijkl".into(),
         key_sha256: [1; 32],
         last4: "wxyz".into(),
-        team_id: "team_aaaaaaaaaaaa".into(),
+        team_id: Some("team_aaaaaaaaaaaa".into()),
         user_id: Some("ana@example.com".into()),
         alias: Some("ci".into()),
         models: vec!["llama3".into()],
@@ -287,7 +287,7 @@ fn key_patches_stay_within_the_team() {
     let t = team();
     let k = key();
     let now = Timestamp::from_millis(5_000);
-    assert_eq!(KeyPatch::default().apply(&k, &t, now).unwrap(), k);
+    assert_eq!(KeyPatch::default().apply(&k, Some(&t), now).unwrap(), k);
 
     let widened = KeyPatch {
         limits: LimitsInput {
@@ -296,7 +296,7 @@ fn key_patches_stay_within_the_team() {
         },
         ..KeyPatch::default()
     }
-    .apply(&k, &t, now)
+    .apply(&k, Some(&t), now)
     .unwrap_err();
     assert_eq!(
         widened.to_string(),
@@ -307,7 +307,7 @@ fn key_patches_stay_within_the_team() {
         models: Some(vec!["qwen2.5x".into()]),
         ..KeyPatch::default()
     }
-    .apply(&k, &t, now)
+    .apply(&k, Some(&t), now)
     .unwrap_err();
     assert!(
         outside
@@ -329,7 +329,7 @@ fn key_patches_stay_within_the_team() {
         blocked: Some(true),
         ..KeyPatch::default()
     }
-    .apply(&k, &t, now)
+    .apply(&k, Some(&t), now)
     .unwrap();
     assert_eq!(changed.alias, None);
     assert_eq!(changed.user_id.as_deref(), Some("bo@example.com"));

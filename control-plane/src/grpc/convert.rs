@@ -73,7 +73,7 @@ pub(super) fn team_update(r: pb::UpdateTeamRequest) -> TeamUpdate {
 
 pub(super) fn key_input(r: pb::CreateKeyRequest) -> KeyInput {
     KeyInput {
-        team: r.team,
+        team: non_empty(r.team),
         user_id: non_empty(r.user_id),
         alias: non_empty(r.key_alias),
         expires: non_empty(r.expires),
@@ -158,7 +158,7 @@ pub(super) fn key(v: &KeyView) -> pb::Key {
     let k = &v.key;
     pb::Key {
         public_id: k.public_id.clone(),
-        team_id: k.team_id.clone(),
+        team_id: k.team_id.clone().unwrap_or_default(),
         user_id: k.user_id.clone().unwrap_or_default(),
         key_alias: k.alias.clone().unwrap_or_default(),
         created_at_ms: k.created_at.as_millis(),

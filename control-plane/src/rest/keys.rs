@@ -64,7 +64,7 @@ pub(super) async fn key_generate<S: Store>(
 ) -> Answer {
     let r = KeyRequest::read(body)?;
     let input = KeyInput {
-        team: required(r.team_id, "team_id")?,
+        team: r.team_id,
         user_id: r.user_id.flatten(),
         alias: r.key_alias.flatten(),
         expires: r.duration.flatten(),
@@ -105,7 +105,7 @@ pub(super) async fn key_update<S: Store>(
     // is in already is no change.
     if let Some(team) = &r.team_id {
         let current = admin.get_key(&caller, &key).await?.key.team_id;
-        if admin.get_team(&caller, team).await?.team.id != current {
+        if Some(admin.get_team(&caller, team).await?.team.id) != current {
             return Err(RestError::invalid(
                 "team_id",
                 "team_id cannot change: a key stays in its team",

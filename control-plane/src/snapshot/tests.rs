@@ -31,7 +31,7 @@ fn key(status: KeyStatus, blocked: bool) -> PolicyKey {
     PolicyKey {
         public_id: "abcdefghijkl".into(),
         key_sha256: [7; 32],
-        team_id: "team_aaaaaaaaaaaa".into(),
+        team_id: Some("team_aaaaaaaaaaaa".into()),
         user_id: None,
         alias: Some("ci".into()),
         models: vec![],

@@ -66,6 +66,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "idp admin roles",
         sql: include_str!("migrations/postgres/0026_idp_admin_roles.sql"),
     },
+    EmbeddedMigration {
+        version: 28,
+        description: "personal keys",
+        sql: include_str!("migrations/postgres/0028_personal_keys.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]

@@ -604,10 +604,16 @@ macro_rules! impl_sql_store {
         /// the checks are [`KeyStore::create_key`]'s.
         async fn insert_key_on(conn: &mut DbConnection, key: &NewKey) -> StoreResult<ApiKey> {
             let limits = LimitColumns::of(&key.limits)?;
-            let team = find_team_on(&mut *conn, &key.team)
-                .await?
-                .ok_or_else(|| StoreError::TeamNotFound(key.team.clone()))?;
-            check_key_within_team(&key.models, &key.limits, &team)?;
+            let team = match &key.team {
+                Some(team) => {
+                    let found = find_team_on(&mut *conn, team)
+                        .await?
+                        .ok_or_else(|| StoreError::TeamNotFound(team.clone()))?;
+                    check_key_within_team(&key.models, &key.limits, &found)?;
+                    Some(found.id)
+                }
+                None => None,
+            };
             let id_taken = sqlx::query(sql::SELECT_KEY_ID_TAKEN)
                 .bind(&key.public_id)
                 .fetch_optional(&mut *conn)
@@ -620,7 +626,7 @@ macro_rules! impl_sql_store {
                 .bind(&key.public_id)
                 .bind(hex::encode(key.key_sha256))
                 .bind(&key.last4)
-                .bind(&team.id)
+                .bind(&team)
                 .bind(&key.user_id)
                 .bind(&key.alias)
                 .bind(sql::encode_models(&key.models)?)
@@ -636,7 +642,7 @@ macro_rules! impl_sql_store {
                 public_id: key.public_id.clone(),
                 key_sha256: key.key_sha256,
                 last4: key.last4.clone(),
-                team_id: team.id,
+                team_id: team,
                 user_id: key.user_id.clone(),
                 alias: key.alias.clone(),
                 models: key.models.clone(),
@@ -955,10 +961,15 @@ macro_rules! impl_sql_store {
                 if key.status == KeyStatus::Revoked {
                     return Err(StoreError::KeyRevoked(public_id.to_owned()));
                 }
-                let team = find_team_on(&mut tx, &key.team_id)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt(format!("team of key {public_id}")))?;
-                let updated = patch.apply(&key, &team, now)?;
+                let team = match &key.team_id {
+                    Some(team) => {
+                        Some(find_team_on(&mut tx, team).await?.ok_or_else(|| {
+                            StoreError::Corrupt(format!("team of key {public_id}"))
+                        })?)
+                    }
+                    None => None,
+                };
+                let updated = patch.apply(&key, team.as_ref(), now)?;
                 if updated == key {
                     return Ok(key);
                 }

@@ -69,6 +69,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "idp admin roles",
         sql: include_str!("migrations/sqlite/0026_idp_admin_roles.sql"),
     },
+    EmbeddedMigration {
+        version: 28,
+        description: "personal keys",
+        sql: include_str!("migrations/sqlite/0028_personal_keys.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]

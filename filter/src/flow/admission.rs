@@ -34,7 +34,7 @@ impl Access {
     pub(super) fn for_member(policy: &PolicyIndex, team: &TeamPolicy, user: &UserPolicy) -> Self {
         Self {
             allowlist: Allowlist::of_team(team),
-            plan: Plan::for_member(policy.version(), team, user),
+            plan: Plan::for_member(policy.version(), Some(team), user),
             held: None,
         }
     }
@@ -45,7 +45,7 @@ impl Access {
     pub(super) fn for_end_user(
         policy: &PolicyIndex,
         principal: &Principal<'_>,
-        team: &TeamPolicy,
+        team: Option<&TeamPolicy>,
         user: &UserPolicy,
     ) -> Self {
         let version = policy.version();

@@ -52,23 +52,23 @@ pub(super) fn access(
         }),
     };
     let team = member_team(policy, &user, principal.team)?;
-    draft.team_id.clone_from(&team.team_id);
+    draft.team_id = team.map(|team| team.team_id.clone()).unwrap_or_default();
     Ok(Access::for_end_user(policy, &principal, team, &user))
 }
 
 /// The user's own team when the policy gives them one (`user update --team`), else the
-/// service key's.
+/// service key's (none for a personal service key).
 fn member_team<'p>(
     policy: &'p PolicyIndex,
     user: &UserPolicy,
-    key_team: &'p TeamPolicy,
-) -> Result<&'p TeamPolicy, Rejection> {
-    if user.team_id.is_empty() || user.team_id == key_team.team_id {
+    key_team: Option<&'p TeamPolicy>,
+) -> Result<Option<&'p TeamPolicy>, Rejection> {
+    if user.team_id.is_empty() || key_team.is_some_and(|team| team.team_id == user.team_id) {
         return Ok(key_team);
     }
     match policy.team(&user.team_id) {
         Some(team) if team.blocked => Err(Rejection::TeamBlocked),
-        Some(team) => Ok(team),
+        Some(team) => Ok(Some(team)),
         None => {
             log::warn!(
                 "user {:?} names team {:?}, absent from the snapshot; refused",

@@ -147,30 +147,29 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The limits of a key: its own, its team's (none for a personal key) and its owner's.
     pub fn new(
         snapshot_version: u64,
         key: &KeyPolicy,
-        team: &TeamPolicy,
+        team: Option<&TeamPolicy>,
         user: Option<&UserPolicy>,
     ) -> Self {
         let none = Limits::default();
         let key_limits = key.limits.as_ref().unwrap_or(&none);
         let parallel = at_most_team(key_limits, team);
-        let mut scopes = vec![
-            ScopePlan {
-                scope: Scope {
-                    kind: ScopeKind::Key,
-                    id: key.public_id.clone(),
-                },
-                limits: ScopeLimits {
-                    rpm: key_limits.rpm,
-                    tpm: key_limits.tpm,
-                    parallel,
-                    budget: Budget::new(key_limits, key.spend.as_ref(), snapshot_version),
-                },
+        let mut scopes = vec![ScopePlan {
+            scope: Scope {
+                kind: ScopeKind::Key,
+                id: key.public_id.clone(),
             },
-            team_scope(snapshot_version, team),
-        ];
+            limits: ScopeLimits {
+                rpm: key_limits.rpm,
+                tpm: key_limits.tpm,
+                parallel,
+                budget: Budget::new(key_limits, key.spend.as_ref(), snapshot_version),
+            },
+        }];
+        scopes.extend(team.map(|team| team_scope(snapshot_version, team)));
         if let Some(user) = user.filter(|user| !user.user_id.is_empty()) {
             scopes.push(user_scope(snapshot_version, user, None));
         }
@@ -178,22 +177,27 @@ impl Plan {
         Self { scopes }
     }
 
-    /// The limits of a caller without a key (an IdP token's bearer): their team's and their
-    /// own. The team's parallel cap is each member's default and ceiling, as it is each key's.
-    pub fn for_member(snapshot_version: u64, team: &TeamPolicy, user: &UserPolicy) -> Self {
+    /// The limits of a caller without a key (an IdP token's bearer, or the end user a service
+    /// key names): their team's, if any, and their own. The team's parallel cap is each
+    /// member's default and ceiling, as it is each key's.
+    pub fn for_member(snapshot_version: u64, team: Option<&TeamPolicy>, user: &UserPolicy) -> Self {
         let none = Limits::default();
         let parallel = at_most_team(user.limits.as_ref().unwrap_or(&none), team);
-        let mut scopes = vec![
-            team_scope(snapshot_version, team),
-            user_scope(snapshot_version, user, parallel),
-        ];
+        let mut scopes: Vec<ScopePlan> = team
+            .map(|team| team_scope(snapshot_version, team))
+            .into_iter()
+            .collect();
+        scopes.push(user_scope(snapshot_version, user, parallel));
         scopes.retain(|scope| !scope.limits.is_empty());
         Self { scopes }
     }
 
     /// Also counts the request against `team`'s own limits: a service key's team bounds every
     /// end user the key names, whatever team the user belongs to.
-    pub fn within(mut self, snapshot_version: u64, team: &TeamPolicy) -> Self {
+    pub fn within(mut self, snapshot_version: u64, team: Option<&TeamPolicy>) -> Self {
+        let Some(team) = team else {
+            return self;
+        };
         let scope = team_scope(snapshot_version, team);
         if !scope.limits.is_empty() && !self.scopes.iter().any(|s| s.scope == scope.scope) {
             self.scopes.push(scope);
@@ -207,10 +211,9 @@ impl Plan {
 }
 
 /// The parallel cap of a key or member: their own, within their team's.
-fn at_most_team(own: &Limits, team: &TeamPolicy) -> Option<u64> {
+fn at_most_team(own: &Limits, team: Option<&TeamPolicy>) -> Option<u64> {
     let team = team
-        .limits
-        .as_ref()
+        .and_then(|team| team.limits.as_ref())
         .and_then(|limits| limits.max_parallel_requests);
     match (own.max_parallel_requests, team) {
         (Some(own), Some(team)) => Some(own.min(team)),
@@ -274,12 +277,12 @@ mod tests {
     fn scopes_without_limits_cost_nothing() {
         let k = key("k", "key000000001", KeyStatus::Active);
         let t = team("team-1");
-        assert!(Plan::new(1, &k, &t, None).is_empty());
+        assert!(Plan::new(1, &k, Some(&t), None).is_empty());
         let user = UserPolicy {
             user_id: "u@example.com".to_owned(),
             ..UserPolicy::default()
         };
-        assert!(Plan::new(1, &k, &t, Some(&user)).is_empty());
+        assert!(Plan::new(1, &k, Some(&t), Some(&user)).is_empty());
     }
 
     #[test]
@@ -287,7 +290,7 @@ mod tests {
         let mut k = key("k", "key000000001", KeyStatus::Active);
         let mut t = team("team-1");
         t.limits = limits(Some(100), Some(4), None);
-        let plan = Plan::new(1, &k, &t, None);
+        let plan = Plan::new(1, &k, Some(&t), None);
         assert_eq!(plan.scopes.len(), 2);
         assert_eq!(plan.scopes[0].scope.kind, ScopeKind::Key);
         assert_eq!(plan.scopes[0].limits.parallel, Some(4), "inherited");
@@ -296,12 +299,12 @@ mod tests {
 
         k.limits = limits(None, Some(2), None);
         assert_eq!(
-            Plan::new(1, &k, &t, None).scopes[0].limits.parallel,
+            Plan::new(1, &k, Some(&t), None).scopes[0].limits.parallel,
             Some(2)
         );
         k.limits = limits(None, Some(9), None);
         assert_eq!(
-            Plan::new(1, &k, &t, None).scopes[0].limits.parallel,
+            Plan::new(1, &k, Some(&t), None).scopes[0].limits.parallel,
             Some(4),
             "a key cannot exceed its team"
         );
@@ -322,7 +325,7 @@ mod tests {
             limits: limits(Some(7), None, None),
             ..UserPolicy::default()
         };
-        let plan = Plan::new(9, &k, &team("team-1"), Some(&user));
+        let plan = Plan::new(9, &k, Some(&team("team-1")), Some(&user));
         assert_eq!(plan.scopes.len(), 2);
         let budget = plan.scopes[0].limits.budget.unwrap();
         assert_eq!(budget.max_nano, 1_500_000_000);

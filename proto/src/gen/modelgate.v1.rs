@@ -112,6 +112,7 @@ pub struct KeyPolicy {
     pub key_sha256: ::prost::alloc::vec::Vec<u8>,
     #[prost(string, tag = "2")]
     pub public_id: ::prost::alloc::string::String,
+    /// Empty for a personal key (no team: only its own allowlist and limits).
     #[prost(string, tag = "3")]
     pub team_id: ::prost::alloc::string::String,
     #[prost(string, tag = "4")]
@@ -539,6 +540,7 @@ pub struct ListTeamsResponse {
 pub struct Key {
     #[prost(string, tag = "1")]
     pub public_id: ::prost::alloc::string::String,
+    /// Empty for a personal key.
     #[prost(string, tag = "2")]
     pub team_id: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
@@ -581,7 +583,8 @@ pub struct Key {
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyRequest {
-    /// Team id or alias.
+    /// Team id or alias; empty = a personal key (only its own allowlist and limits apply; an
+    /// empty allowlist then allows every model route). Only admins make personal keys.
     #[prost(string, tag = "1")]
     pub team: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
