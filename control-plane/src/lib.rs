@@ -50,6 +50,7 @@ pub mod limits;
 pub mod master_key;
 pub mod named_budget;
 pub mod rest;
+pub mod review;
 pub mod server;
 pub mod snapshot;
 pub mod spend;
@@ -89,6 +90,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Audit(command) => cli::run_audit(&cli.global, command).await?,
         Command::Dataplane(command) => cli::run_dataplane(&cli.global, command).await?,
         Command::AdminKey(command) => cli::run_admin_key(&cli.global, command).await?,
+        Command::Review(args) => cli::run_review(&cli.global, args).await?,
     }
     Ok(())
 }

@@ -379,14 +379,20 @@ async fn mistakes_get_one_clear_line() {
         .await
         .unwrap_err();
     assert_eq!(dup.code(), Code::AlreadyExists);
-    let no_team = admin
-        .create_key(authorized(pb::CreateKeyRequest::default(), &master))
+    let no_such_team = admin
+        .create_key(authorized(
+            pb::CreateKeyRequest {
+                team: "nope".into(),
+                ..Default::default()
+            },
+            &master,
+        ))
         .await
         .unwrap_err();
-    assert_eq!(no_team.code(), Code::InvalidArgument);
+    assert_eq!(no_such_team.code(), Code::NotFound);
 
     // Usage errors are clap's: exit 2.
-    assert_eq!(cp.cli(&["key", "create"]).code, Some(2));
+    assert_eq!(cp.cli(&["key", "create", "--rpm"]).code, Some(2));
     // An unreachable server.
     let out = support::control_plane::command()
         .args([

@@ -363,6 +363,57 @@ async fn litellm_tags_are_kept_in_metadata() {
 }
 
 #[tokio::test]
+async fn a_key_without_a_team_is_personal() {
+    let (_dir, cp, master) = start();
+    let rest = Rest {
+        addr: cp.http_addr,
+        key: &master,
+    };
+    rest.ok(rest.post(
+        "/team/new",
+        json!({"team_alias": "ml", "models": ["llama3"], "rpm_limit": 10}),
+    ));
+    // As LiteLLM: no team_id (or null) makes a key with only its own models and limits.
+    for body in [
+        json!({"user_id": "ana@corp.example", "models": ["gpt-x"], "rpm_limit": 500}),
+        json!({"team_id": null, "key_alias": "laptop"}),
+    ] {
+        let created = rest.ok(rest.post("/key/generate", body.clone()));
+        assert_eq!(created["team_id"], Value::Null, "{body}: {created}");
+        let public_id = created["token"].as_str().unwrap();
+        let info = rest.ok(rest.get(&format!("/key/info?key={public_id}")));
+        assert_eq!(info["info"]["team_id"], Value::Null, "{info}");
+        let policy = key_policy(&cp, public_id).await;
+        assert_eq!(policy.team_id, "", "the filter sees no team");
+        assert_eq!(
+            policy.models,
+            body["models"].as_array().map_or(vec![], |m| {
+                m.iter().map(|m| m.as_str().unwrap().to_owned()).collect()
+            })
+        );
+    }
+    // No team caps to stay within: its own rpm stands as given, above the team's 10.
+    let ana = rest.ok(rest.post(
+        "/key/generate",
+        json!({"user_id": "ana@corp.example", "rpm_limit": 500}),
+    ));
+    let policy = key_policy(&cp, ana["token"].as_str().unwrap()).await;
+    assert_eq!(policy.limits.and_then(|l| l.rpm), Some(500));
+    // It cannot be moved into a team later, nor a team key out of one.
+    let personal = rest.ok(rest.post("/key/generate", json!({})))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let moved = refused(
+        &rest,
+        "/key/update",
+        json!({"key": personal, "team_id": "ml"}),
+        "team_id",
+    );
+    assert!(moved.contains("cannot change"), "{moved}");
+}
+
+#[tokio::test]
 async fn teams_and_keys_are_addressed_by_id_or_alias() {
     let (_dir, cp, master) = start();
     let rest = Rest {

@@ -269,6 +269,30 @@ async fn each_role_gets_exactly_its_rights_over_grpc_and_rest_and_denials_are_au
     assert_eq!(member, Denied);
     denials += 1;
 
+    // A personal key (no team, so no team caps to stay within) is made by admins only; the
+    // member may revoke their own.
+    let label = "create a personal key";
+    for (i, role) in ROLES.iter().enumerate() {
+        let req = pb::CreateKeyRequest {
+            user_id: MIA.into(),
+            ..Default::default()
+        };
+        got[i] = grpc(role, f.admin.create_key(authorized(req, &f.keys[i])).await);
+    }
+    denials += check(label, "gRPC", got, [Allowed, Denied, Denied, Denied]);
+    for (i, role) in ROLES.iter().enumerate() {
+        let body = json!({"user_id": MIA, "models": ["*"]});
+        got[i] = rest(role, f.rest_post(&f.keys[i], "/key/generate", body));
+    }
+    denials += check(label, "REST", got, [Allowed, Denied, Denied, Denied]);
+    let label = "revoke a personal key of the member";
+    for (i, role) in ROLES.iter().enumerate() {
+        let public_id = f.key("", MIA).await;
+        let body = json!({"keys": [public_id]});
+        got[i] = rest(role, f.rest_post(&f.keys[i], "/key/delete", body));
+    }
+    denials += check(label, "REST", got, [Allowed, Denied, Denied, Allowed]);
+
     // Revoke a key: own (eng, the member's user), another user's in the own team, another
     // team's. A fresh key per attempt, since revoking is final.
     for (team, user, expected) in [
@@ -366,12 +390,14 @@ async fn each_role_gets_exactly_its_rights_over_grpc_and_rest_and_denials_are_au
         .into_inner()
         .keys;
     assert!(!member_keys.is_empty());
+    // Their keys in their team, and their own personal keys (no team).
     assert!(
         member_keys
             .iter()
-            .all(|k| k.team_id == eng && k.user_id == MIA),
+            .all(|k| (k.team_id == eng || k.team_id.is_empty()) && k.user_id == MIA),
         "{member_keys:?}"
     );
+    assert!(member_keys.iter().any(|k| k.team_id.is_empty()));
     let lead_teams = f
         .admin
         .list_teams(authorized(pb::ListTeamsRequest {}, &f.keys[1]))

@@ -51,6 +51,9 @@ pub enum CliError {
     /// An argument the server would refuse anyway, caught before connecting.
     #[error("{0}")]
     Usage(String),
+    /// `modelgate review` found keys to act on (after printing them): exit 1 for scripts.
+    #[error("{flagged} of {reviewed} keys flagged")]
+    Flagged { flagged: usize, reviewed: usize },
 }
 
 /// The server's messages are written for people; add context only where the code matters.

@@ -9,6 +9,7 @@ mod dataplane;
 mod idp;
 mod output;
 pub mod redact;
+mod review;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub use audit::{AuditCliError, AuditCommand, AuditServeArgs};
 pub use client::{connect_channel, AdminCredential, CliError, ControlPlaneAddr};
 pub use dataplane::{run_dataplane, DataplaneCommand};
 pub use idp::{run_idp, IdpCommand};
+pub use review::run_review;
 
 use crate::master_key::{self, MasterKey};
 use crate::server::ServeConfig;
@@ -159,6 +161,10 @@ pub enum Command {
     /// member).
     #[command(subcommand)]
     AdminKey(AdminKeyCommand),
+    /// Access review: every live key with owner, tags, age, last use, recent spend and
+    /// flags (unused, never expires, rotation due, missing owner, owner not a user, limits
+    /// above the team's); exits 1 when any key is flagged.
+    Review(review::ReviewArgs),
 }
 
 impl Command {

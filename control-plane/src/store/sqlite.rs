@@ -125,3 +125,80 @@ impl SqliteStore {
 impl_sql_store!(SqliteStore, sqlx::Sqlite);
 impl_identity_store!(SqliteStore);
 impl_named_budget_store!(SqliteStore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before personal keys (migration 28 rebuilds `api_keys`) keeps every
+    /// key, its columns and its tags, with foreign keys enforced throughout.
+    #[tokio::test]
+    async fn the_personal_keys_migration_keeps_existing_keys_and_their_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let before: Vec<_> = MIGRATIONS
+            .iter()
+            .copied()
+            .filter(|m| m.version < 28)
+            .collect();
+        let before: &'static [EmbeddedMigration] = Box::leak(before.into_boxed_slice());
+        migrations::migrator(before)
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        for statement in [
+            "INSERT INTO teams (team_id, alias, models, created_at_ms) \
+             VALUES ('team_old', 'old', '[\"m\"]', 1)",
+            "INSERT INTO api_keys (public_id, key_sha256, last4, team_id, user_id, models, \
+             status, created_at_ms, rpm_limit, metadata, previous_key_sha256) \
+             VALUES ('oldkey000001', \
+             'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'wxyz', \
+             'team_old', 'ana@corp', '[\"m\"]', 'active', 5, 60, '{\"owner\":\"ana\"}', NULL)",
+            "INSERT INTO key_tags (public_id, tag_name, tag_value) \
+             VALUES ('oldkey000001', 'owner', 'ana')",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let store = SqliteStore::open_file(&path).await.unwrap();
+        let found = store.find_key("oldkey000001").await.unwrap().unwrap().key;
+        assert_eq!(found.team_id.as_deref(), Some("team_old"));
+        assert_eq!(found.user_id.as_deref(), Some("ana@corp"));
+        assert_eq!(found.limits.rpm, Some(60));
+        assert!(found.metadata.has_tag("owner", "ana"));
+        let tags: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM key_tags")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(tags, 1);
+        let broken: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert!(broken.is_empty(), "{broken:?}");
+        // The rebuilt table takes a key without a team and still refuses an unknown one.
+        sqlx::query(
+            "INSERT INTO api_keys (public_id, key_sha256, last4, team_id, status, created_at_ms) \
+             VALUES ('personal0001', 'cc', 'abcd', NULL, 'active', 6)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let orphan = sqlx::query(
+            "INSERT INTO api_keys (public_id, key_sha256, last4, team_id, status, created_at_ms) \
+             VALUES ('orphan000001', 'dd', 'abcd', 'no_such_team', 'active', 6)",
+        )
+        .execute(&store.pool)
+        .await;
+        assert!(orphan.is_err(), "the team foreign key survives the rebuild");
+    }
+}

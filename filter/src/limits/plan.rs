@@ -311,6 +311,22 @@ mod tests {
     }
 
     #[test]
+    fn a_personal_key_counts_only_against_itself_and_its_owner() {
+        let mut k = key("k", "key000000001", KeyStatus::Active);
+        k.limits = limits(Some(5), Some(9), None);
+        let user = UserPolicy {
+            user_id: "u@example.com".to_owned(),
+            limits: limits(Some(7), None, None),
+            ..UserPolicy::default()
+        };
+        let plan = Plan::new(1, &k, None, Some(&user));
+        let kinds: Vec<ScopeKind> = plan.scopes.iter().map(|s| s.scope.kind).collect();
+        assert_eq!(kinds, [ScopeKind::Key, ScopeKind::User]);
+        assert_eq!(plan.scopes[0].limits.parallel, Some(9), "no team ceiling");
+        assert_eq!(plan.scopes[0].limits.rpm, Some(5));
+    }
+
+    #[test]
     fn budgets_carry_the_snapshot_spend_in_nano_dollars() {
         let mut k = key("k", "key000000001", KeyStatus::Active);
         k.limits = limits(None, None, Some(1.5));
