@@ -33,7 +33,8 @@
 
 pub mod admin;
 pub mod admin_key;
-pub mod allowlist;
+/// The allowlist rules the filter enforces, shared with it.
+pub use modelgate_allowlist as allowlist;
 pub mod assertion;
 pub mod audit;
 pub mod authz;

@@ -1,15 +1,15 @@
 //! Which models a key may call, how a requested name maps to a model pool, and the model
 //! lists the filter answers itself (`GET /v1/models`, Ollama's `GET /api/tags`).
 //!
-//! Allowlists hold exact names and explicit wildcards only: `*` (every model) and
-//! `<prefix>*` where the prefix ends on a name-segment separator (`-` `.` `:` `/` `_` `@`), so
-//! `qwen2.5-*` allows `qwen2.5-7b` but not `qwen2.5x`. A prefix written without a separator
-//! (`qwen2.5*`) still only matches whole segments (`qwen2.5-7b`, `qwen2.5:7b`). An empty list
-//! never means "everything": a team's empty list allows nothing, a key's empty list inherits
-//! its team's. The effective allowlist of a key is its own list intersected with its team's.
+//! Allowlist entries follow `modelgate_allowlist` (exact names and segment-safe `*` wildcards,
+//! the rules the control plane checks lists with). An empty list never means "everything" to
+//! a team: a team's empty list allows nothing, a key's empty list inherits its team's, and a
+//! personal key's empty list allows every routed model (as LiteLLM's keys without a team). The
+//! effective allowlist of a key is its own list intersected with its team's.
 
 pub mod request;
 
+use modelgate_allowlist::allows;
 use modelgate_proto::v1::{KeyPolicy, ModelRoute, TeamPolicy};
 use serde::Serialize;
 
@@ -18,55 +18,6 @@ use crate::policy::PolicyIndex;
 /// Completion tokens reserved for a generation that sets no limit and whose route names no
 /// default (`ModelRoute.default_max_tokens`).
 pub const DEFAULT_MAX_TOKENS: u64 = 1024;
-
-/// Characters that end a segment of a model name (`llama3.1:8b`, `qwen2.5-7b-instruct`,
-/// `org/model`).
-const SEGMENT_SEPARATORS: &[char] = &['-', '.', ':', '/', '_', '@'];
-
-/// One allowlist entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Pattern<'a> {
-    Any,
-    Exact(&'a str),
-    /// Names that continue `prefix` with at least one more character; `prefix` ends on a
-    /// separator, or the name's next character must be one.
-    Prefix(&'a str),
-    /// An entry with a `*` anywhere but the end: matches nothing, rather than guessing.
-    Invalid,
-}
-
-impl<'a> Pattern<'a> {
-    fn parse(entry: &'a str) -> Self {
-        let entry = entry.trim();
-        match entry.strip_suffix('*') {
-            Some("") => Self::Any,
-            Some(prefix) if !prefix.contains('*') => Self::Prefix(prefix),
-            Some(_) => Self::Invalid,
-            None if entry.is_empty() || entry.contains('*') => Self::Invalid,
-            None => Self::Exact(entry),
-        }
-    }
-
-    fn matches(&self, model: &str) -> bool {
-        match self {
-            Self::Any => true,
-            Self::Exact(name) => *name == model,
-            Self::Prefix(prefix) => match model.strip_prefix(prefix) {
-                None | Some("") => false,
-                Some(rest) => {
-                    prefix.ends_with(SEGMENT_SEPARATORS) || rest.starts_with(SEGMENT_SEPARATORS)
-                }
-            },
-            Self::Invalid => false,
-        }
-    }
-}
-
-fn list_allows(entries: &[String], model: &str) -> bool {
-    entries
-        .iter()
-        .any(|entry| Pattern::parse(entry).matches(model))
-}
 
 /// The effective allowlist of a key: its own list (empty = its team's) within its team's.
 /// A personal key (no team) has only its own list, and an empty one allows every model the
@@ -95,7 +46,7 @@ impl Allowlist {
 
     /// Whether `model` (a public name) is allowed.
     pub fn allows(&self, model: &str) -> bool {
-        list_allows(&self.team, model) && (self.key.is_empty() || list_allows(&self.key, model))
+        allows(&self.team, model) && (self.key.is_empty() || allows(&self.key, model))
     }
 }
 
@@ -243,43 +194,6 @@ mod tests {
         let mut t = team("team-1");
         t.models = team_models.iter().map(|m| m.to_string()).collect();
         Allowlist::of(&k, Some(&t))
-    }
-
-    #[test]
-    fn wildcards_match_whole_segments_only() {
-        let cases = [
-            ("qwen2.5-*", "qwen2.5-7b", true),
-            ("qwen2.5-*", "qwen2.5-7b-instruct", true),
-            ("qwen2.5-*", "qwen2.5x", false),
-            ("qwen2.5-*", "qwen2.5", false),
-            ("qwen2.5-*", "qwen2.5-", false),
-            ("qwen2.5-*", "qwen2.6-7b", false),
-            ("qwen2.5*", "qwen2.5-7b", true),
-            ("qwen2.5*", "qwen2.5:7b", true),
-            ("qwen2.5*", "qwen2.55", false),
-            ("qwen2.5*", "qwen2.5x", false),
-            ("qwen2.5*", "qwen2.5", false),
-            ("llama3.1:*", "llama3.1:8b", true),
-            ("org/*", "org/model", true),
-            ("org/*", "organisation/model", false),
-            ("*", "anything-at-all", true),
-            ("*", "", true),
-            (" * ", "x", true),
-            ("llama3.1-8b", "llama3.1-8b", true),
-            ("llama3.1-8b", "llama3.1-8b-instruct", false),
-            ("llama3.1-8b", "LLAMA3.1-8B", false),
-            ("q*n", "qwen", false),
-            ("q*n", "q*n", false),
-            ("**", "x", false),
-            ("", "", false),
-        ];
-        for (entry, model, expected) in cases {
-            assert_eq!(
-                Pattern::parse(entry).matches(model),
-                expected,
-                "{entry:?} vs {model:?}"
-            );
-        }
     }
 
     #[test]

@@ -1,13 +1,13 @@
-//! Model allowlists: exact names and explicit wildcards, matched segment-safely.
+//! Model allowlists: exact names and explicit wildcards, matched segment-safely. One crate for
+//! the filter, which enforces the lists of the policy snapshot, and the control plane, which
+//! checks that a key's list stays inside its team's, so the two can never disagree.
 //!
 //! An entry is an exact model name, `*` (every model), or a prefix followed by `*`. A prefix
 //! that ends in a segment separator (`-`, `.`, `:`, `/`, `_`, `@`) matches any longer name
 //! that starts with it; a prefix without one only matches where a new segment starts:
 //! `qwen2.5-*` and `qwen2.5*` both allow `qwen2.5-7b` and `qwen2.5:7b`, neither allows
-//! `qwen2.5x` nor `qwen2.5` itself. A `*` anywhere else is refused. An empty list allows
-//! nothing. These are the filter's rules (`filter/src/models.rs`), which enforces the lists
-//! from the snapshot; the control plane uses them to check that a key's list stays inside its
-//! team's.
+//! `qwen2.5x` nor `qwen2.5` itself. A `*` anywhere else is refused (and matches nothing).
+//! Surrounding whitespace is ignored. An empty list allows nothing.
 
 /// Characters that end a segment of a model name (`llama3.1:8b`, `org/model`).
 pub const SEGMENT_SEPARATORS: [char; 6] = ['-', '.', ':', '/', '_', '@'];
@@ -22,8 +22,9 @@ pub enum ModelPattern<'a> {
 }
 
 impl<'a> ModelPattern<'a> {
-    /// `None` when the entry places a `*` anywhere but at its end.
+    /// `None` when the entry places a `*` anywhere but at its end, or is empty.
     pub fn parse(entry: &'a str) -> Option<Self> {
+        let entry = entry.trim();
         match entry.strip_suffix('*') {
             Some("") => Some(Self::Any),
             Some(prefix) if !prefix.contains('*') => Some(Self::Prefix(prefix)),
@@ -111,6 +112,43 @@ mod tests {
         );
         for bad in ["", "*-7b", "q*wen-*", "**", "a-**", "*a"] {
             assert_eq!(ModelPattern::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn wildcards_match_whole_segments_only() {
+        let cases = [
+            ("qwen2.5-*", "qwen2.5-7b", true),
+            ("qwen2.5-*", "qwen2.5-7b-instruct", true),
+            ("qwen2.5-*", "qwen2.5x", false),
+            ("qwen2.5-*", "qwen2.5", false),
+            ("qwen2.5-*", "qwen2.5-", false),
+            ("qwen2.5-*", "qwen2.6-7b", false),
+            ("qwen2.5*", "qwen2.5-7b", true),
+            ("qwen2.5*", "qwen2.5:7b", true),
+            ("qwen2.5*", "qwen2.55", false),
+            ("qwen2.5*", "qwen2.5x", false),
+            ("qwen2.5*", "qwen2.5", false),
+            ("llama3.1:*", "llama3.1:8b", true),
+            ("org/*", "org/model", true),
+            ("org/*", "organisation/model", false),
+            ("*", "anything-at-all", true),
+            ("*", "", true),
+            (" * ", "x", true),
+            ("llama3.1-8b", "llama3.1-8b", true),
+            ("llama3.1-8b", "llama3.1-8b-instruct", false),
+            ("llama3.1-8b", "LLAMA3.1-8B", false),
+            ("q*n", "qwen", false),
+            ("q*n", "q*n", false),
+            ("**", "x", false),
+            ("", "", false),
+        ];
+        for (entry, model, expected) in cases {
+            assert_eq!(
+                allows(&[entry.to_owned()], model),
+                expected,
+                "{entry:?} vs {model:?}"
+            );
         }
     }
 
