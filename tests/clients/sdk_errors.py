@@ -3,7 +3,7 @@ what the SDK made of the error, as one JSON object: status, code, type, message 
 type are only set when the SDK could parse the body as an OpenAI error).
 
     sdk_errors.py BASE_URL API_KEY MODEL CASE
-    CASE: huge_header (a 100 KB header), unrouted (POST /litellm/key/generate), chat
+    CASE: huge_header (a 100 KB header), unrouted (POST /unknown/endpoint), chat
 """
 
 import json
@@ -21,7 +21,7 @@ try:
         client.chat.completions.create(**chat, extra_headers={"x-huge": "a" * 100_000})
     elif case == "unrouted":
         OpenAI(base_url=base_url, api_key=api_key, max_retries=0).post(
-            "/litellm/key/generate", body={}, cast_to=object
+            "/unknown/endpoint", body={}, cast_to=object
         )
     elif case == "chat":
         client.chat.completions.create(**chat)

@@ -272,7 +272,7 @@ async fn envoys_own_replies_are_json_errors_the_sdk_parses() {
     );
 
     let unrouted = gateway
-        .post_json("/litellm/key/generate", Some(&key), &json!({}))
+        .post_json("/unknown/endpoint", Some(&key), &json!({}))
         .await;
     unrouted.assert_error(404, "not_found");
     assert_sdk_error(&sdk_error(&base, &key, "unrouted"), 404, "not_found");
