@@ -102,6 +102,29 @@ async fn make_run_on_a_fresh_clone_serves_a_request_and_stops_on_ctrl_c() {
     )
     .await;
     println!("the printed curl got the upstream's answer {answer:?} after the key was made");
+    // The LiteLLM admin API through Envoy, as the printed banner says: the team just made.
+    let teams = shell(
+        &clone,
+        &format!(
+            "curl -s http://127.0.0.1:{}/litellm/team/list -H \"Authorization: Bearer $(cat .run/data/master.key)\"",
+            port("LISTEN_PORT")
+        ),
+    );
+    assert!(
+        printed.contains(&format!(
+            "http://127.0.0.1:{}/litellm/",
+            port("LISTEN_PORT")
+        )),
+        "{printed}"
+    );
+    let teams: serde_json::Value =
+        serde_json::from_str(&teams).unwrap_or_else(|e| panic!("{e}: {teams}"));
+    assert!(
+        teams
+            .as_array()
+            .is_some_and(|list| list.iter().any(|t| t["team_alias"] == "demo")),
+        "{teams}"
+    );
     let seen = upstream.requests();
     let last = seen.last().expect("the upstream saw the request");
     assert!(
