@@ -117,8 +117,8 @@ impl<S: Store> Admin<S> {
         Ok(self.store.list_budgets().await?)
     }
 
-    /// Whether the caller may attach `budget` (`None`: detach) and the budget can be attached;
-    /// asked before the scope is written, so a refusal changes nothing.
+    /// Whether the caller may attach `budget` (`None`: detach) and the budget exists; asked
+    /// before the scope is written, so a refusal changes nothing.
     pub async fn check_attachable(&self, caller: &Caller, budget: Option<&str>) -> AdminResult<()> {
         self.permit_budgets(caller, Action::ManageBudgets, budget.unwrap_or_default())
             .await?;
@@ -126,8 +126,7 @@ impl<S: Store> Admin<S> {
             self.store
                 .find_budget(id)
                 .await?
-                .ok_or_else(|| StoreError::BudgetNotFound(id.to_owned()))?
-                .check_attachable()?;
+                .ok_or_else(|| StoreError::BudgetNotFound(id.to_owned()))?;
         }
         Ok(())
     }

@@ -32,6 +32,11 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 }
 
 impl Body {
+    /// A JSON object nested in a body (a list entry), read as strictly as a body.
+    pub(super) fn of(fields: Map<String, Value>) -> Self {
+        Self(fields)
+    }
+
     fn parse(bytes: &[u8]) -> Result<Self, RestError> {
         let not_object = || RestError::bad_request("the request body must be a JSON object");
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -153,7 +158,7 @@ impl LimitFields {
     }
 
     /// Checks a given `budget_id` before the scope is written, so a budget that does not
-    /// exist, cannot be attached or may not be attached by the caller changes nothing.
+    /// exist or may not be attached by the caller changes nothing.
     pub(super) async fn check_budget<S: Store>(
         &self,
         admin: &Admin<S>,
@@ -165,18 +170,21 @@ impl LimitFields {
         Ok(())
     }
 
-    /// Attaches (or with `null` detaches) the given `budget_id` once the scope is written.
+    /// Attaches (or with `null` detaches) the given `budget_id` once the scope is written,
+    /// and shows it in the scope's view (`shown`).
     pub(super) async fn attach_budget<S: Store>(
         &self,
         admin: &Admin<S>,
         caller: &Caller,
         kind: ScopeKind,
         scope_id: &str,
+        shown: &mut Option<String>,
     ) -> Result<(), RestError> {
         if let Some(budget) = &self.budget_id {
             admin
                 .attach_budget(caller, kind, scope_id, budget.as_deref())
                 .await?;
+            shown.clone_from(budget);
         }
         Ok(())
     }

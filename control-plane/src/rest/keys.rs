@@ -76,9 +76,16 @@ pub(super) async fn key_generate<S: Store>(
         assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
     };
     r.limits.check_budget(&admin, &caller).await?;
-    let created = admin.create_key(&caller, input).await?;
+    let mut created = admin.create_key(&caller, input).await?;
+    let view = &mut created.view;
     r.limits
-        .attach_budget(&admin, &caller, ScopeKind::Key, &created.view.key.public_id)
+        .attach_budget(
+            &admin,
+            &caller,
+            ScopeKind::Key,
+            &view.key.public_id,
+            &mut view.budget_id,
+        )
         .await?;
     let mut out = object(key_json(&created.view));
     out.insert("key".into(), json!(created.secret.expose()));
@@ -151,9 +158,15 @@ pub(super) async fn key_update<S: Store>(
         clear,
     };
     r.limits.check_budget(&admin, &caller).await?;
-    let updated = admin.update_key(&caller, &key, update).await?;
+    let mut updated = admin.update_key(&caller, &key, update).await?;
     r.limits
-        .attach_budget(&admin, &caller, ScopeKind::Key, &updated.key.public_id)
+        .attach_budget(
+            &admin,
+            &caller,
+            ScopeKind::Key,
+            &updated.key.public_id,
+            &mut updated.budget_id,
+        )
         .await?;
     Ok(Json(key_json(&updated)))
 }

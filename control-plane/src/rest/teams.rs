@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::RestError;
 use super::input::{json_text, metadata_with_tags, required, Body, LimitFields};
+use super::members::team_with_members;
 use super::views::{key_json, team_json};
 use super::{params, Answer, Params, Shared};
 use crate::admin::{KeyQuery, TeamInput, TeamUpdate};
@@ -71,9 +72,15 @@ pub(super) async fn team_new<S: Store>(
         idp_groups: r.idp_groups.unwrap_or_default(),
     };
     r.limits.check_budget(&admin, &caller).await?;
-    let created = admin.create_team(&caller, input).await?;
+    let mut created = admin.create_team(&caller, input).await?;
     r.limits
-        .attach_budget(&admin, &caller, ScopeKind::Team, &created.team.id)
+        .attach_budget(
+            &admin,
+            &caller,
+            ScopeKind::Team,
+            &created.team.id,
+            &mut created.budget_id,
+        )
         .await?;
     Ok(Json(team_json(&created)))
 }
@@ -117,9 +124,15 @@ pub(super) async fn team_update<S: Store>(
         idp_groups: r.idp_groups,
     };
     r.limits.check_budget(&admin, &caller).await?;
-    let updated = admin.update_team(&caller, &team, update).await?;
+    let mut updated = admin.update_team(&caller, &team, update).await?;
     r.limits
-        .attach_budget(&admin, &caller, ScopeKind::Team, &updated.team.id)
+        .attach_budget(
+            &admin,
+            &caller,
+            ScopeKind::Team,
+            &updated.team.id,
+            &mut updated.budget_id,
+        )
         .await?;
     Ok(Json(team_json(&updated)))
 }
@@ -194,9 +207,10 @@ pub(super) async fn team_info<S: Store>(
             },
         )
         .await?;
+    let info = team_with_members(&admin, &caller, &view).await?;
     Ok(Json(json!({
         "team_id": view.team.id,
-        "team_info": team_json(&view),
+        "team_info": info,
         "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
     })))
 }

@@ -11,7 +11,7 @@ use super::error::RestError;
 use super::input::{required, Body, LimitFields};
 use super::views::{key_json, user_json};
 use super::{params, Answer, Params, Shared};
-use crate::admin::KeyQuery;
+use crate::admin::{Admin, KeyQuery, UserView};
 use crate::domain::ScopeKind;
 use crate::store::Store;
 
@@ -33,8 +33,24 @@ pub(super) async fn user_new<S: Store>(
     let (id, limits) = user_request(body)?;
     limits.check_budget(&admin, &caller).await?;
     let user = admin.create_user(&caller, &id, limits.input()).await?;
+    with_budget(&admin, &caller, &limits, user).await
+}
+
+/// Attaches the budget the body names to the written user, and answers with the user.
+async fn with_budget<S: Store>(
+    admin: &Admin<S>,
+    caller: &Caller,
+    limits: &LimitFields,
+    mut user: UserView,
+) -> Answer {
     limits
-        .attach_budget(&admin, &caller, ScopeKind::User, &user.user.id)
+        .attach_budget(
+            admin,
+            caller,
+            ScopeKind::User,
+            &user.user.id,
+            &mut user.budget_id,
+        )
         .await?;
     Ok(Json(user_json(&user)))
 }
@@ -49,10 +65,7 @@ pub(super) async fn user_update<S: Store>(
     let user = admin
         .update_user(&caller, &id, limits.input(), None, &limits.nulls())
         .await?;
-    limits
-        .attach_budget(&admin, &caller, ScopeKind::User, &user.user.id)
-        .await?;
-    Ok(Json(user_json(&user)))
+    with_budget(&admin, &caller, &limits, user).await
 }
 
 /// LiteLLM's `{"user_ids": [...]}`; like LiteLLM, the keys they own are deleted with them.

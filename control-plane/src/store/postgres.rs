@@ -66,6 +66,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         description: "idp admin roles",
         sql: include_str!("migrations/postgres/0026_idp_admin_roles.sql"),
     },
+    EmbeddedMigration {
+        version: 27,
+        description: "budget duration ms",
+        sql: include_str!("migrations/postgres/0027_budget_duration_ms.sql"),
+    },
 ];
 
 #[derive(Debug, Clone)]
