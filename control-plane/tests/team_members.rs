@@ -1,6 +1,7 @@
 //! LiteLLM's team members through the real `modelgate serve`: `/team/member_add`,
-//! `/team/member_delete`, `/team/member_update` and `members_with_roles` in `/team/info`. A
-//! member is a user whose team is the team; input is strict and a refusal changes nothing.
+//! `/team/member_delete`, `/team/member_update`, `members_with_roles` in `/team/info` and on
+//! `/team/new|update`. A member is a user whose team is the team; input is strict and a
+//! refusal changes nothing.
 
 // Marks the whole crate as test code, so clippy's allow-*-in-tests covers the helpers too.
 #![cfg(test)]
@@ -166,4 +167,29 @@ async fn team_members_are_added_listed_confirmed_and_removed() {
     ));
     let info = rest.ok(rest.get(&format!("/user/info?user_id={bo}")));
     assert_eq!(info["user_info"]["team_id"], "ops");
+
+    // members_with_roles on /team/new and /team/update makes exactly those the members,
+    // checked before anything is written.
+    let (status, answer) = rest.post(
+        "/team/new",
+        json!({"team_id": "qa", "team_alias": "quality",
+               "members_with_roles": [{"user_id": cy}, {"user_id": ana}]}),
+    );
+    error(status, 400, &answer);
+    assert_eq!(answer["error"]["param"], "user_id", "{answer}");
+    let (status, answer) = rest.get("/team/info?team_id=qa");
+    error(status, 404, &answer);
+    let qa = rest.ok(rest.post(
+        "/team/new",
+        json!({"team_id": "qa", "team_alias": "quality",
+               "members_with_roles": [{"user_id": cy, "role": "user"}]}),
+    ));
+    assert_eq!(qa["members_with_roles"], json!([member(cy)]));
+    let eng = rest.ok(rest.post(
+        "/team/update",
+        json!({"team_id": "engineering", "members_with_roles": []}),
+    ));
+    assert_eq!(eng["members_with_roles"], json!([]));
+    let info = rest.ok(rest.get(&format!("/user/info?user_id={ana}")));
+    assert_eq!(info["user_info"]["team_id"], Value::Null);
 }

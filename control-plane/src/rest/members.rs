@@ -50,25 +50,41 @@ fn member_role(body: &mut Body) -> Result<TeamRole, RestError> {
     Ok(TeamRole::parse(role.as_deref()).map_err(AdminError::from)?)
 }
 
-/// LiteLLM's `member`: one member object or a list of them, each `{user_id | user_email, role}`.
+/// LiteLLM's `member`: one member object or a non-empty list of them.
 fn members(value: Option<Value>) -> Result<Vec<String>, RestError> {
-    let invalid = || {
-        RestError::invalid(
-            "member",
-            "member is invalid: expected {\"user_id\", \"role\"} or a non-empty list of them",
-        )
-    };
-    let entries = match value {
-        None => return Err(RestError::missing("member")),
-        Some(Value::Array(list)) if !list.is_empty() => list,
-        Some(one @ Value::Object(_)) => vec![one],
-        Some(_) => return Err(invalid()),
-    };
+    match value {
+        None => Err(RestError::missing("member")),
+        Some(Value::Array(list)) if !list.is_empty() => member_list("member", list),
+        Some(one @ Value::Object(_)) => member_list("member", vec![one]),
+        Some(_) => Err(not_members("member")),
+    }
+}
+
+/// LiteLLM's `members_with_roles` of `/team/new` and `/team/update`: the team's members
+/// (a list, maybe empty).
+pub(super) fn members_with_roles(value: Option<Value>) -> Result<Option<Vec<String>>, RestError> {
+    const FIELD: &str = "members_with_roles";
+    match value {
+        None => Ok(None),
+        Some(Value::Array(list)) => member_list(FIELD, list).map(Some),
+        Some(_) => Err(not_members(FIELD)),
+    }
+}
+
+fn not_members(field: &'static str) -> RestError {
+    RestError::invalid(
+        field,
+        format!("{field} is invalid: expected member objects {{\"user_id\", \"role\"}}"),
+    )
+}
+
+/// The users of member entries, each `{user_id | user_email, role}`.
+fn member_list(field: &'static str, entries: Vec<Value>) -> Result<Vec<String>, RestError> {
     entries
         .into_iter()
         .map(|entry| {
             let Value::Object(fields) = entry else {
-                return Err(invalid());
+                return Err(not_members(field));
             };
             let mut member = Body::of(fields);
             let user = member_user(&mut member)?;
