@@ -82,7 +82,43 @@ fn at_least_one<T: Copy + Into<u64>>(
     v.map(|v| positive(field, v)).transpose()
 }
 
+/// Unsets `field` for [`NamedBudgetInput::clearing`]; a field both set and cleared is refused.
+fn unset<T>(field: &mut Field<T>, name: &'static str) -> Result<(), ValidationError> {
+    if matches!(field, Some(Some(_))) {
+        return Err(ValidationError::SetAndCleared(name));
+    }
+    *field = Some(None);
+    Ok(())
+}
+
 impl NamedBudgetInput {
+    /// The fields an update can unset by name.
+    pub const CLEARABLE: &'static str =
+        "max_budget, soft_budget, budget_duration, rpm_limit, tpm_limit, max_parallel_requests";
+
+    /// This input with the fields named in `clear` unset (the gRPC and CLI `clear` list).
+    pub fn clearing(mut self, clear: &[String]) -> Result<Self, ValidationError> {
+        for name in clear {
+            match name.trim() {
+                "max_budget" => unset(&mut self.max_budget, "max_budget")?,
+                "soft_budget" => unset(&mut self.soft_budget, "soft_budget")?,
+                "budget_duration" => unset(&mut self.budget_duration, "budget_duration")?,
+                "rpm_limit" => unset(&mut self.rpm, "rpm_limit")?,
+                "tpm_limit" => unset(&mut self.tpm, "tpm_limit")?,
+                "max_parallel_requests" => {
+                    unset(&mut self.max_parallel, "max_parallel_requests")?;
+                }
+                other => {
+                    return Err(ValidationError::UnknownClear {
+                        field: other.to_owned(),
+                        allowed: Self::CLEARABLE,
+                    })
+                }
+            }
+        }
+        Ok(self)
+    }
+
     /// `current` changed by this input (a new budget when `current` is `None`), validated.
     pub fn apply_to(
         self,
@@ -218,6 +254,23 @@ mod tests {
         assert_eq!(updated.tpm, Some(100));
         assert_eq!(updated.budget_duration, None);
         assert_eq!(updated.created_at, t0);
+    }
+
+    #[test]
+    fn clearing_unsets_named_fields_and_refuses_others() {
+        let cleared = input()
+            .clearing(&["max_budget".into(), "tpm_limit".into()])
+            .unwrap();
+        assert_eq!(cleared.max_budget, Some(None));
+        assert_eq!((cleared.rpm, cleared.tpm), (Some(Some(10)), Some(None)));
+        assert_eq!(
+            input().clearing(&["rpm_limit".into()]),
+            Err(ValidationError::SetAndCleared("rpm_limit"))
+        );
+        assert!(matches!(
+            input().clearing(&["models".into()]),
+            Err(ValidationError::UnknownClear { .. })
+        ));
     }
 
     #[test]

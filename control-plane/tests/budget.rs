@@ -437,3 +437,109 @@ async fn declarative_clients_find_every_list_they_read() {
         error(status, 401, &answer);
     }
 }
+
+#[tokio::test]
+async fn budgets_are_managed_with_the_cli_over_grpc() {
+    let (_dir, cp, master) = start();
+    let created = cp
+        .cli(&[
+            "budget",
+            "create",
+            "--budget-id",
+            "tier-2",
+            "--max-budget",
+            "10",
+            "--budget-duration",
+            "30d",
+            "--rpm",
+            "5",
+            "--json",
+        ])
+        .json();
+    assert_eq!(
+        (
+            &created["budget_id"],
+            &created["max_budget"],
+            &created["budget_duration"],
+            &created["rpm_limit"]
+        ),
+        (&json!("tier-2"), &json!(10.0), &json!("30d"), &json!(5))
+    );
+    let drawn = cp
+        .cli(&["budget", "create", "--tpm", "100", "--json"])
+        .json();
+    assert!(drawn["budget_id"].as_str().unwrap().starts_with("budget-"));
+
+    // An update changes what it names and unsets what --clear names.
+    let updated = cp
+        .cli(&[
+            "budget",
+            "update",
+            "tier-2",
+            "--soft-budget",
+            "8",
+            "--clear",
+            "rpm_limit",
+            "--json",
+        ])
+        .json();
+    assert_eq!(
+        (
+            &updated["soft_budget"],
+            &updated["rpm_limit"],
+            &updated["max_budget"]
+        ),
+        (&json!(8.0), &Value::Null, &json!(10.0))
+    );
+    assert_eq!(
+        cp.cli(&["budget", "info", "tier-2", "--json"]).json(),
+        updated
+    );
+    let listed = cp.cli(&["budget", "list"]).ok().to_owned();
+    assert!(
+        listed.starts_with("BUDGET") && listed.contains("tier-2"),
+        "{listed}"
+    );
+
+    // Bad input names its field; an unknown budget is named.
+    for (args, named) in [
+        (
+            &["budget", "update", "tier-2", "--clear", "models"][..],
+            "models",
+        ),
+        (
+            &["budget", "update", "tier-2", "--rpm", "0"][..],
+            "rpm_limit",
+        ),
+        (
+            &[
+                "budget",
+                "update",
+                "tier-2",
+                "--rpm",
+                "3",
+                "--clear",
+                "rpm_limit",
+            ][..],
+            "rpm_limit",
+        ),
+        (&["budget", "info", "nope"][..], "nope"),
+    ] {
+        let error = cp.cli(args).fails().to_owned();
+        assert!(error.contains(named), "{args:?}: {error}");
+    }
+
+    // The same objects as REST shows them.
+    let rest = Rest {
+        addr: cp.http_addr,
+        key: &master,
+    };
+    assert_eq!(
+        rest.ok(rest.get("/budget/info?budget_id=tier-2"))["soft_budget"],
+        8.0
+    );
+    let deleted = cp.cli(&["budget", "delete", "tier-2", "--json"]).json();
+    assert_eq!(deleted["budget_id"], "tier-2");
+    let left = cp.cli(&["budget", "list", "--json"]).json();
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+}

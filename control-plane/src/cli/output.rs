@@ -24,7 +24,7 @@ pub(super) fn short_time(ms: i64) -> Option<String> {
     (ms != 0).then(|| Timestamp::from_millis(ms).to_rfc3339_seconds())
 }
 
-fn non_empty(s: &str) -> Option<&str> {
+pub(super) fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
@@ -279,7 +279,7 @@ pub(super) fn list(items: &[String]) -> String {
     }
 }
 
-fn opt<T: ToString>(v: Option<T>) -> String {
+pub(super) fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 

@@ -1,5 +1,5 @@
 //! `modelgate.v1.AdminService`: teams, keys, users, model routes, spend, data planes,
-//! identity providers and admin keys. Each call establishes its [`Caller`] from the bearer
+//! identity providers, admin keys and budget objects. Each call establishes its [`Caller`] from the bearer
 //! credential and maps its message onto [`crate::admin::Admin`], which asks whether the
 //! caller's role allows it.
 
@@ -532,6 +532,61 @@ impl<S: Store> AdminService for AdminApi<S> {
                 .await,
             admin_key,
         )
+    }
+
+    async fn create_budget(
+        &self,
+        request: Request<pb::CreateBudgetRequest>,
+    ) -> Answer<pb::BudgetObject> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let id = Some(req.budget_id.as_str()).filter(|id| !id.trim().is_empty());
+        let input = convert::budget_input(req.settings);
+        answer(
+            self.admin.create_budget(&caller, id, input).await,
+            convert::budget,
+        )
+    }
+
+    async fn update_budget(
+        &self,
+        request: Request<pb::UpdateBudgetRequest>,
+    ) -> Answer<pb::BudgetObject> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let input = convert::budget_input(req.settings)
+            .clearing(&req.clear)
+            .map_err(|e| admin_status(e.into()))?;
+        answer(
+            self.admin
+                .update_budget(&caller, &req.budget_id, input)
+                .await,
+            convert::budget,
+        )
+    }
+
+    async fn get_budget(&self, request: Request<pb::BudgetRef>) -> Answer<pb::BudgetObject> {
+        let caller = self.caller(&request).await?;
+        let id = &request.get_ref().budget_id;
+        answer(self.admin.get_budget(&caller, id).await, convert::budget)
+    }
+
+    async fn list_budgets(
+        &self,
+        request: Request<pb::ListBudgetsRequest>,
+    ) -> Answer<pb::ListBudgetsResponse> {
+        let caller = self.caller(&request).await?;
+        answer(self.admin.list_budgets(&caller).await, |budgets| {
+            pb::ListBudgetsResponse {
+                budgets: budgets.iter().map(convert::budget).collect(),
+            }
+        })
+    }
+
+    async fn delete_budget(&self, request: Request<pb::BudgetRef>) -> Answer<pb::BudgetObject> {
+        let caller = self.caller(&request).await?;
+        let id = &request.get_ref().budget_id;
+        answer(self.admin.delete_budget(&caller, id).await, convert::budget)
     }
 }
 

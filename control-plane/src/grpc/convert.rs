@@ -10,6 +10,7 @@ use crate::clock::Timestamp;
 use crate::domain::{KeyStatus, ModelRoute};
 use crate::keys::KeySecret;
 use crate::limits::{Limits, LimitsInput};
+use crate::named_budget::{NamedBudget, NamedBudgetInput};
 use crate::snapshot::spend_state;
 
 pub(super) fn limits_input(l: Option<pb::LimitSettings>) -> LimitsInput {
@@ -223,5 +224,32 @@ pub(super) fn spend_report(r: &SpendReport) -> pb::SpendReport {
                 tokens_out: d.tokens_out,
             })
             .collect(),
+    }
+}
+
+pub fn budget(b: &NamedBudget) -> pb::BudgetObject {
+    pb::BudgetObject {
+        budget_id: b.id.clone(),
+        max_budget: b.max_budget,
+        soft_budget: b.soft_budget,
+        budget_duration: b.budget_duration.clone().unwrap_or_default(),
+        rpm_limit: b.rpm,
+        tpm_limit: b.tpm,
+        max_parallel_requests: b.max_parallel,
+        created_at_ms: b.created_at.as_millis(),
+        updated_at_ms: b.updated_at.as_millis(),
+    }
+}
+
+/// The fields the settings set (`None`: none, or unchanged on update).
+pub fn budget_input(settings: Option<pb::BudgetSettings>) -> NamedBudgetInput {
+    let s = settings.unwrap_or_default();
+    NamedBudgetInput {
+        max_budget: s.max_budget.map(Some),
+        soft_budget: s.soft_budget.map(Some),
+        budget_duration: s.budget_duration.map(Some),
+        rpm: s.rpm_limit.map(Some),
+        tpm: s.tpm_limit.map(Some),
+        max_parallel: s.max_parallel_requests.map(Some),
     }
 }

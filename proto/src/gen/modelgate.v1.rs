@@ -1116,6 +1116,76 @@ pub struct RegenerateKeyRequest {
     #[prost(string, tag = "2")]
     pub grace_period: ::prost::alloc::string::String,
 }
+/// A LiteLLM budget object.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BudgetObject {
+    #[prost(string, tag = "1")]
+    pub budget_id: ::prost::alloc::string::String,
+    #[prost(double, optional, tag = "2")]
+    pub max_budget: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "3")]
+    pub soft_budget: ::core::option::Option<f64>,
+    /// As the admin wrote it (e.g. "30d"); empty: never resets.
+    #[prost(string, tag = "4")]
+    pub budget_duration: ::prost::alloc::string::String,
+    #[prost(uint64, optional, tag = "5")]
+    pub rpm_limit: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "6")]
+    pub tpm_limit: ::core::option::Option<u64>,
+    #[prost(uint32, optional, tag = "7")]
+    pub max_parallel_requests: ::core::option::Option<u32>,
+    #[prost(int64, tag = "8")]
+    pub created_at_ms: i64,
+    #[prost(int64, tag = "9")]
+    pub updated_at_ms: i64,
+}
+/// A budget object's fields as admins set them; unset = unchanged (update) or none (create).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BudgetSettings {
+    #[prost(double, optional, tag = "1")]
+    pub max_budget: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "2")]
+    pub soft_budget: ::core::option::Option<f64>,
+    #[prost(string, optional, tag = "3")]
+    pub budget_duration: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint64, optional, tag = "4")]
+    pub rpm_limit: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "5")]
+    pub tpm_limit: ::core::option::Option<u64>,
+    #[prost(uint32, optional, tag = "6")]
+    pub max_parallel_requests: ::core::option::Option<u32>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CreateBudgetRequest {
+    /// The caller's id, or empty for a drawn `budget-<16 chars>`.
+    #[prost(string, tag = "1")]
+    pub budget_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub settings: ::core::option::Option<BudgetSettings>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UpdateBudgetRequest {
+    #[prost(string, tag = "1")]
+    pub budget_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub settings: ::core::option::Option<BudgetSettings>,
+    /// Fields to unset: max_budget, soft_budget, budget_duration, rpm_limit, tpm_limit,
+    /// max_parallel_requests.
+    #[prost(string, repeated, tag = "3")]
+    pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BudgetRef {
+    #[prost(string, tag = "1")]
+    pub budget_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListBudgetsRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListBudgetsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub budgets: ::prost::alloc::vec::Vec<BudgetObject>,
+}
 /// Empty strings and zero times mean "any".
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AuditFilter {
