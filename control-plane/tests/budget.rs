@@ -239,6 +239,11 @@ async fn an_attached_budget_limits_its_keys_teams_and_users() {
         (&json!("rl"), &json!("rl"))
     );
     for shown in [
+        cp.cli(&["team", "show", "ml", "--json"]).json()["budget_id"].clone(),
+        cp.cli(&["user", "show", "ana@corp.example", "--json"])
+            .json()["budget_id"]
+            .clone(),
+        cp.cli(&["key", "show", &plain, "--json"]).json()["budget_id"].clone(),
         rest.ok(rest.get("/team/info?team_id=ml"))["team_info"]["budget_id"].clone(),
         rest.ok(rest.get("/team/list"))[0]["budget_id"].clone(),
         rest.ok(rest.get("/user/info?user_id=ana@corp.example"))["user_info"]["budget_id"].clone(),

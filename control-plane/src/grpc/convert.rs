@@ -151,6 +151,7 @@ pub(super) fn team(v: &TeamView) -> pb::Team {
         keep_redacted_prompt: t.keep_redacted_prompt,
         spend: v.spend.as_ref().map(spend_state),
         idp_groups: t.idp_groups.clone(),
+        budget_id: v.budget_id.clone().unwrap_or_default(),
     }
 }
 
@@ -175,6 +176,7 @@ pub(super) fn key(v: &KeyView) -> pb::Key {
         last_used_at_ms: v.last_used_at.map_or(0, Timestamp::as_millis),
         can_assert_user: k.user_assertion.can_assert_user(),
         has_assert_user_secret: k.user_assertion.secret().is_some(),
+        budget_id: v.budget_id.clone().unwrap_or_default(),
     }
 }
 
@@ -185,6 +187,7 @@ pub(super) fn user(v: &UserView) -> pb::User {
         created_at_ms: v.user.created_at.as_millis(),
         spend: v.spend.as_ref().map(spend_state),
         team_id: v.user.team_id.clone().unwrap_or_default(),
+        budget_id: v.budget_id.clone().unwrap_or_default(),
     }
 }
 

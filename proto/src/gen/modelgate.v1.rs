@@ -467,6 +467,9 @@ pub struct Team {
     /// IdP groups whose members belong to this team.
     #[prost(string, repeated, tag = "12")]
     pub idp_groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The budget object the team names; empty = none.
+    #[prost(string, tag = "13")]
+    pub budget_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateTeamRequest {
@@ -578,6 +581,9 @@ pub struct Key {
     /// Whether it accepts only Open WebUI's signed form; the secret itself is never shown.
     #[prost(bool, tag = "22")]
     pub has_assert_user_secret: bool,
+    /// The budget object the key names; empty = none.
+    #[prost(string, tag = "23")]
+    pub budget_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyRequest {
@@ -698,6 +704,9 @@ pub struct User {
     /// Issue 12 (Open WebUI): the user's team when a service key names them; empty = the key's.
     #[prost(string, tag = "21")]
     pub team_id: ::prost::alloc::string::String,
+    /// The budget object the user names; empty = none.
+    #[prost(string, tag = "22")]
+    pub budget_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateUserRequest {
