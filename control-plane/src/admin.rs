@@ -5,17 +5,19 @@
 //! map their wire format to these inputs and [`AdminError`] to their status codes.
 //!
 //! One file per kind of object: `teams`, `virtual_keys`, `users`, `models`, `spend`,
-//! `admin_keys`, `budgets`; [`access`] holds authentication, the permission check and the admin records.
+//! `admin_keys`, `budgets`, `team_members`; [`access`] holds authentication, the permission check and the admin records.
 
 pub mod access;
 mod admin_keys;
 mod budgets;
 mod models;
 mod spend;
+mod team_members;
 mod teams;
 mod users;
 mod virtual_keys;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use access::{FieldChange, Target};
@@ -24,7 +26,7 @@ pub use admin_keys::{AdminKeyInput, CreatedAdminKey};
 use crate::admin_key::AdminKeyError;
 use crate::audit::AuditLog;
 use crate::authz::Denied;
-use crate::budget::Window;
+use crate::budget::{Budget, Window};
 use crate::clock::Timestamp;
 use crate::domain::{ApiKey, DailySpend, Metadata, ScopeKind, Team, User, ValidationError};
 use crate::keys::{KeySecret, RandomnessError};
@@ -183,6 +185,8 @@ pub enum SpendScope {
 pub struct TeamView {
     pub team: Team,
     pub spend: Option<SpendState>,
+    /// The budget object the team names.
+    pub budget_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -190,12 +194,16 @@ pub struct KeyView {
     pub key: ApiKey,
     pub last_used_at: Option<Timestamp>,
     pub spend: Option<SpendState>,
+    /// The budget object the key names.
+    pub budget_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserView {
     pub user: User,
     pub spend: Option<SpendState>,
+    /// The budget object the user names.
+    pub budget_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,33 +257,72 @@ impl<S: Store> Admin<S> {
         }
     }
 
-    fn state_of(&self, kind: ScopeKind, id: &str, limits: &Limits) -> Option<SpendState> {
-        let now = Timestamp::now();
+    /// The scope's own budget, or else the one of the budget object it names (as the spend
+    /// tracker follows it, so from the tick after it was attached).
+    fn effective_budget(&self, kind: ScopeKind, id: &str, limits: &Limits) -> Option<Budget> {
         limits
             .budget
+            .or_else(|| self.spend.reader().budget_of(kind, id))
+    }
+
+    fn state_of(&self, kind: ScopeKind, id: &str, limits: &Limits) -> Option<SpendState> {
+        let now = Timestamp::now();
+        self.effective_budget(kind, id, limits)
             .map(|b| self.spend.reader().state(kind, id, &b, now))
     }
 
-    fn team_view(&self, team: Team) -> TeamView {
+    /// Which budget object each scope of `kind` names, for listings.
+    async fn budget_ids(&self, kind: ScopeKind) -> AdminResult<HashMap<String, String>> {
+        Ok(self.store.budget_links(kind).await?)
+    }
+
+    fn team_view(&self, team: Team, budget_id: Option<String>) -> TeamView {
         TeamView {
             spend: self.state_of(ScopeKind::Team, &team.id, &team.limits),
             team,
+            budget_id,
         }
     }
 
-    fn key_view(&self, key: ApiKey, last_used_at: Option<Timestamp>) -> KeyView {
+    async fn team_view_of(&self, team: Team) -> AdminResult<TeamView> {
+        let budget_id = self.budget_of(ScopeKind::Team, &team.id).await?;
+        Ok(self.team_view(team, budget_id))
+    }
+
+    fn key_view(
+        &self,
+        key: ApiKey,
+        last_used_at: Option<Timestamp>,
+        budget_id: Option<String>,
+    ) -> KeyView {
         KeyView {
             spend: self.state_of(ScopeKind::Key, &key.public_id, &key.limits),
             key,
             last_used_at,
+            budget_id,
         }
     }
 
-    fn user_view(&self, user: User) -> UserView {
+    async fn key_view_of(
+        &self,
+        key: ApiKey,
+        last_used_at: Option<Timestamp>,
+    ) -> AdminResult<KeyView> {
+        let budget_id = self.budget_of(ScopeKind::Key, &key.public_id).await?;
+        Ok(self.key_view(key, last_used_at, budget_id))
+    }
+
+    fn user_view(&self, user: User, budget_id: Option<String>) -> UserView {
         UserView {
             spend: self.state_of(ScopeKind::User, &user.id, &user.limits),
             user,
+            budget_id,
         }
+    }
+
+    async fn user_view_of(&self, user: User) -> AdminResult<UserView> {
+        let budget_id = self.budget_of(ScopeKind::User, &user.id).await?;
+        Ok(self.user_view(user, budget_id))
     }
 }
 

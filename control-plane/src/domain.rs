@@ -99,8 +99,16 @@ pub enum ValidationError {
     Identity(#[from] crate::identity::IdentityError),
     #[error("budget_id {0:?} is invalid: use 1-128 printable characters without spaces")]
     BudgetId(String),
-    #[error("budget {0:?} has a max_budget, which Modelgate enforces only on the key, team or user itself: set max_budget there, or attach a budget without one")]
-    BudgetNotAttachable(String),
+    #[error("role {0:?} is invalid: team members have role \"user\"")]
+    TeamRole(String),
+    #[error("role \"admin\" is not a team membership here: team admins are admin keys or IdP groups with role team_admin (modelgate admin-key create --role team_admin --team T); members have role \"user\"")]
+    TeamAdminMember,
+    #[error("user {user:?} is already a member of team {team:?}")]
+    AlreadyMember { user: String, team: String },
+    #[error("user {user:?} is a member of team {other:?}: a user belongs to one team (remove them there first)")]
+    MemberOfAnotherTeam { user: String, other: String },
+    #[error("user {user:?} is not a member of team {team:?}")]
+    NotAMember { user: String, team: String },
 }
 
 impl ValidationError {
@@ -129,7 +137,11 @@ impl ValidationError {
             Self::Cluster(_) => Some("cluster"),
             Self::Expiry(_) => Some("duration"),
             Self::AssertionSecret => Some("assert_user_secret"),
-            Self::BudgetId(_) | Self::BudgetNotAttachable(_) => Some("budget_id"),
+            Self::BudgetId(_) => Some("budget_id"),
+            Self::TeamRole(_) | Self::TeamAdminMember => Some("role"),
+            Self::AlreadyMember { .. }
+            | Self::MemberOfAnotherTeam { .. }
+            | Self::NotAMember { .. } => Some("user_id"),
             Self::RouteWildcard(_)
             | Self::PublicId(_)
             | Self::WholeKeyGiven
@@ -736,6 +748,32 @@ pub struct User {
     pub team_id: Option<String>,
     pub limits: Limits,
     pub created_at: Timestamp,
+}
+
+/// A team member's role, as LiteLLM names it. A member is a user whose team is the team
+/// (`User::team_id`). Administering a team is an admin role (`team_admin`, from admin keys or
+/// IdP groups), so LiteLLM's member role `admin` is refused rather than stored meaning
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeamRole {
+    User,
+}
+
+impl TeamRole {
+    /// `None` is LiteLLM's default, `user`.
+    pub fn parse(role: Option<&str>) -> Result<Self, ValidationError> {
+        match role.map(str::trim) {
+            None | Some("user") => Ok(Self::User),
+            Some("admin") => Err(ValidationError::TeamAdminMember),
+            Some(other) => Err(ValidationError::TeamRole(other.to_owned())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

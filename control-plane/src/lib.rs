@@ -85,6 +85,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Key(command) => cli::run_key(&cli.global, command).await?,
         Command::User(command) => cli::run_user(&cli.global, command).await?,
         Command::Model(command) => cli::run_model(&cli.global, command).await?,
+        Command::Budget(command) => cli::run_budget(&cli.global, command).await?,
         Command::Spend(args) => cli::run_spend(&cli.global, args).await?,
         Command::Idp(command) => cli::run_idp(&cli.global, command).await?,
         Command::Redact(args) => cli::redact::run(args)?,

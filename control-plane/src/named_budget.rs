@@ -6,14 +6,16 @@
 //! scope's own explicit limit wins, as a key's own limit wins over its team's default). The
 //! snapshot carries the resolved values, so the filter enforces them like any other limit.
 //!
-//! Spend caps stay on the scope itself: spend windows are summed per scope from the scope's
-//! own budget columns, so a budget object that carries a `max_budget` cannot be attached
-//! (refused, never accepted and left unenforced). `soft_budget` is LiteLLM's alerting
-//! threshold: stored and reported, Modelgate sends no alerts.
+//! Its `max_budget` is a template too, as in LiteLLM: each key, team or user it is attached
+//! to spends against it on its own (not one shared pot), in windows of its `budget_duration`
+//! that run from that scope's creation; a scope's own `max_budget` wins. The store reads
+//! every scope's effective cap in one place (`store/sql.rs`, `effective_budgets!`), so the
+//! spend tracker and the snapshot agree on it. `soft_budget` is LiteLLM's alerting threshold:
+//! stored and reported, Modelgate sends no alerts.
 
 use std::collections::HashMap;
 
-use crate::budget::{parse_max_budget, BudgetPeriod};
+use crate::budget::{parse_max_budget, Budget, BudgetError, BudgetPeriod};
 use crate::clock::Timestamp;
 use crate::domain::{parse_price, PolicyState, ScopeKind, ValidationError};
 use crate::limits::{positive, Limits};
@@ -46,12 +48,9 @@ impl NamedBudget {
         }
     }
 
-    /// Refuses a budget whose spend cap could not be enforced on the scopes it is attached to.
-    pub fn check_attachable(&self) -> Result<(), ValidationError> {
-        match self.max_budget {
-            Some(_) => Err(ValidationError::BudgetNotAttachable(self.id.clone())),
-            None => Ok(()),
-        }
+    /// How its `max_budget` resets on each scope it is attached to.
+    pub fn period(&self) -> Result<BudgetPeriod, BudgetError> {
+        BudgetPeriod::parse(self.budget_duration.as_deref(), None)
     }
 }
 
@@ -83,7 +82,43 @@ fn at_least_one<T: Copy + Into<u64>>(
     v.map(|v| positive(field, v)).transpose()
 }
 
+/// Unsets `field` for [`NamedBudgetInput::clearing`]; a field both set and cleared is refused.
+fn unset<T>(field: &mut Field<T>, name: &'static str) -> Result<(), ValidationError> {
+    if matches!(field, Some(Some(_))) {
+        return Err(ValidationError::SetAndCleared(name));
+    }
+    *field = Some(None);
+    Ok(())
+}
+
 impl NamedBudgetInput {
+    /// The fields an update can unset by name.
+    pub const CLEARABLE: &'static str =
+        "max_budget, soft_budget, budget_duration, rpm_limit, tpm_limit, max_parallel_requests";
+
+    /// This input with the fields named in `clear` unset (the gRPC and CLI `clear` list).
+    pub fn clearing(mut self, clear: &[String]) -> Result<Self, ValidationError> {
+        for name in clear {
+            match name.trim() {
+                "max_budget" => unset(&mut self.max_budget, "max_budget")?,
+                "soft_budget" => unset(&mut self.soft_budget, "soft_budget")?,
+                "budget_duration" => unset(&mut self.budget_duration, "budget_duration")?,
+                "rpm_limit" => unset(&mut self.rpm, "rpm_limit")?,
+                "tpm_limit" => unset(&mut self.tpm, "tpm_limit")?,
+                "max_parallel_requests" => {
+                    unset(&mut self.max_parallel, "max_parallel_requests")?;
+                }
+                other => {
+                    return Err(ValidationError::UnknownClear {
+                        field: other.to_owned(),
+                        allowed: Self::CLEARABLE,
+                    })
+                }
+            }
+        }
+        Ok(self)
+    }
+
     /// `current` changed by this input (a new budget when `current` is `None`), validated.
     pub fn apply_to(
         self,
@@ -137,16 +172,29 @@ pub fn parse_budget_id(s: &str) -> Result<String, ValidationError> {
     }
 }
 
-/// Resolves the budgets that scopes name (`(kind, scope id, budget)`) into those scopes'
-/// limits in `state`, so the snapshot carries what is enforced.
-pub fn resolve_into(state: &mut PolicyState, budgeted: Vec<(ScopeKind, String, NamedBudget)>) {
-    let mut by_kind: HashMap<ScopeKind, HashMap<String, NamedBudget>> = HashMap::new();
-    for (kind, id, budget) in budgeted {
-        by_kind.entry(kind).or_default().insert(id, budget);
+fn by_kind<T>(scoped: Vec<(ScopeKind, String, T)>) -> HashMap<ScopeKind, HashMap<String, T>> {
+    let mut out: HashMap<ScopeKind, HashMap<String, T>> = HashMap::new();
+    for (kind, id, v) in scoped {
+        out.entry(kind).or_default().insert(id, v);
     }
+    out
+}
+
+/// Resolves the budget objects that scopes name (`(kind, scope id, budget)`) into those
+/// scopes' limits in `state`, and gives scopes without a cap of their own their effective one
+/// from `caps` (as the spend tracker follows them), so the snapshot carries what is enforced.
+pub fn resolve_into(
+    state: &mut PolicyState,
+    named: Vec<(ScopeKind, String, NamedBudget)>,
+    caps: Vec<(ScopeKind, String, Budget)>,
+) {
+    let (named, caps) = (by_kind(named), by_kind(caps));
     let apply = |kind: ScopeKind, id: &str, limits: &mut Limits| {
-        if let Some(b) = by_kind.get(&kind).and_then(|m| m.get(id)) {
+        if let Some(b) = named.get(&kind).and_then(|m| m.get(id)) {
             *limits = b.under(limits);
+        }
+        if limits.budget.is_none() {
+            limits.budget = caps.get(&kind).and_then(|m| m.get(id)).copied();
         }
     };
     for t in &mut state.teams {
@@ -206,6 +254,23 @@ mod tests {
         assert_eq!(updated.tpm, Some(100));
         assert_eq!(updated.budget_duration, None);
         assert_eq!(updated.created_at, t0);
+    }
+
+    #[test]
+    fn clearing_unsets_named_fields_and_refuses_others() {
+        let cleared = input()
+            .clearing(&["max_budget".into(), "tpm_limit".into()])
+            .unwrap();
+        assert_eq!(cleared.max_budget, Some(None));
+        assert_eq!((cleared.rpm, cleared.tpm), (Some(Some(10)), Some(None)));
+        assert_eq!(
+            input().clearing(&["rpm_limit".into()]),
+            Err(ValidationError::SetAndCleared("rpm_limit"))
+        );
+        assert!(matches!(
+            input().clearing(&["models".into()]),
+            Err(ValidationError::UnknownClear { .. })
+        ));
     }
 
     #[test]

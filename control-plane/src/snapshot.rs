@@ -9,9 +9,12 @@
 //! Field semantics for the filter:
 //! - `KeyPolicy.limits`: what the filter enforces per key, the key's own rpm/tpm/parallel
 //!   values or else its team's (team values are defaults for keys); `max_budget` and
-//!   `budget_duration` are the key's own budget only (a team's budget is enforced at the
-//!   team scope). `KeyPolicy.models` is the key's own list (empty = the team's).
-//! - `TeamPolicy.limits`: the team's own limits and budget.
+//!   `budget_duration` are the key's own budget, or else its budget object's (a team's
+//!   budget is enforced at the team scope). `KeyPolicy.models` is the key's own list
+//!   (empty = the team's).
+//! - `TeamPolicy.limits`: the team's own limits and budget (or its budget object's).
+//! - Every scope's limits come with the budget object it names resolved in
+//!   ([`crate::named_budget::resolve_into`]).
 //! - `*.spend`: set exactly when that scope has a budget.
 //! - `KeyPolicy.status`: revoked wins over blocked, blocked over active; expiry is not a
 //!   status (the filter compares `expires_at_ms` with its clock).

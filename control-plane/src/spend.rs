@@ -143,6 +143,11 @@ impl SpendReader<'_> {
             _ => SpendState::fresh(budget, now),
         }
     }
+
+    /// The budget the tracker follows for a scope: its own, or its budget object's.
+    pub fn budget_of(&self, kind: ScopeKind, id: &str) -> Option<Budget> {
+        self.0.of(kind).get(id).map(|t| t.budget)
+    }
 }
 
 /// Keeps a [`SpendTracker`] current; see the module docs.

@@ -46,6 +46,7 @@ use dataplane::{
     data_plane_tokens_are_created_listed_and_revoked,
 };
 use named_budget::{
+    an_attached_budget_caps_each_scopes_own_spend,
     attached_budgets_fill_unset_limits_in_the_policy,
     budget_objects_are_created_updated_and_deleted,
 };
@@ -173,6 +174,7 @@ suite!(
     admin_keys_are_created_found_listed_and_revoked,
     budget_objects_are_created_updated_and_deleted,
     attached_budgets_fill_unset_limits_in_the_policy,
+    an_attached_budget_caps_each_scopes_own_spend,
 );
 
 fn team(alias: &str, models: &[&str]) -> Team {

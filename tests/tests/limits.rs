@@ -343,6 +343,44 @@ async fn a_budget_that_fits_three_lets_three_through_then_429s_until_it_resets()
     assert_limited(&later, "budget_exceeded", "key", "max_budget");
     assert_eq!(stack.upstream.requests().len(), 3);
 
+    // A LiteLLM budget object's max_budget caps each key that names it on its own spend.
+    let rest = Gateway::new(format!("http://{}", stack.control_plane.http_addr()));
+    let master = stack.control_plane.master_key();
+    rest.post_json(
+        "/budget/new",
+        Some(&master),
+        &json!({"budget_id": "two-chats", "max_budget": 2.0 * CHAT_COST, "budget_duration": "1d"}),
+    )
+    .await
+    .assert_success();
+    let budgeted = |alias: &'static str| {
+        let rest = &rest;
+        let master = &master;
+        async move {
+            rest.post_json(
+                "/key/generate",
+                Some(master),
+                &json!({"team_id": "budget-team", "key_alias": alias, "budget_id": "two-chats"}),
+            )
+            .await
+            .json()["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (first, second) = (budgeted("first").await, budgeted("second").await);
+    wait_for_models(gateway, &first, &["priced"]).await;
+    wait_for_models(gateway, &second, &["priced"]).await;
+    for _ in 0..2 {
+        chat(gateway, &first, "priced").await.assert_success();
+    }
+    let third = chat(gateway, &first, "priced").await;
+    assert_limited(&third, "budget_exceeded", "key", "max_budget");
+    // Not one pot: the other key still has its own two chats.
+    chat(gateway, &second, "priced").await.assert_success();
+    assert_eq!(stack.upstream.requests().len(), 6);
+
     // The window rolls over a minute after the budget was set, without anyone touching it.
     let reset = eventually("the budget resets", Duration::from_secs(90), || async {
         let response = chat(gateway, &key, "priced").await;

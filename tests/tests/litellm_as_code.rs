@@ -1,7 +1,7 @@
 //! A declarative LiteLLM client reconciles against Modelgate unchanged: `litellm-as-code` from
 //! PyPI (pinned in `tests/litellm-as-code/requirements.txt`, installed by
-//! `make litellm-as-code`) applies a spec of two teams, two keys and a budget to the real
-//! control plane's LiteLLM REST API, finds nothing to change when it applies the same spec
+//! `make litellm-as-code`) applies a spec of a budget, a user, two teams (one with the user
+//! as its member) and two keys to the real control plane's LiteLLM REST API, finds nothing to change when it applies the same spec
 //! again, and updates a changed budget and key in place.
 // Helpers outside #[test] fns fail the test the same way the tests do (see the harness docs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -23,10 +23,16 @@ fn spec(budget_rpm: u32, budget_max: u32, key_max: u32) -> String {
     max_budget: {budget_max}
     rpm_limit: {budget_rpm}
     budget_duration: 30d
+users:
+  - user_id: ana@corp.example
+    user_email: ana@corp.example
 teams:
   - team_id: team-research
     team_alias: research
     models: [llama3, qwen2.5-7b]
+    members_with_roles:
+      - user_id: ana@corp.example
+        role: user
   - team_id: team-support
     team_alias: support
     models: [llama3]
@@ -83,7 +89,13 @@ async fn litellm_as_code_applies_reapplies_and_changes_a_spec() {
 
     assert_eq!(
         apply(&cp, dir.path(), &spec(60, 100, 5)),
-        "5 to create, 0 to update, 0 unchanged."
+        "6 to create, 0 to update, 0 unchanged."
+    );
+    let research = get(&cp, "/team/info?team_id=team-research").await;
+    assert_eq!(
+        research["team_info"]["members_with_roles"],
+        serde_json::json!([{"user_id": "ana@corp.example", "user_email": "ana@corp.example", "role": "user"}]),
+        "{research}"
     );
     let teams = get(&cp, "/v2/team/list").await;
     let mut aliases: Vec<&str> = teams["teams"]
@@ -98,13 +110,13 @@ async fn litellm_as_code_applies_reapplies_and_changes_a_spec() {
     // Idempotent: what it reads back is what it asked for.
     assert_eq!(
         apply(&cp, dir.path(), &spec(60, 100, 5)),
-        "0 to create, 0 to update, 5 unchanged."
+        "0 to create, 0 to update, 6 unchanged."
     );
 
     // A changed budget and a changed key (addressed by its alias) are updated in place.
     assert_eq!(
         apply(&cp, dir.path(), &spec(120, 250, 8)),
-        "0 to create, 2 to update, 3 unchanged."
+        "0 to create, 2 to update, 4 unchanged."
     );
     let budget = get(&cp, "/budget/info?budget_id=research-monthly").await;
     assert_eq!(
@@ -127,7 +139,7 @@ async fn litellm_as_code_applies_reapplies_and_changes_a_spec() {
     assert_eq!(keys["keys"].as_array().unwrap().len(), 2, "{keys}");
     assert_eq!(
         apply(&cp, dir.path(), &spec(120, 250, 8)),
-        "0 to create, 0 to update, 5 unchanged."
+        "0 to create, 0 to update, 6 unchanged."
     );
 }
 

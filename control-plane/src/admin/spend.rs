@@ -56,7 +56,8 @@ impl<S: Store> Admin<S> {
                 }
             }
         };
-        let window = limits.budget.map_or(
+        let budget = self.effective_budget(kind, &id, &limits);
+        let window = budget.map_or(
             Window {
                 start: created_at,
                 reset_at: None,
@@ -79,7 +80,7 @@ impl<S: Store> Admin<S> {
         };
         Ok(SpendReport {
             scope: kind,
-            exhausted: limits.budget.is_some_and(|b| b.is_exhausted(spend)),
+            exhausted: budget.is_some_and(|b| b.is_exhausted(spend)),
             id,
             limits,
             window,

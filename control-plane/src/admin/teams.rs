@@ -5,7 +5,9 @@ use super::{metadata, team_ref, text, TeamInput, TeamUpdate, TeamView};
 use super::{Admin, AdminResult};
 use crate::authz::{self, Action, Caller, Object};
 use crate::clock::Timestamp;
-use crate::domain::{self, Change, Metadata, Team, TeamAlias, TeamPatch, ValidationError};
+use crate::domain::{
+    self, Change, Metadata, ScopeKind, Team, TeamAlias, TeamPatch, ValidationError,
+};
 use crate::identity;
 use crate::store::{Store, StoreError};
 
@@ -42,16 +44,20 @@ impl<S: Store> Admin<S> {
             access::changes(&[], &access::team_fields(&team)),
         )
         .await;
-        Ok(self.team_view(team))
+        self.team_view_of(team).await
     }
 
     /// The teams the caller may read.
     pub async fn list_teams(&self, caller: &Caller) -> AdminResult<Vec<TeamView>> {
         let teams = self.store.list_teams().await?;
+        let mut budget_ids = self.budget_ids(ScopeKind::Team).await?;
         Ok(teams
             .into_iter()
             .filter(|t| authz::authorize(caller, Action::ReadTeam, &Object::Team(&t.id)).is_ok())
-            .map(|t| self.team_view(t))
+            .map(|t| {
+                let budget_id = budget_ids.remove(&t.id);
+                self.team_view(t, budget_id)
+            })
             .collect())
     }
 
@@ -73,7 +79,7 @@ impl<S: Store> Admin<S> {
             Target::new("team", &found.id),
         )
         .await?;
-        Ok(self.team_view(found))
+        self.team_view_of(found).await
     }
 
     pub async fn update_team(
@@ -148,7 +154,7 @@ impl<S: Store> Admin<S> {
         );
         self.record_write(caller, Action::UpdateTeam, target, changes)
             .await;
-        Ok(self.team_view(updated))
+        self.team_view_of(updated).await
     }
 }
 

@@ -5,7 +5,7 @@ use super::{team_ref, text, UserView};
 use super::{Admin, AdminResult};
 use crate::authz::{self, Action, Caller, Object};
 use crate::clock::Timestamp;
-use crate::domain::{self, Change, User, UserPatch};
+use crate::domain::{self, Change, ScopeKind, User, UserPatch};
 use crate::limits::LimitsInput;
 use crate::store::{Store, StoreError};
 
@@ -31,7 +31,7 @@ impl<S: Store> Admin<S> {
         let changes = access::changes(&[], &access::user_fields(&user));
         self.record_write(caller, Action::CreateUser, target, changes)
             .await;
-        Ok(self.user_view(user))
+        self.user_view_of(user).await
     }
 
     pub async fn update_user(
@@ -69,10 +69,10 @@ impl<S: Store> Admin<S> {
             changes,
         )
         .await;
-        Ok(self.user_view(user))
+        self.user_view_of(user).await
     }
 
-    async fn permitted_user(
+    pub(super) async fn permitted_user(
         &self,
         caller: &Caller,
         action: Action,
@@ -98,16 +98,20 @@ impl<S: Store> Admin<S> {
         let user = self
             .permitted_user(caller, Action::ReadUser, user_id)
             .await?;
-        Ok(self.user_view(user))
+        self.user_view_of(user).await
     }
 
     /// The users the caller may read.
     pub async fn list_users(&self, caller: &Caller) -> AdminResult<Vec<UserView>> {
         let users = self.store.list_users().await?;
+        let mut budget_ids = self.budget_ids(ScopeKind::User).await?;
         Ok(users
             .into_iter()
             .filter(|u| authz::authorize(caller, Action::ReadUser, &Object::User(&u.id)).is_ok())
-            .map(|u| self.user_view(u))
+            .map(|u| {
+                let budget_id = budget_ids.remove(&u.id);
+                self.user_view(u, budget_id)
+            })
             .collect())
     }
 

@@ -8,7 +8,9 @@ use crate::assertion::{AssertionPatch, AssertionSecret, UserAssertion};
 use crate::authz::{self, Action, Caller, Object};
 use crate::budget::DAY_MS;
 use crate::clock::Timestamp;
-use crate::domain::{self, ApiKey, Change, KeyFilter, KeyPatch, Metadata, NewKey, ValidationError};
+use crate::domain::{
+    self, ApiKey, Change, KeyFilter, KeyPatch, Metadata, NewKey, ScopeKind, ValidationError,
+};
 use crate::keys::{self, MintedKey};
 use crate::store::{Store, StoreError};
 
@@ -75,7 +77,7 @@ impl<S: Store> Admin<S> {
                     )
                     .await;
                     return Ok(CreatedKey {
-                        view: self.key_view(key, None),
+                        view: self.key_view_of(key, None).await?,
                         secret: minted.secret,
                     });
                 }
@@ -104,10 +106,14 @@ impl<S: Store> Admin<S> {
                 .map(|days| Timestamp::from_millis(now.as_millis() - i64::from(days) * DAY_MS)),
         };
         let keys = self.store.list_keys(&filter).await?;
+        let mut budget_ids = self.budget_ids(ScopeKind::Key).await?;
         Ok(keys
             .into_iter()
             .filter(|k| authz::authorize(caller, Action::ReadKey, &key_object(&k.key)).is_ok())
-            .map(|k| self.key_view(k.key, k.last_used_at))
+            .map(|k| {
+                let budget_id = budget_ids.remove(&k.key.public_id);
+                self.key_view(k.key, k.last_used_at, budget_id)
+            })
             .collect())
     }
 
@@ -119,7 +125,7 @@ impl<S: Store> Admin<S> {
             .find_key(&public_id)
             .await?
             .ok_or(StoreError::KeyNotFound(public_id))?;
-        Ok(self.key_view(found.key, found.last_used_at))
+        self.key_view_of(found.key, found.last_used_at).await
     }
 
     /// A key by public id or by the whole key, after asking whether the caller may `action` it.
@@ -291,7 +297,7 @@ impl<S: Store> Admin<S> {
             changes,
         )
         .await;
-        Ok(self.key_view(key, None))
+        self.key_view_of(key, None).await
     }
 
     /// A key that may name the end user it calls for can act as any user, so granting or

@@ -48,6 +48,15 @@ impl LimitArgs {
     }
 }
 
+/// `--budget-id`: the budget object a team, key or user takes on (`modelgate budget`).
+#[derive(Args, Default)]
+pub struct BudgetIdArg {
+    /// Attach this budget object (its limits and max_budget apply where the scope sets none
+    /// of its own); on update, an empty value detaches it.
+    #[arg(long, value_name = "ID")]
+    budget_id: Option<String>,
+}
+
 /// `--clear`: fields an update unsets (comma-separated or repeated).
 #[derive(Args, Default)]
 pub struct ClearArgs {
@@ -68,6 +77,8 @@ pub enum TeamCommand {
         models: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         /// A JSON object of labels, e.g. '{"owner":"ana"}'.
         #[arg(long, value_name = "JSON")]
         metadata: Option<String>,
@@ -104,6 +115,8 @@ pub enum TeamCommand {
         models: Option<Vec<String>>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         /// Replaces the metadata (a JSON object).
         #[arg(long, value_name = "JSON")]
         metadata: Option<String>,
@@ -181,6 +194,8 @@ pub enum KeyCommand {
         models: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         /// A JSON object of labels, e.g. '{"owner":"ana","env":"prod"}'; its top-level
         /// strings, numbers and booleans are tags for `key list --tag`.
         #[arg(long, value_name = "JSON")]
@@ -217,6 +232,8 @@ pub enum KeyCommand {
         models: Option<Vec<String>>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         #[arg(long, value_name = "JSON")]
         metadata: Option<String>,
         /// Whether the key may name the end user it calls for (false also drops its secret).
@@ -298,6 +315,8 @@ pub enum UserCommand {
         user_id: String,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         #[arg(long)]
         json: bool,
     },
@@ -307,6 +326,8 @@ pub enum UserCommand {
         user_id: String,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         /// The team (id or alias) the user belongs to when a service key (Open WebUI) names
         /// them; without one they are in the key's team.
         #[arg(long)]
@@ -452,6 +473,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
             alias,
             models,
             limits,
+            budget,
             metadata,
             redaction_policy,
             high_trust,
@@ -464,6 +486,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
                 alias,
                 models,
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
                 metadata_json: metadata.unwrap_or_default(),
                 redaction_policy_json: redaction_policy
                     .as_deref()
@@ -483,6 +506,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
             alias,
             models,
             limits,
+            budget,
             metadata,
             redaction_policy,
             high_trust,
@@ -503,6 +527,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
                 alias,
                 models: models.map(|models| pb::ModelList { models }),
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
                 metadata_json: metadata,
                 redaction_policy_json: redaction_policy.as_deref().map(read_policy).transpose()?,
                 high_trust: flag(high_trust, no_high_trust),
@@ -549,6 +574,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
             expires,
             models,
             limits,
+            budget,
             metadata,
             blocked,
             can_assert_user,
@@ -562,6 +588,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
                 expires: expires.unwrap_or_default(),
                 models,
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
                 metadata_json: metadata.unwrap_or_default(),
                 blocked,
                 can_assert_user,
@@ -586,6 +613,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
             expires,
             models,
             limits,
+            budget,
             metadata,
             can_assert_user,
             assert_secret_file,
@@ -599,6 +627,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
                 expires,
                 models: models.map(|models| pb::ModelList { models }),
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
                 metadata_json: metadata,
                 blocked: None,
                 clear: clear.clear,
@@ -705,11 +734,13 @@ pub async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), C
         UserCommand::Create {
             user_id,
             limits,
+            budget,
             json,
         } => {
             let request = pb::CreateUserRequest {
                 user_id,
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
             };
             let user = admin.create_user(request).await?.into_inner();
             output::user(&mut out, &user, "Created user", json)
@@ -717,6 +748,7 @@ pub async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), C
         UserCommand::Update {
             user_id,
             limits,
+            budget,
             team,
             clear,
             json,
@@ -724,6 +756,7 @@ pub async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), C
             let request = pb::UpdateUserRequest {
                 user_id,
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
                 clear: clear.clear,
                 team,
             };

@@ -4,6 +4,7 @@
 mod admin;
 mod admin_key;
 mod audit;
+mod budget;
 mod client;
 mod dataplane;
 mod idp;
@@ -22,6 +23,7 @@ pub use admin::{
 };
 pub use admin_key::{run_admin_key, AdminKeyCommand};
 pub use audit::{AuditCliError, AuditCommand, AuditServeArgs};
+pub use budget::{run_budget, BudgetCommand};
 pub use client::{connect_channel, AdminCredential, CliError, ControlPlaneAddr};
 pub use dataplane::{run_dataplane, DataplaneCommand};
 pub use idp::{run_idp, IdpCommand};
@@ -147,6 +149,9 @@ pub enum Command {
     /// IdP issuers whose JWTs are accepted: add, update, list (with their keys), remove.
     #[command(subcommand)]
     Idp(IdpCommand),
+    /// Budget objects (LiteLLM's): named limits keys, teams and users take on by naming them.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
     /// Spend of a key, team or user: the current budget window and daily history.
     Spend(SpendArgs),
     /// Redact PII from text on stdin with a team policy (offline, the filter's engine).

@@ -24,7 +24,7 @@ pub(super) fn short_time(ms: i64) -> Option<String> {
     (ms != 0).then(|| Timestamp::from_millis(ms).to_rfc3339_seconds())
 }
 
-fn non_empty(s: &str) -> Option<&str> {
+pub(super) fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
@@ -94,6 +94,7 @@ struct TeamJson<'a> {
     keep_redacted_prompt: bool,
     idp_groups: &'a [String],
     spend: Option<SpendJson>,
+    budget_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a pb::Team> for TeamJson<'a> {
@@ -111,6 +112,7 @@ impl<'a> From<&'a pb::Team> for TeamJson<'a> {
             keep_redacted_prompt: t.keep_redacted_prompt,
             idp_groups: &t.idp_groups,
             spend: t.spend.as_ref().map(SpendJson::from),
+            budget_id: non_empty(&t.budget_id),
         }
     }
 }
@@ -136,6 +138,7 @@ struct KeyJson<'a> {
     spend: Option<SpendJson>,
     can_assert_user: bool,
     has_assert_user_secret: bool,
+    budget_id: Option<&'a str>,
 }
 
 /// Expiry is not a stored state: the filter compares `expires_at` with its clock, and so
@@ -172,6 +175,7 @@ impl<'a> From<&'a pb::Key> for KeyJson<'a> {
             spend: k.spend.as_ref().map(SpendJson::from),
             can_assert_user: k.can_assert_user,
             has_assert_user_secret: k.has_assert_user_secret,
+            budget_id: non_empty(&k.budget_id),
         }
     }
 }
@@ -202,6 +206,7 @@ struct UserJson<'a> {
     #[serde(flatten)]
     limits: LimitsJson<'a>,
     spend: Option<SpendJson>,
+    budget_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a pb::User> for UserJson<'a> {
@@ -212,6 +217,7 @@ impl<'a> From<&'a pb::User> for UserJson<'a> {
             created_at: time(u.created_at_ms),
             limits: u.limits.as_ref().into(),
             spend: u.spend.as_ref().map(SpendJson::from),
+            budget_id: non_empty(&u.budget_id),
         }
     }
 }
@@ -280,7 +286,7 @@ pub(super) fn list(items: &[String]) -> String {
     }
 }
 
-fn opt<T: ToString>(v: Option<T>) -> String {
+pub(super) fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
@@ -325,6 +331,14 @@ pub(super) fn limit_lines(
         opt(l.max_parallel_requests)
     )?;
     writeln!(out, "budget:   {}", budget(Some(&l)))?;
+    Ok(())
+}
+
+/// The budget object a team, key or user names, if any.
+fn budget_id_line(out: &mut impl Write, budget_id: &str) -> Result<(), CliError> {
+    if let Some(id) = non_empty(budget_id) {
+        writeln!(out, "budget object: {id}")?;
+    }
     Ok(())
 }
 
@@ -386,6 +400,7 @@ pub(super) fn team(
         writeln!(out, "idp groups: {}", list(&t.idp_groups))?;
     }
     limit_lines(out, t.limits.as_ref())?;
+    budget_id_line(out, &t.budget_id)?;
     if let Some(s) = &t.spend {
         writeln!(out, "spend:    {}", spend_line(s, t.limits.as_ref()))?;
     }
@@ -511,6 +526,7 @@ fn key_details(out: &mut impl Write, key: &pb::Key) -> Result<(), CliError> {
     if key.limits.is_some() {
         limit_lines(out, key.limits.as_ref())?;
     }
+    budget_id_line(out, &key.budget_id)?;
     if let Some(s) = &key.spend {
         writeln!(out, "spend:    {}", spend_line(s, key.limits.as_ref()))?;
     }
@@ -635,6 +651,7 @@ pub(super) fn user(
         writeln!(out, "team:     {team}")?;
     }
     limit_lines(out, u.limits.as_ref())?;
+    budget_id_line(out, &u.budget_id)?;
     if let Some(s) = &u.spend {
         writeln!(out, "spend:    {}", spend_line(s, u.limits.as_ref()))?;
     }

@@ -10,6 +10,7 @@ use crate::clock::Timestamp;
 use crate::domain::{KeyStatus, ModelRoute};
 use crate::keys::KeySecret;
 use crate::limits::{Limits, LimitsInput};
+use crate::named_budget::{NamedBudget, NamedBudgetInput};
 use crate::snapshot::spend_state;
 
 pub(super) fn limits_input(l: Option<pb::LimitSettings>) -> LimitsInput {
@@ -150,6 +151,7 @@ pub(super) fn team(v: &TeamView) -> pb::Team {
         keep_redacted_prompt: t.keep_redacted_prompt,
         spend: v.spend.as_ref().map(spend_state),
         idp_groups: t.idp_groups.clone(),
+        budget_id: v.budget_id.clone().unwrap_or_default(),
     }
 }
 
@@ -174,6 +176,7 @@ pub(super) fn key(v: &KeyView) -> pb::Key {
         last_used_at_ms: v.last_used_at.map_or(0, Timestamp::as_millis),
         can_assert_user: k.user_assertion.can_assert_user(),
         has_assert_user_secret: k.user_assertion.secret().is_some(),
+        budget_id: v.budget_id.clone().unwrap_or_default(),
     }
 }
 
@@ -184,6 +187,7 @@ pub(super) fn user(v: &UserView) -> pb::User {
         created_at_ms: v.user.created_at.as_millis(),
         spend: v.spend.as_ref().map(spend_state),
         team_id: v.user.team_id.clone().unwrap_or_default(),
+        budget_id: v.budget_id.clone().unwrap_or_default(),
     }
 }
 
@@ -224,4 +228,39 @@ pub(super) fn spend_report(r: &SpendReport) -> pb::SpendReport {
             })
             .collect(),
     }
+}
+
+pub fn budget(b: &NamedBudget) -> pb::BudgetObject {
+    pb::BudgetObject {
+        budget_id: b.id.clone(),
+        max_budget: b.max_budget,
+        soft_budget: b.soft_budget,
+        budget_duration: b.budget_duration.clone().unwrap_or_default(),
+        rpm_limit: b.rpm,
+        tpm_limit: b.tpm,
+        max_parallel_requests: b.max_parallel,
+        created_at_ms: b.created_at.as_millis(),
+        updated_at_ms: b.updated_at.as_millis(),
+    }
+}
+
+/// The fields the settings set (`None`: none, or unchanged on update).
+pub fn budget_input(settings: Option<pb::BudgetSettings>) -> NamedBudgetInput {
+    let s = settings.unwrap_or_default();
+    NamedBudgetInput {
+        max_budget: s.max_budget.map(Some),
+        soft_budget: s.soft_budget.map(Some),
+        budget_duration: s.budget_duration.map(Some),
+        rpm: s.rpm_limit.map(Some),
+        tpm: s.tpm_limit.map(Some),
+        max_parallel: s.max_parallel_requests.map(Some),
+    }
+}
+
+/// A create or update request's `budget_id` as [`Admin::with_budget`] takes it: unset keeps
+/// the scope's budget object, empty detaches it, an id attaches that one.
+///
+/// [`Admin::with_budget`]: crate::admin::Admin::with_budget
+pub(super) fn budget_change(budget_id: Option<&str>) -> Option<Option<&str>> {
+    budget_id.map(|id| Some(id.trim()).filter(|id| !id.is_empty()))
 }

@@ -12,7 +12,7 @@ use super::input::{metadata_with_tags, required, Body, LimitFields};
 use super::views::{key_json, object};
 use super::{params, Answer, Params, Shared};
 use crate::admin::{Admin, AdminError, KeyInput, KeyQuery, KeyUpdate};
-use crate::domain::{self, ScopeKind};
+use crate::domain;
 use crate::keys::KeySecret;
 use crate::store::Store;
 
@@ -75,10 +75,12 @@ pub(super) async fn key_generate<S: Store>(
         can_assert_user: r.can_assert_user.unwrap_or(false),
         assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
     };
-    r.limits.check_budget(&admin, &caller).await?;
-    let created = admin.create_key(&caller, input).await?;
-    r.limits
-        .attach_budget(&admin, &caller, ScopeKind::Key, &created.view.key.public_id)
+    let created = admin
+        .with_budget(
+            &caller,
+            r.limits.budget_change(),
+            admin.create_key(&caller, input),
+        )
         .await?;
     let mut out = object(key_json(&created.view));
     out.insert("key".into(), json!(created.secret.expose()));
@@ -150,10 +152,12 @@ pub(super) async fn key_update<S: Store>(
         assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
         clear,
     };
-    r.limits.check_budget(&admin, &caller).await?;
-    let updated = admin.update_key(&caller, &key, update).await?;
-    r.limits
-        .attach_budget(&admin, &caller, ScopeKind::Key, &updated.key.public_id)
+    let updated = admin
+        .with_budget(
+            &caller,
+            r.limits.budget_change(),
+            admin.update_key(&caller, &key, update),
+        )
         .await?;
     Ok(Json(key_json(&updated)))
 }

@@ -17,6 +17,9 @@
 //! cannot equal another team's alias); `team/new` takes a caller-chosen `team_id`. Updates
 //! address a team by `team_id` or `team_alias`, a key by `key` or `key_alias`.
 //!
+//! Team members (`/team/member_*`, `members_with_roles`) are users whose team is the team
+//! (see `members`).
+//!
 //! Budget objects (`/budget/*`) carry limits that keys, teams and users take on through
 //! `budget_id` on their create and update calls (see [`crate::named_budget`]). The list
 //! routes of features Modelgate does not have answer empty lists (see `lists`).
@@ -31,6 +34,7 @@ mod idp;
 mod input;
 mod keys;
 mod lists;
+mod members;
 mod models;
 mod spend;
 mod teams;
@@ -58,6 +62,7 @@ use keys::{
     key_unblock, key_update,
 };
 use lists::{credential_list, guardrail_list, organization_list, policy_list};
+use members::{team_member_add, team_member_delete, team_member_update};
 use models::{model_delete, model_info, model_new, model_update};
 use spend::{spend_key, spend_logs, spend_team, spend_user};
 use teams::{
@@ -90,6 +95,9 @@ pub fn router<S: Store>(admin: Arc<Admin<S>>, identity: Arc<IdentityAdmin<S>>) -
         .route("/team/info", get(team_info::<S>))
         .route("/team/list", get(team_list::<S>))
         .route("/v2/team/list", get(team_list_v2::<S>))
+        .route("/team/member_add", post(team_member_add::<S>))
+        .route("/team/member_delete", post(team_member_delete::<S>))
+        .route("/team/member_update", post(team_member_update::<S>))
         .route("/user/new", post(user_new::<S>))
         .route("/user/update", post(user_update::<S>))
         .route("/user/delete", post(user_delete::<S>))

@@ -9,10 +9,10 @@ use serde_json::{json, Value};
 
 use super::error::RestError;
 use super::input::{json_text, metadata_with_tags, required, Body, LimitFields};
+use super::members::{members_with_roles, team_with_members};
 use super::views::{key_json, team_json};
 use super::{params, Answer, Params, Shared};
-use crate::admin::{KeyQuery, TeamInput, TeamUpdate};
-use crate::domain::ScopeKind;
+use crate::admin::{Admin, KeyQuery, TeamInput, TeamUpdate, TeamView};
 use crate::store::Store;
 
 /// The fields of `/team/new` and `/team/update`.
@@ -30,6 +30,8 @@ pub(super) struct TeamRequest {
     blocked: Option<bool>,
     /// Replaces the team's IdP groups when present.
     idp_groups: Option<Vec<String>>,
+    /// Makes these users exactly the team's members when present.
+    members: Option<Vec<String>>,
 }
 
 impl TeamRequest {
@@ -46,6 +48,7 @@ impl TeamRequest {
             keep_redacted_prompt: body.take("keep_redacted_prompt")?,
             blocked: body.take("blocked")?,
             idp_groups: body.take("idp_groups")?,
+            members: members_with_roles(body.take("members_with_roles")?)?,
         };
         body.finish()?;
         Ok(request)
@@ -70,12 +73,17 @@ pub(super) async fn team_new<S: Store>(
         blocked: r.blocked.unwrap_or(false),
         idp_groups: r.idp_groups.unwrap_or_default(),
     };
-    r.limits.check_budget(&admin, &caller).await?;
-    let created = admin.create_team(&caller, input).await?;
-    r.limits
-        .attach_budget(&admin, &caller, ScopeKind::Team, &created.team.id)
+    if let Some(members) = &r.members {
+        admin.joining_members(&caller, None, members).await?;
+    }
+    let created = admin
+        .with_budget(
+            &caller,
+            r.limits.budget_change(),
+            admin.create_team(&caller, input),
+        )
         .await?;
-    Ok(Json(team_json(&created)))
+    with_members(&admin, &caller, r.members, &created).await
 }
 
 pub(super) async fn team_update<S: Store>(
@@ -116,12 +124,36 @@ pub(super) async fn team_update<S: Store>(
         clear,
         idp_groups: r.idp_groups,
     };
-    r.limits.check_budget(&admin, &caller).await?;
-    let updated = admin.update_team(&caller, &team, update).await?;
-    r.limits
-        .attach_budget(&admin, &caller, ScopeKind::Team, &updated.team.id)
+    if let Some(members) = &r.members {
+        let id = admin.get_team(&caller, &team).await?.team.id;
+        admin.joining_members(&caller, Some(&id), members).await?;
+    }
+    let updated = admin
+        .with_budget(
+            &caller,
+            r.limits.budget_change(),
+            admin.update_team(&caller, &team, update),
+        )
         .await?;
-    Ok(Json(team_json(&updated)))
+    with_members(&admin, &caller, r.members, &updated).await
+}
+
+/// Makes `members` (when given) the written team's members, and answers with the team and
+/// its members.
+async fn with_members<S: Store>(
+    admin: &Admin<S>,
+    caller: &Caller,
+    members: Option<Vec<String>>,
+    team: &TeamView,
+) -> Answer {
+    if let Some(members) = members {
+        admin
+            .set_team_members(caller, &team.team.id, &members)
+            .await?;
+    }
+    Ok(Json(Value::Object(
+        team_with_members(admin, caller, team).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -194,9 +226,10 @@ pub(super) async fn team_info<S: Store>(
             },
         )
         .await?;
+    let info = team_with_members(&admin, &caller, &view).await?;
     Ok(Json(json!({
         "team_id": view.team.id,
-        "team_info": team_json(&view),
+        "team_info": info,
         "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
     })))
 }

@@ -12,7 +12,6 @@ use super::input::{required, Body, LimitFields};
 use super::views::{key_json, user_json};
 use super::{params, Answer, Params, Shared};
 use crate::admin::KeyQuery;
-use crate::domain::ScopeKind;
 use crate::store::Store;
 
 /// The user a `/user/new` or `/user/update` body names, and its limits. LiteLLM's separate
@@ -31,10 +30,9 @@ pub(super) async fn user_new<S: Store>(
     body: Body,
 ) -> Answer {
     let (id, limits) = user_request(body)?;
-    limits.check_budget(&admin, &caller).await?;
-    let user = admin.create_user(&caller, &id, limits.input()).await?;
-    limits
-        .attach_budget(&admin, &caller, ScopeKind::User, &user.user.id)
+    let write = admin.create_user(&caller, &id, limits.input());
+    let user = admin
+        .with_budget(&caller, limits.budget_change(), write)
         .await?;
     Ok(Json(user_json(&user)))
 }
@@ -45,12 +43,10 @@ pub(super) async fn user_update<S: Store>(
     body: Body,
 ) -> Answer {
     let (id, limits) = user_request(body)?;
-    limits.check_budget(&admin, &caller).await?;
+    let nulls = limits.nulls();
+    let write = admin.update_user(&caller, &id, limits.input(), None, &nulls);
     let user = admin
-        .update_user(&caller, &id, limits.input(), None, &limits.nulls())
-        .await?;
-    limits
-        .attach_budget(&admin, &caller, ScopeKind::User, &user.user.id)
+        .with_budget(&caller, limits.budget_change(), write)
         .await?;
     Ok(Json(user_json(&user)))
 }

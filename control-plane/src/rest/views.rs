@@ -30,7 +30,8 @@ pub(super) fn time(t: Option<Timestamp>) -> Value {
     json!(t.map(Timestamp::to_rfc3339))
 }
 
-/// LiteLLM's `spend` and `budget_reset_at`, plus the window and whether it is exhausted.
+/// LiteLLM's `spend` and `budget_reset_at`, plus the window and whether it is exhausted
+/// (under the scope's own budget, or else the one of the budget object it names).
 pub(super) fn spend_json(s: Option<SpendState>, out: &mut Map<String, Value>) {
     out.insert("spend".into(), json!(s.map_or(0.0, |s| s.spend)));
     out.insert(
@@ -67,6 +68,7 @@ pub(super) fn team_json(v: &TeamView) -> Value {
         "high_trust": t.high_trust,
         "keep_redacted_prompt": t.keep_redacted_prompt,
         "idp_groups": t.idp_groups,
+        "budget_id": v.budget_id,
     }));
     limits_json(&t.limits, &mut out);
     spend_json(v.spend, &mut out);
@@ -92,6 +94,7 @@ pub(super) fn key_json(v: &KeyView) -> Value {
         "metadata": Value::Object(k.metadata.as_map().clone()),
         "can_assert_user": k.user_assertion.can_assert_user(),
         "has_assert_user_secret": k.user_assertion.secret().is_some(),
+        "budget_id": v.budget_id,
     }));
     limits_json(&k.limits, &mut out);
     spend_json(v.spend, &mut out);
@@ -104,6 +107,7 @@ pub(super) fn user_json(v: &UserView) -> Value {
         "user_email": v.user.id,
         "team_id": v.user.team_id,
         "created_at": v.user.created_at.to_rfc3339(),
+        "budget_id": v.budget_id,
     }));
     limits_json(&v.user.limits, &mut out);
     spend_json(v.spend, &mut out);

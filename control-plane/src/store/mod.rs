@@ -265,7 +265,8 @@ pub struct BudgetSpend {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BudgetState {
     pub version: u64,
-    /// Teams, active keys and users that have a budget.
+    /// Teams, active keys and users that have a budget: their own, or else the `max_budget`
+    /// of the budget object they name (see [`crate::named_budget`]).
     pub budgets: Vec<(ScopeKind, String, Budget)>,
 }
 
@@ -321,7 +322,8 @@ pub trait PolicyStore: Send + Sync {
     /// The current policy version (bumped by every policy change).
     fn policy_version(&self) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Version, teams, keys, users and model routes read at one consistent point, with the
-    /// rate limits of attached budget objects resolved into the scopes' limits.
+    /// limits of attached budget objects resolved into the scopes' limits (their spend caps
+    /// as [`SpendStore::load_budgets`] reads them).
     fn load_policy(&self) -> impl Future<Output = StoreResult<PolicyState>> + Send;
     /// Bumps the version without a data change, so filters fetch a snapshot whose budget
     /// state (computed from usage, not stored) has changed. Returns the new version.

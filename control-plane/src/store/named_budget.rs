@@ -1,9 +1,10 @@
 //! LiteLLM budget objects (`budgets`) and which key, team or user names one (`budget_links`).
 //! The SQL is written once and stamped per backend by [`impl_named_budget_store!`], expanded
 //! after `impl_sql_store!` in the same module (it uses that module's `DbRow`,
-//! `DbConnection`, `bump_version` and imports). Budget objects change limits, so every change
-//! to one in force bumps the policy version.
+//! `DbConnection`, `bump_version` and imports). Budget objects change limits and spend caps,
+//! so every change to one in force bumps the policy version (and the spend tracker follows).
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use super::StoreResult;
@@ -21,8 +22,7 @@ pub trait NamedBudgetStore: Send + Sync {
     /// Budgets ordered by id.
     fn list_budgets(&self) -> impl Future<Output = StoreResult<Vec<NamedBudget>>> + Send;
     /// Applies `input` to the budget in one transaction and returns it before and after;
-    /// [`super::StoreError::BudgetNotFound`], [`super::StoreError::Invalid`] (also when the
-    /// change would give a budget in use a `max_budget`).
+    /// [`super::StoreError::BudgetNotFound`], [`super::StoreError::Invalid`].
     fn update_budget(
         &self,
         id: &str,
@@ -33,8 +33,7 @@ pub trait NamedBudgetStore: Send + Sync {
     /// deletes nothing.
     fn delete_budget(&self, id: &str) -> impl Future<Output = StoreResult<NamedBudget>> + Send;
     /// Makes the scope name `budget` (`None`: no budget) and returns the budget it named
-    /// before. [`super::StoreError::BudgetNotFound`], [`super::StoreError::Invalid`] for a
-    /// budget that cannot be attached.
+    /// before. [`super::StoreError::BudgetNotFound`].
     fn link_budget(
         &self,
         kind: ScopeKind,
@@ -47,6 +46,12 @@ pub trait NamedBudgetStore: Send + Sync {
         kind: ScopeKind,
         scope_id: &str,
     ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// The budget each scope of `kind` names, by scope id (links of deleted scopes included:
+    /// callers look up scopes they read).
+    fn budget_links(
+        &self,
+        kind: ScopeKind,
+    ) -> impl Future<Output = StoreResult<HashMap<String, String>>> + Send;
 }
 
 pub(super) mod sql {
@@ -58,12 +63,13 @@ pub(super) mod sql {
     }
     pub const INSERT: &str = "INSERT INTO budgets (budget_id, max_budget, soft_budget, \
          budget_duration, rpm_limit, tpm_limit, max_parallel_requests, created_at_ms, \
-         updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         updated_at_ms, budget_duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (budget_id) DO NOTHING";
     /// Binds like [`INSERT`]; `$8`, the unchanged creation time, pins the row.
     pub const UPDATE: &str = "UPDATE budgets SET max_budget = $2, soft_budget = $3, \
          budget_duration = $4, rpm_limit = $5, tpm_limit = $6, max_parallel_requests = $7, \
-         updated_at_ms = $9 WHERE budget_id = $1 AND created_at_ms = $8";
+         updated_at_ms = $9, budget_duration_ms = $10 WHERE budget_id = $1 \
+         AND created_at_ms = $8";
     pub const SELECT_ONE: &str = concat!(
         "SELECT ",
         columns!(),
@@ -78,6 +84,8 @@ pub(super) mod sql {
     pub const DELETE_LINKS_TO: &str = "DELETE FROM budget_links WHERE budget_id = $1";
     pub const SELECT_LINK: &str =
         "SELECT budget_id FROM budget_links WHERE scope_kind = $1 AND scope_id = $2";
+    pub const SELECT_LINKS_OF_KIND: &str =
+        "SELECT scope_id, budget_id FROM budget_links WHERE scope_kind = $1";
     pub const UPSERT_LINK: &str = "INSERT INTO budget_links (scope_kind, scope_id, budget_id) \
          VALUES ($1, $2, $3) ON CONFLICT (scope_kind, scope_id) DO UPDATE SET budget_id = $3";
     pub const DELETE_LINK: &str =
@@ -147,8 +155,13 @@ macro_rules! impl_named_budget_store {
             query: &'static str,
             b: &NamedBudget,
         ) -> StoreResult<u64> {
-            // The rate-limit columns as every scope's are written.
+            // The rate-limit columns as every scope's are written, and the duration as
+            // scopes store theirs (`effective_budgets!` reads it).
             let rates = sql::LimitColumns::of(&b.under(&Limits::default()))?;
+            let (duration_ms, _) = b
+                .period()
+                .map_err($crate::domain::ValidationError::from)?
+                .to_columns();
             Ok(sqlx::query(query)
                 .bind(&b.id)
                 .bind(b.max_budget)
@@ -159,6 +172,7 @@ macro_rules! impl_named_budget_store {
                 .bind(rates.max_parallel)
                 .bind(b.created_at.as_millis())
                 .bind(b.updated_at.as_millis())
+                .bind(duration_ms)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected())
@@ -247,9 +261,6 @@ macro_rules! impl_named_budget_store {
                     .ok_or_else(|| StoreError::BudgetNotFound(id.to_owned()))?;
                 let after = input.clone().apply_to(id, Some(&before), now)?;
                 let linked = !live_links_to_on(&mut tx, id).await?.is_empty();
-                if linked {
-                    after.check_attachable()?;
-                }
                 write_budget_on(&mut tx, budget_sql::sql::UPDATE, &after).await?;
                 if linked {
                     bump_version(&mut tx).await?;
@@ -302,8 +313,7 @@ macro_rules! impl_named_budget_store {
                     Some(id) => {
                         find_budget_on(&mut tx, id)
                             .await?
-                            .ok_or_else(|| StoreError::BudgetNotFound(id.to_owned()))?
-                            .check_attachable()?;
+                            .ok_or_else(|| StoreError::BudgetNotFound(id.to_owned()))?;
                         sqlx::query(budget_sql::sql::UPSERT_LINK)
                             .bind(kind.as_str())
                             .bind(scope_id)
@@ -334,6 +344,20 @@ macro_rules! impl_named_budget_store {
                     .bind(scope_id)
                     .fetch_optional(&self.pool)
                     .await?)
+            }
+
+            async fn budget_links(
+                &self,
+                kind: ScopeKind,
+            ) -> StoreResult<std::collections::HashMap<String, String>> {
+                Ok(
+                    sqlx::query_as::<_, (String, String)>(budget_sql::sql::SELECT_LINKS_OF_KIND)
+                        .bind(kind.as_str())
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .collect(),
+                )
             }
         }
     };

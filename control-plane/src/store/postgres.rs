@@ -67,6 +67,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         sql: include_str!("migrations/postgres/0026_idp_admin_roles.sql"),
     },
     EmbeddedMigration {
+        version: 27,
+        description: "budget duration ms",
+        sql: include_str!("migrations/postgres/0027_budget_duration_ms.sql"),
+    },
+    EmbeddedMigration {
         version: 28,
         description: "personal keys",
         sql: include_str!("migrations/postgres/0028_personal_keys.sql"),

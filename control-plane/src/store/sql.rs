@@ -8,7 +8,8 @@
 //! REPEATABLE READ).
 //!
 //! Teams, keys and users share the limit columns (`limit_columns!`), so one window expression
-//! (`window_start!`) sums the spend of every budget in a single query per kind.
+//! (`window_start!`) sums the spend of every budget in a single query per kind, over each
+//! scope's effective budget (`effective_budgets!`: its own, or its budget object's).
 
 use super::{StoreError, StoreResult};
 use crate::domain::{ScopeKind, ValidationError};
@@ -176,10 +177,16 @@ pub(super) const DELETE_MODEL: &str = "DELETE FROM models WHERE name = $1";
 pub(super) const DELETE_TEAM_KEY_TAGS: &str =
     "DELETE FROM key_tags WHERE public_id IN (SELECT public_id FROM api_keys WHERE team_id = $1)";
 pub(super) const DELETE_TEAM_KEYS: &str = "DELETE FROM api_keys WHERE team_id = $1";
+/// Team and user ids are the caller's, so a new team or user of a deleted one's id must not
+/// find its budget object attached (key ids are never reused).
+pub(super) const DELETE_TEAM_BUDGET_LINK: &str =
+    "DELETE FROM budget_links WHERE scope_kind = 'team' AND scope_id = $1";
 pub(super) const DELETE_TEAM: &str = "DELETE FROM teams WHERE team_id = $1";
 pub(super) const DELETE_USER_KEY_TAGS: &str =
     "DELETE FROM key_tags WHERE public_id IN (SELECT public_id FROM api_keys WHERE user_id = $1)";
 pub(super) const DELETE_USER_KEYS: &str = "DELETE FROM api_keys WHERE user_id = $1";
+pub(super) const DELETE_USER_BUDGET_LINK: &str =
+    "DELETE FROM budget_links WHERE scope_kind = 'user' AND scope_id = $1";
 pub(super) const DELETE_USER: &str = "DELETE FROM users WHERE user_id = $1";
 pub(super) const SELECT_MODEL: &str =
     concat!("SELECT ", model_columns!(), " FROM models WHERE name = $1");
@@ -191,32 +198,70 @@ macro_rules! budget_columns {
         "max_budget, budget_duration_ms, budget_calendar, budget_anchor_ms"
     };
 }
-/// `(kind, query)` for every scope kind's budgets; revoked keys never spend again.
+
+/// The budget each row of `$table` is held to, as `scope_id` and the `budget_columns!`: its
+/// own, or else the `max_budget` of the budget object it names (`budget_links`), whose
+/// windows of its `budget_duration` run from the scope's creation (LiteLLM's budget objects
+/// are templates: each scope spends against the cap on its own). A scope's own cap wins, as
+/// its own rate limits do. The one definition the spend tracker and the snapshot both read.
+macro_rules! effective_budgets {
+    ($table:literal, $id:literal, $kind:literal, $filter:literal) => {
+        concat!(
+            "(SELECT s.",
+            $id,
+            " AS scope_id, COALESCE(s.max_budget, b.max_budget) AS max_budget, \
+             CASE WHEN s.max_budget IS NULL THEN b.budget_duration_ms \
+             ELSE s.budget_duration_ms END AS budget_duration_ms, \
+             CASE WHEN s.max_budget IS NULL THEN NULL ELSE s.budget_calendar END \
+             AS budget_calendar, \
+             CASE WHEN s.max_budget IS NULL THEN s.created_at_ms ELSE s.budget_anchor_ms END \
+             AS budget_anchor_ms FROM ",
+            $table,
+            " s LEFT JOIN budget_links l ON l.scope_kind = '",
+            $kind,
+            "' AND l.scope_id = s.",
+            $id,
+            " LEFT JOIN budgets b ON b.budget_id = l.budget_id",
+            $filter,
+            ")"
+        )
+    };
+}
+
+/// The effective budget of every team, key and user, per kind.
+macro_rules! effective_budgets_of {
+    (Team) => {
+        effective_budgets!("teams", "team_id", "team", "")
+    };
+    // Revoked keys never spend again.
+    (Key) => {
+        effective_budgets!("api_keys", "public_id", "key", " WHERE s.status = 'active'")
+    };
+    (User) => {
+        effective_budgets!("users", "user_id", "user", "")
+    };
+}
+
+macro_rules! select_budgets {
+    ($kind:ident) => {
+        (
+            ScopeKind::$kind,
+            concat!(
+                "SELECT scope_id, ",
+                budget_columns!(),
+                " FROM ",
+                effective_budgets_of!($kind),
+                " e WHERE max_budget IS NOT NULL"
+            ),
+        )
+    };
+}
+
+/// `(kind, query)` for every scope kind's effective budgets.
 pub(super) const SELECT_BUDGETS: [(ScopeKind, &str); 3] = [
-    (
-        ScopeKind::Team,
-        concat!(
-            "SELECT team_id AS scope_id, ",
-            budget_columns!(),
-            " FROM teams WHERE max_budget IS NOT NULL"
-        ),
-    ),
-    (
-        ScopeKind::Key,
-        concat!(
-            "SELECT public_id AS scope_id, ",
-            budget_columns!(),
-            " FROM api_keys WHERE max_budget IS NOT NULL AND status = 'active'"
-        ),
-    ),
-    (
-        ScopeKind::User,
-        concat!(
-            "SELECT user_id AS scope_id, ",
-            budget_columns!(),
-            " FROM users WHERE max_budget IS NOT NULL"
-        ),
-    ),
+    select_budgets!(Team),
+    select_budgets!(Key),
+    select_budgets!(User),
 ];
 
 pub(super) const USAGE_AFTER: &str = "SELECT seq, key_id, team_id, user_id, spend, timestamp_ms \
@@ -238,24 +283,20 @@ macro_rules! window_start {
 
 /// The queries that read one kind of scope's spend: `(budgets, one scope, history)`.
 macro_rules! spend_queries {
-    ($table:literal, $id:literal, $usage_column:literal) => {
+    ($kind:ident, $usage_column:literal) => {
         (
             concat!(
-                "SELECT s.",
-                $id,
-                " AS scope_id, SUM(u.spend) AS spend FROM ",
-                $table,
+                "SELECT s.scope_id, SUM(u.spend) AS spend FROM ",
+                effective_budgets_of!($kind),
                 " s JOIN usage_records u ON u.",
                 $usage_column,
-                " = s.",
-                $id,
+                " = s.scope_id",
                 // `+u.seq` hides the column from SQLite's planner, so each budget's window is
                 // read as a range of the (scope, timestamp) index instead of walking every
                 // record through the `seq` index.
                 " WHERE s.max_budget IS NOT NULL AND +u.seq <= $5 AND u.timestamp_ms >= ",
                 window_start!(),
-                " GROUP BY s.",
-                $id
+                " GROUP BY s.scope_id"
             ),
             concat!(
                 "SELECT COALESCE(SUM(spend), 0.0) FROM usage_records WHERE ",
@@ -281,9 +322,9 @@ pub(super) struct SpendQueries {
 
 pub(super) fn spend_queries(kind: ScopeKind) -> SpendQueries {
     let (budgets, scope, history) = match kind {
-        ScopeKind::Key => spend_queries!("api_keys", "public_id", "key_id"),
-        ScopeKind::Team => spend_queries!("teams", "team_id", "team_id"),
-        ScopeKind::User => spend_queries!("users", "user_id", "user_id"),
+        ScopeKind::Key => spend_queries!(Key, "key_id"),
+        ScopeKind::Team => spend_queries!(Team, "team_id"),
+        ScopeKind::User => spend_queries!(User, "user_id"),
     };
     SpendQueries {
         budgets,
@@ -548,6 +589,22 @@ macro_rules! impl_sql_store {
             })
         }
 
+        /// Every scope's effective budget (`sql::SELECT_BUDGETS`).
+        async fn budgets_on(
+            conn: &mut DbConnection,
+        ) -> StoreResult<Vec<(ScopeKind, String, Budget)>> {
+            let mut budgets = Vec::new();
+            for (kind, query) in sql::SELECT_BUDGETS {
+                for row in sqlx::query(query).fetch_all(&mut *conn).await? {
+                    // Columns: scope_id, then the budget_columns!.
+                    if let Some(budget) = budget_at(&row, 1)? {
+                        budgets.push((kind, row.try_get("scope_id")?, budget));
+                    }
+                }
+            }
+            Ok(budgets)
+        }
+
         async fn bump_version(conn: &mut DbConnection) -> StoreResult<u64> {
             let v: i64 = sqlx::query_scalar(sql::BUMP_VERSION)
                 .fetch_one(&mut *conn)
@@ -796,6 +853,7 @@ macro_rules! impl_sql_store {
                     let statements = [
                         sql::DELETE_TEAM_KEY_TAGS,
                         sql::DELETE_TEAM_KEYS,
+                        sql::DELETE_TEAM_BUDGET_LINK,
                         sql::DELETE_TEAM,
                     ];
                     keys += delete_cascade(&mut tx, statements, &team.id).await?;
@@ -810,11 +868,12 @@ macro_rules! impl_sql_store {
         /// binding `id`); returns how many keys went.
         async fn delete_cascade(
             conn: &mut DbConnection,
-            [tags, keys, owner]: [&str; 3],
+            [tags, keys, link, owner]: [&str; 4],
             id: &str,
         ) -> StoreResult<u64> {
             sqlx::query(tags).bind(id).execute(&mut *conn).await?;
             let deleted = sqlx::query(keys).bind(id).execute(&mut *conn).await?;
+            sqlx::query(link).bind(id).execute(&mut *conn).await?;
             sqlx::query(owner).bind(id).execute(&mut *conn).await?;
             Ok(deleted.rows_affected())
         }
@@ -1076,6 +1135,7 @@ macro_rules! impl_sql_store {
                     let statements = [
                         sql::DELETE_USER_KEY_TAGS,
                         sql::DELETE_USER_KEYS,
+                        sql::DELETE_USER_BUDGET_LINK,
                         sql::DELETE_USER,
                     ];
                     keys += delete_cascade(&mut tx, statements, &user.id).await?;
@@ -1183,15 +1243,7 @@ macro_rules! impl_sql_store {
                 let version: i64 = sqlx::query_scalar(sql::SELECT_VERSION)
                     .fetch_one(&mut *tx)
                     .await?;
-                let mut budgets = Vec::new();
-                for (kind, query) in sql::SELECT_BUDGETS {
-                    for row in sqlx::query(query).fetch_all(&mut *tx).await? {
-                        // Columns: scope_id, then the budget_columns!.
-                        if let Some(budget) = budget_at(&row, 1)? {
-                            budgets.push((kind, row.try_get("scope_id")?, budget));
-                        }
-                    }
-                }
+                let budgets = budgets_on(&mut tx).await?;
                 tx.commit().await?;
                 Ok(BudgetState {
                     version: sql::to_u64(version, "policy version")?,
@@ -1327,7 +1379,8 @@ macro_rules! impl_sql_store {
                     .map(model_from_row)
                     .collect::<StoreResult<Vec<_>>>()?;
                 let identity_providers = load_identity_providers_on(&mut tx).await?;
-                let budgeted = budgeted_scopes_on(&mut tx).await?;
+                let named = budgeted_scopes_on(&mut tx).await?;
+                let budgets = budgets_on(&mut tx).await?;
                 tx.commit().await?;
                 let mut state = PolicyState {
                     version: sql::to_u64(version, "policy version")?,
@@ -1337,7 +1390,7 @@ macro_rules! impl_sql_store {
                     models,
                     identity_providers,
                 };
-                $crate::named_budget::resolve_into(&mut state, budgeted);
+                $crate::named_budget::resolve_into(&mut state, named, budgets);
                 Ok(state)
             }
 

@@ -468,6 +468,9 @@ pub struct Team {
     /// IdP groups whose members belong to this team.
     #[prost(string, repeated, tag = "12")]
     pub idp_groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The budget object the team names; empty = none.
+    #[prost(string, tag = "13")]
+    pub budget_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateTeamRequest {
@@ -492,6 +495,9 @@ pub struct CreateTeamRequest {
     /// IdP groups whose members belong to this team.
     #[prost(string, repeated, tag = "9")]
     pub idp_groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// A budget object to attach (LiteLLM's budget_id); unset or empty: none.
+    #[prost(string, optional, tag = "10")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// A team by id or alias.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -527,6 +533,9 @@ pub struct UpdateTeamRequest {
     /// Replaces the team's IdP groups when present (an empty list removes them all).
     #[prost(message, optional, tag = "11")]
     pub idp_groups: ::core::option::Option<NameList>,
+    /// A budget object to attach; empty detaches; unset keeps the current one.
+    #[prost(string, optional, tag = "12")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListTeamsRequest {}
@@ -580,6 +589,9 @@ pub struct Key {
     /// Whether it accepts only Open WebUI's signed form; the secret itself is never shown.
     #[prost(bool, tag = "22")]
     pub has_assert_user_secret: bool,
+    /// The budget object the key names; empty = none.
+    #[prost(string, tag = "23")]
+    pub budget_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyRequest {
@@ -610,6 +622,9 @@ pub struct CreateKeyRequest {
     /// accepted (implies can_assert_user). Stored for the filters, never shown back.
     #[prost(string, tag = "22")]
     pub assert_user_secret: ::prost::alloc::string::String,
+    /// A budget object to attach (LiteLLM's budget_id); unset or empty: none.
+    #[prost(string, optional, tag = "23")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// A key by its public id, or by the whole key (hashed for the lookup, never stored).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -648,6 +663,9 @@ pub struct UpdateKeyRequest {
     /// Replaces the key's HS256 secret (implies can_assert_user).
     #[prost(string, optional, tag = "22")]
     pub assert_user_secret: ::core::option::Option<::prost::alloc::string::String>,
+    /// A budget object to attach; empty detaches; unset keeps the current one.
+    #[prost(string, optional, tag = "23")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyResponse {
@@ -701,6 +719,9 @@ pub struct User {
     /// Issue 12 (Open WebUI): the user's team when a service key names them; empty = the key's.
     #[prost(string, tag = "21")]
     pub team_id: ::prost::alloc::string::String,
+    /// The budget object the user names; empty = none.
+    #[prost(string, tag = "22")]
+    pub budget_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateUserRequest {
@@ -708,6 +729,9 @@ pub struct CreateUserRequest {
     pub user_id: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "2")]
     pub limits: ::core::option::Option<LimitSettings>,
+    /// A budget object to attach (LiteLLM's budget_id); unset or empty: none.
+    #[prost(string, optional, tag = "3")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UpdateUserRequest {
@@ -722,6 +746,9 @@ pub struct UpdateUserRequest {
     /// Issue 12 (Open WebUI): team id or alias the user belongs to when a service key names them.
     #[prost(string, optional, tag = "21")]
     pub team: ::core::option::Option<::prost::alloc::string::String>,
+    /// A budget object to attach; empty detaches; unset keeps the current one.
+    #[prost(string, optional, tag = "22")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct UserRef {
@@ -1118,6 +1145,76 @@ pub struct RegenerateKeyRequest {
     /// How long the old secret keeps working: "" or "0" = not at all, else e.g. "24h" (max 30d).
     #[prost(string, tag = "2")]
     pub grace_period: ::prost::alloc::string::String,
+}
+/// A LiteLLM budget object.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BudgetObject {
+    #[prost(string, tag = "1")]
+    pub budget_id: ::prost::alloc::string::String,
+    #[prost(double, optional, tag = "2")]
+    pub max_budget: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "3")]
+    pub soft_budget: ::core::option::Option<f64>,
+    /// As the admin wrote it (e.g. "30d"); empty: never resets.
+    #[prost(string, tag = "4")]
+    pub budget_duration: ::prost::alloc::string::String,
+    #[prost(uint64, optional, tag = "5")]
+    pub rpm_limit: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "6")]
+    pub tpm_limit: ::core::option::Option<u64>,
+    #[prost(uint32, optional, tag = "7")]
+    pub max_parallel_requests: ::core::option::Option<u32>,
+    #[prost(int64, tag = "8")]
+    pub created_at_ms: i64,
+    #[prost(int64, tag = "9")]
+    pub updated_at_ms: i64,
+}
+/// A budget object's fields as admins set them; unset = unchanged (update) or none (create).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BudgetSettings {
+    #[prost(double, optional, tag = "1")]
+    pub max_budget: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "2")]
+    pub soft_budget: ::core::option::Option<f64>,
+    #[prost(string, optional, tag = "3")]
+    pub budget_duration: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint64, optional, tag = "4")]
+    pub rpm_limit: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "5")]
+    pub tpm_limit: ::core::option::Option<u64>,
+    #[prost(uint32, optional, tag = "6")]
+    pub max_parallel_requests: ::core::option::Option<u32>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CreateBudgetRequest {
+    /// The caller's id, or empty for a drawn `budget-<16 chars>`.
+    #[prost(string, tag = "1")]
+    pub budget_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub settings: ::core::option::Option<BudgetSettings>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UpdateBudgetRequest {
+    #[prost(string, tag = "1")]
+    pub budget_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub settings: ::core::option::Option<BudgetSettings>,
+    /// Fields to unset: max_budget, soft_budget, budget_duration, rpm_limit, tpm_limit,
+    /// max_parallel_requests.
+    #[prost(string, repeated, tag = "3")]
+    pub clear: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BudgetRef {
+    #[prost(string, tag = "1")]
+    pub budget_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListBudgetsRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListBudgetsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub budgets: ::prost::alloc::vec::Vec<BudgetObject>,
 }
 /// Empty strings and zero times mean "any".
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -1253,6 +1253,130 @@ pub mod admin_service_client {
                 .insert(GrpcMethod::new("modelgate.v1.AdminService", "RegenerateKey"));
             self.inner.unary(req, path, codec).await
         }
+        /// LiteLLM budget objects: named limits that keys, teams and users take on by naming them
+        /// (REST `budget_id`). Admins manage them; admins and auditors read them.
+        pub async fn create_budget(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::CreateBudgetRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::BudgetObject>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/CreateBudget",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("modelgate.v1.AdminService", "CreateBudget"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Changes only the fields that are set (and unsets those named in `clear`).
+        pub async fn update_budget(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::UpdateBudgetRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::BudgetObject>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/UpdateBudget",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("modelgate.v1.AdminService", "UpdateBudget"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn get_budget(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::BudgetRef>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::BudgetObject>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/GetBudget",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("modelgate.v1.AdminService", "GetBudget"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_budgets(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::ListBudgetsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::ListBudgetsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/ListBudgets",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("modelgate.v1.AdminService", "ListBudgets"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Deletes a budget nothing is attached to; returns it as it was.
+        pub async fn delete_budget(
+            &mut self,
+            request: impl tonic::IntoRequest<crate::v1::BudgetRef>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::BudgetObject>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/modelgate.v1.AdminService/DeleteBudget",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("modelgate.v1.AdminService", "DeleteBudget"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1455,6 +1579,45 @@ pub mod admin_service_server {
             request: tonic::Request<crate::v1::RegenerateKeyRequest>,
         ) -> std::result::Result<
             tonic::Response<crate::v1::CreateKeyResponse>,
+            tonic::Status,
+        >;
+        /// LiteLLM budget objects: named limits that keys, teams and users take on by naming them
+        /// (REST `budget_id`). Admins manage them; admins and auditors read them.
+        async fn create_budget(
+            &self,
+            request: tonic::Request<crate::v1::CreateBudgetRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::BudgetObject>,
+            tonic::Status,
+        >;
+        /// Changes only the fields that are set (and unsets those named in `clear`).
+        async fn update_budget(
+            &self,
+            request: tonic::Request<crate::v1::UpdateBudgetRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::BudgetObject>,
+            tonic::Status,
+        >;
+        async fn get_budget(
+            &self,
+            request: tonic::Request<crate::v1::BudgetRef>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::BudgetObject>,
+            tonic::Status,
+        >;
+        async fn list_budgets(
+            &self,
+            request: tonic::Request<crate::v1::ListBudgetsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::ListBudgetsResponse>,
+            tonic::Status,
+        >;
+        /// Deletes a budget nothing is attached to; returns it as it was.
+        async fn delete_budget(
+            &self,
+            request: tonic::Request<crate::v1::BudgetRef>,
+        ) -> std::result::Result<
+            tonic::Response<crate::v1::BudgetObject>,
             tonic::Status,
         >;
     }
@@ -3030,6 +3193,231 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RegenerateKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/CreateBudget" => {
+                    #[allow(non_camel_case_types)]
+                    struct CreateBudgetSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::CreateBudgetRequest>
+                    for CreateBudgetSvc<T> {
+                        type Response = crate::v1::BudgetObject;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<crate::v1::CreateBudgetRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::create_budget(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CreateBudgetSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/UpdateBudget" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpdateBudgetSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::UpdateBudgetRequest>
+                    for UpdateBudgetSvc<T> {
+                        type Response = crate::v1::BudgetObject;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<crate::v1::UpdateBudgetRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::update_budget(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpdateBudgetSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/GetBudget" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetBudgetSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::BudgetRef>
+                    for GetBudgetSvc<T> {
+                        type Response = crate::v1::BudgetObject;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<crate::v1::BudgetRef>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::get_budget(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetBudgetSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/ListBudgets" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListBudgetsSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::ListBudgetsRequest>
+                    for ListBudgetsSvc<T> {
+                        type Response = crate::v1::ListBudgetsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<crate::v1::ListBudgetsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::list_budgets(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListBudgetsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/modelgate.v1.AdminService/DeleteBudget" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteBudgetSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<crate::v1::BudgetRef>
+                    for DeleteBudgetSvc<T> {
+                        type Response = crate::v1::BudgetObject;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<crate::v1::BudgetRef>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::delete_budget(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteBudgetSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
