@@ -543,6 +543,43 @@ async fn budgets_are_managed_with_the_cli_over_grpc() {
         rest.ok(rest.get("/budget/info?budget_id=tier-2"))["soft_budget"],
         8.0
     );
+    // --budget-id attaches on create and update; empty detaches; an unknown one writes
+    // nothing.
+    let team = cp
+        .cli(&[
+            "team",
+            "create",
+            "--alias",
+            "ml",
+            "--models",
+            "*",
+            "--budget-id",
+            "tier-2",
+            "--json",
+        ])
+        .json();
+    assert_eq!(team["budget_id"], "tier-2", "{team}");
+    let create_key = |budget: &str| {
+        cp.cli(&[
+            "key",
+            "create",
+            "--team",
+            "ml",
+            "--budget-id",
+            budget,
+            "--json",
+        ])
+    };
+    let error = create_key("nope").fails().to_owned();
+    assert!(error.contains("nope"), "{error}");
+    assert_eq!(cp.cli(&["key", "list", "--json"]).json(), json!([]));
+    let key = create_key("tier-2").json();
+    let id = key["public_id"].as_str().unwrap();
+    let key_budget = || cp.cli(&["key", "show", id, "--json"]).json()["budget_id"].clone();
+    assert_eq!(key_budget(), "tier-2");
+    cp.cli(&["key", "update", id, "--budget-id", ""]).ok();
+    cp.cli(&["team", "update", "ml", "--budget-id", ""]).ok();
+    assert_eq!(key_budget(), Value::Null);
     let deleted = cp.cli(&["budget", "delete", "tier-2", "--json"]).json();
     assert_eq!(deleted["budget_id"], "tier-2");
     let left = cp.cli(&["budget", "list", "--json"]).json();

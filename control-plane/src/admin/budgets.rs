@@ -1,8 +1,10 @@
 //! LiteLLM budget objects: admins manage them and attach them to keys, teams and users;
 //! readers are asked of [`authz`](crate::authz) like other reads.
 
+use std::future::Future;
+
 use super::access::{self, Target};
-use super::{Admin, AdminResult};
+use super::{Admin, AdminResult, CreatedKey, KeyView, TeamView, UserView};
 use crate::authz::{Action, Caller, Object};
 use crate::clock::Timestamp;
 use crate::domain::ScopeKind;
@@ -155,8 +157,77 @@ impl<S: Store> Admin<S> {
         Ok(())
     }
 
+    /// Runs `write` (a key's, team's or user's create or update) with a budget object
+    /// attached to or detached from the written scope: `change` is `None` to leave it,
+    /// `Some(Some(id))` to attach, `Some(None)` to detach. The budget is checked before
+    /// `write` runs, so a refusal writes nothing, and the answer shows the budget.
+    pub async fn with_budget<V: Budgeted>(
+        &self,
+        caller: &Caller,
+        change: Option<Option<&str>>,
+        write: impl Future<Output = AdminResult<V>>,
+    ) -> AdminResult<V> {
+        if let Some(budget) = change {
+            self.check_attachable(caller, budget).await?;
+        }
+        let mut view = write.await?;
+        if let Some(budget) = change {
+            let (kind, scope_id) = view.scope();
+            let scope_id = scope_id.to_owned();
+            self.attach_budget(caller, kind, &scope_id, budget).await?;
+            *view.budget_id_mut() = budget.map(str::to_owned);
+        }
+        Ok(view)
+    }
+
     /// The budget a scope the caller has already been allowed to read names.
     pub async fn budget_of(&self, kind: ScopeKind, scope_id: &str) -> AdminResult<Option<String>> {
         Ok(self.store.budget_link(kind, scope_id).await?)
+    }
+}
+
+/// A written key, team or user as answered, which can name a budget object.
+pub trait Budgeted {
+    fn scope(&self) -> (ScopeKind, &str);
+    fn budget_id_mut(&mut self) -> &mut Option<String>;
+}
+
+impl Budgeted for TeamView {
+    fn scope(&self) -> (ScopeKind, &str) {
+        (ScopeKind::Team, &self.team.id)
+    }
+
+    fn budget_id_mut(&mut self) -> &mut Option<String> {
+        &mut self.budget_id
+    }
+}
+
+impl Budgeted for KeyView {
+    fn scope(&self) -> (ScopeKind, &str) {
+        (ScopeKind::Key, &self.key.public_id)
+    }
+
+    fn budget_id_mut(&mut self) -> &mut Option<String> {
+        &mut self.budget_id
+    }
+}
+
+impl Budgeted for CreatedKey {
+    fn scope(&self) -> (ScopeKind, &str) {
+        self.view.scope()
+    }
+
+    fn budget_id_mut(&mut self) -> &mut Option<String> {
+        self.view.budget_id_mut()
+    }
+}
+
+impl Budgeted for UserView {
+    fn scope(&self) -> (ScopeKind, &str) {
+        (ScopeKind::User, &self.user.id)
+    }
+
+    fn budget_id_mut(&mut self) -> &mut Option<String> {
+        &mut self.budget_id
     }
 }

@@ -48,6 +48,15 @@ impl LimitArgs {
     }
 }
 
+/// `--budget-id`: the budget object a team, key or user takes on (`modelgate budget`).
+#[derive(Args, Default)]
+pub struct BudgetIdArg {
+    /// Attach this budget object (its limits and max_budget apply where the scope sets none
+    /// of its own); on update, an empty value detaches it.
+    #[arg(long, value_name = "ID")]
+    budget_id: Option<String>,
+}
+
 /// `--clear`: fields an update unsets (comma-separated or repeated).
 #[derive(Args, Default)]
 pub struct ClearArgs {
@@ -68,6 +77,8 @@ pub enum TeamCommand {
         models: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         /// A JSON object of labels, e.g. '{"owner":"ana"}'.
         #[arg(long, value_name = "JSON")]
         metadata: Option<String>,
@@ -104,6 +115,8 @@ pub enum TeamCommand {
         models: Option<Vec<String>>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         /// Replaces the metadata (a JSON object).
         #[arg(long, value_name = "JSON")]
         metadata: Option<String>,
@@ -179,6 +192,8 @@ pub enum KeyCommand {
         models: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         /// A JSON object of labels, e.g. '{"owner":"ana","env":"prod"}'; its top-level
         /// strings, numbers and booleans are tags for `key list --tag`.
         #[arg(long, value_name = "JSON")]
@@ -215,6 +230,8 @@ pub enum KeyCommand {
         models: Option<Vec<String>>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         #[arg(long, value_name = "JSON")]
         metadata: Option<String>,
         /// Whether the key may name the end user it calls for (false also drops its secret).
@@ -296,6 +313,8 @@ pub enum UserCommand {
         user_id: String,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         #[arg(long)]
         json: bool,
     },
@@ -305,6 +324,8 @@ pub enum UserCommand {
         user_id: String,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        budget: BudgetIdArg,
         /// The team (id or alias) the user belongs to when a service key (Open WebUI) names
         /// them; without one they are in the key's team.
         #[arg(long)]
@@ -450,6 +471,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
             alias,
             models,
             limits,
+            budget,
             metadata,
             redaction_policy,
             high_trust,
@@ -462,6 +484,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
                 alias,
                 models,
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
                 metadata_json: metadata.unwrap_or_default(),
                 redaction_policy_json: redaction_policy
                     .as_deref()
@@ -481,6 +504,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
             alias,
             models,
             limits,
+            budget,
             metadata,
             redaction_policy,
             high_trust,
@@ -501,6 +525,7 @@ pub async fn run_team(global: &GlobalArgs, command: TeamCommand) -> Result<(), C
                 alias,
                 models: models.map(|models| pb::ModelList { models }),
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
                 metadata_json: metadata,
                 redaction_policy_json: redaction_policy.as_deref().map(read_policy).transpose()?,
                 high_trust: flag(high_trust, no_high_trust),
@@ -547,6 +572,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
             expires,
             models,
             limits,
+            budget,
             metadata,
             blocked,
             can_assert_user,
@@ -560,6 +586,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
                 expires: expires.unwrap_or_default(),
                 models,
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
                 metadata_json: metadata.unwrap_or_default(),
                 blocked,
                 can_assert_user,
@@ -579,6 +606,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
             expires,
             models,
             limits,
+            budget,
             metadata,
             can_assert_user,
             assert_secret_file,
@@ -592,6 +620,7 @@ pub async fn run_key(global: &GlobalArgs, command: KeyCommand) -> Result<(), Cli
                 expires,
                 models: models.map(|models| pb::ModelList { models }),
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
                 metadata_json: metadata,
                 blocked: None,
                 clear: clear.clear,
@@ -698,11 +727,13 @@ pub async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), C
         UserCommand::Create {
             user_id,
             limits,
+            budget,
             json,
         } => {
             let request = pb::CreateUserRequest {
                 user_id,
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
             };
             let user = admin.create_user(request).await?.into_inner();
             output::user(&mut out, &user, "Created user", json)
@@ -710,6 +741,7 @@ pub async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), C
         UserCommand::Update {
             user_id,
             limits,
+            budget,
             team,
             clear,
             json,
@@ -717,6 +749,7 @@ pub async fn run_user(global: &GlobalArgs, command: UserCommand) -> Result<(), C
             let request = pb::UpdateUserRequest {
                 user_id,
                 limits: limits.settings(),
+                budget_id: budget.budget_id,
                 clear: clear.clear,
                 team,
             };

@@ -115,8 +115,14 @@ fn answer<T, U>(result: Result<T, AdminError>, to_proto: impl FnOnce(&T) -> U) -
 impl<S: Store> AdminService for AdminApi<S> {
     async fn create_team(&self, request: Request<pb::CreateTeamRequest>) -> Answer<pb::Team> {
         let caller = self.caller(&request).await?;
-        let input = convert::team_input(request.into_inner());
-        answer(self.admin.create_team(&caller, input).await, convert::team)
+        let mut req = request.into_inner();
+        let budget = req.budget_id.take();
+        let write = self.admin.create_team(&caller, convert::team_input(req));
+        let change = convert::budget_change(budget.as_deref());
+        answer(
+            self.admin.with_budget(&caller, change, write).await,
+            convert::team,
+        )
     }
 
     async fn list_teams(
@@ -136,13 +142,17 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<pb::CreateKeyRequest>,
     ) -> Answer<pb::CreateKeyResponse> {
         let caller = self.caller(&request).await?;
-        let input = convert::key_input(request.into_inner());
-        answer(self.admin.create_key(&caller, input).await, |created| {
-            pb::CreateKeyResponse {
+        let mut req = request.into_inner();
+        let budget = req.budget_id.take();
+        let write = self.admin.create_key(&caller, convert::key_input(req));
+        let change = convert::budget_change(budget.as_deref());
+        answer(
+            self.admin.with_budget(&caller, change, write).await,
+            |created| pb::CreateKeyResponse {
                 key: Some(convert::key(&created.view)),
                 secret: created.secret.expose().to_owned(),
-            }
-        })
+            },
+        )
     }
 
     async fn list_keys(
@@ -198,12 +208,14 @@ impl<S: Store> AdminService for AdminApi<S> {
 
     async fn update_team(&self, request: Request<pb::UpdateTeamRequest>) -> Answer<pb::Team> {
         let caller = self.caller(&request).await?;
-        let req = request.into_inner();
-        let team = req.team.clone();
+        let mut req = request.into_inner();
+        let (team, budget) = (req.team.clone(), req.budget_id.take());
+        let write = self
+            .admin
+            .update_team(&caller, &team, convert::team_update(req));
+        let change = convert::budget_change(budget.as_deref());
         answer(
-            self.admin
-                .update_team(&caller, &team, convert::team_update(req))
-                .await,
+            self.admin.with_budget(&caller, change, write).await,
             convert::team,
         )
     }
@@ -238,12 +250,14 @@ impl<S: Store> AdminService for AdminApi<S> {
 
     async fn update_key(&self, request: Request<pb::UpdateKeyRequest>) -> Answer<pb::Key> {
         let caller = self.caller(&request).await?;
-        let req = request.into_inner();
-        let key = req.key.clone();
+        let mut req = request.into_inner();
+        let (key, budget) = (req.key.clone(), req.budget_id.take());
+        let write = self
+            .admin
+            .update_key(&caller, &key, convert::key_update(req));
+        let change = convert::budget_change(budget.as_deref());
         answer(
-            self.admin
-                .update_key(&caller, &key, convert::key_update(req))
-                .await,
+            self.admin.with_budget(&caller, change, write).await,
             convert::key,
         )
     }
@@ -271,10 +285,12 @@ impl<S: Store> AdminService for AdminApi<S> {
     async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Answer<pb::User> {
         let caller = self.caller(&request).await?;
         let req = request.into_inner();
-        answer(
+        let write =
             self.admin
-                .create_user(&caller, &req.user_id, convert::limits_input(req.limits))
-                .await,
+                .create_user(&caller, &req.user_id, convert::limits_input(req.limits));
+        let change = convert::budget_change(req.budget_id.as_deref());
+        answer(
+            self.admin.with_budget(&caller, change, write).await,
             convert::user,
         )
     }
@@ -282,16 +298,16 @@ impl<S: Store> AdminService for AdminApi<S> {
     async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Answer<pb::User> {
         let caller = self.caller(&request).await?;
         let req = request.into_inner();
+        let write = self.admin.update_user(
+            &caller,
+            &req.user_id,
+            convert::limits_input(req.limits),
+            req.team.as_deref(),
+            &req.clear,
+        );
+        let change = convert::budget_change(req.budget_id.as_deref());
         answer(
-            self.admin
-                .update_user(
-                    &caller,
-                    &req.user_id,
-                    convert::limits_input(req.limits),
-                    req.team.as_deref(),
-                    &req.clear,
-                )
-                .await,
+            self.admin.with_budget(&caller, change, write).await,
             convert::user,
         )
     }

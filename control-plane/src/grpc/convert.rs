@@ -256,3 +256,11 @@ pub fn budget_input(settings: Option<pb::BudgetSettings>) -> NamedBudgetInput {
         max_parallel: s.max_parallel_requests.map(Some),
     }
 }
+
+/// A create or update request's `budget_id` as [`Admin::with_budget`] takes it: unset keeps
+/// the scope's budget object, empty detaches it, an id attaches that one.
+///
+/// [`Admin::with_budget`]: crate::admin::Admin::with_budget
+pub(super) fn budget_change(budget_id: Option<&str>) -> Option<Option<&str>> {
+    budget_id.map(|id| Some(id.trim()).filter(|id| !id.is_empty()))
+}

@@ -6,11 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::RestError;
-use crate::admin::Admin;
-use crate::authz::Caller;
-use crate::domain::ScopeKind;
 use crate::limits::LimitsInput;
-use crate::store::Store;
 
 /// Admin bodies are small JSON objects; anything bigger is a mistake or an attack.
 pub(super) const MAX_BODY_BYTES: usize = 1 << 20;
@@ -157,36 +153,10 @@ impl LimitFields {
         }
     }
 
-    /// Checks a given `budget_id` before the scope is written, so a budget that does not
-    /// exist or may not be attached by the caller changes nothing.
-    pub(super) async fn check_budget<S: Store>(
-        &self,
-        admin: &Admin<S>,
-        caller: &Caller,
-    ) -> Result<(), RestError> {
-        if let Some(budget) = &self.budget_id {
-            admin.check_attachable(caller, budget.as_deref()).await?;
-        }
-        Ok(())
-    }
-
-    /// Attaches (or with `null` detaches) the given `budget_id` once the scope is written,
-    /// and shows it in the scope's view (`shown`).
-    pub(super) async fn attach_budget<S: Store>(
-        &self,
-        admin: &Admin<S>,
-        caller: &Caller,
-        kind: ScopeKind,
-        scope_id: &str,
-        shown: &mut Option<String>,
-    ) -> Result<(), RestError> {
-        if let Some(budget) = &self.budget_id {
-            admin
-                .attach_budget(caller, kind, scope_id, budget.as_deref())
-                .await?;
-            shown.clone_from(budget);
-        }
-        Ok(())
+    /// The `budget_id` given: `None` leaves the scope's budget object, `Some(None)` detaches
+    /// it (see [`crate::admin::Admin::with_budget`]).
+    pub(super) fn budget_change(&self) -> Option<Option<&str>> {
+        self.budget_id.as_ref().map(Option::as_deref)
     }
 
     /// The limits set to `null`, by the names the admin service clears.

@@ -12,7 +12,7 @@ use super::input::{metadata_with_tags, required, Body, LimitFields};
 use super::views::{key_json, object};
 use super::{params, Answer, Params, Shared};
 use crate::admin::{Admin, AdminError, KeyInput, KeyQuery, KeyUpdate};
-use crate::domain::{self, ScopeKind};
+use crate::domain;
 use crate::keys::KeySecret;
 use crate::store::Store;
 
@@ -75,16 +75,11 @@ pub(super) async fn key_generate<S: Store>(
         can_assert_user: r.can_assert_user.unwrap_or(false),
         assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
     };
-    r.limits.check_budget(&admin, &caller).await?;
-    let mut created = admin.create_key(&caller, input).await?;
-    let view = &mut created.view;
-    r.limits
-        .attach_budget(
-            &admin,
+    let created = admin
+        .with_budget(
             &caller,
-            ScopeKind::Key,
-            &view.key.public_id,
-            &mut view.budget_id,
+            r.limits.budget_change(),
+            admin.create_key(&caller, input),
         )
         .await?;
     let mut out = object(key_json(&created.view));
@@ -157,15 +152,11 @@ pub(super) async fn key_update<S: Store>(
         assert_user_secret: r.assert_user_secret.flatten().map(KeySecret::new),
         clear,
     };
-    r.limits.check_budget(&admin, &caller).await?;
-    let mut updated = admin.update_key(&caller, &key, update).await?;
-    r.limits
-        .attach_budget(
-            &admin,
+    let updated = admin
+        .with_budget(
             &caller,
-            ScopeKind::Key,
-            &updated.key.public_id,
-            &mut updated.budget_id,
+            r.limits.budget_change(),
+            admin.update_key(&caller, &key, update),
         )
         .await?;
     Ok(Json(key_json(&updated)))

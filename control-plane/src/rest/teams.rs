@@ -13,7 +13,6 @@ use super::members::{members_with_roles, team_with_members};
 use super::views::{key_json, team_json};
 use super::{params, Answer, Params, Shared};
 use crate::admin::{Admin, KeyQuery, TeamInput, TeamUpdate, TeamView};
-use crate::domain::ScopeKind;
 use crate::store::Store;
 
 /// The fields of `/team/new` and `/team/update`.
@@ -74,18 +73,14 @@ pub(super) async fn team_new<S: Store>(
         blocked: r.blocked.unwrap_or(false),
         idp_groups: r.idp_groups.unwrap_or_default(),
     };
-    r.limits.check_budget(&admin, &caller).await?;
     if let Some(members) = &r.members {
         admin.joining_members(&caller, None, members).await?;
     }
-    let mut created = admin.create_team(&caller, input).await?;
-    r.limits
-        .attach_budget(
-            &admin,
+    let created = admin
+        .with_budget(
             &caller,
-            ScopeKind::Team,
-            &created.team.id,
-            &mut created.budget_id,
+            r.limits.budget_change(),
+            admin.create_team(&caller, input),
         )
         .await?;
     with_members(&admin, &caller, r.members, &created).await
@@ -129,19 +124,15 @@ pub(super) async fn team_update<S: Store>(
         clear,
         idp_groups: r.idp_groups,
     };
-    r.limits.check_budget(&admin, &caller).await?;
     if let Some(members) = &r.members {
         let id = admin.get_team(&caller, &team).await?.team.id;
         admin.joining_members(&caller, Some(&id), members).await?;
     }
-    let mut updated = admin.update_team(&caller, &team, update).await?;
-    r.limits
-        .attach_budget(
-            &admin,
+    let updated = admin
+        .with_budget(
             &caller,
-            ScopeKind::Team,
-            &updated.team.id,
-            &mut updated.budget_id,
+            r.limits.budget_change(),
+            admin.update_team(&caller, &team, update),
         )
         .await?;
     with_members(&admin, &caller, r.members, &updated).await

@@ -11,8 +11,7 @@ use super::error::RestError;
 use super::input::{required, Body, LimitFields};
 use super::views::{key_json, user_json};
 use super::{params, Answer, Params, Shared};
-use crate::admin::{Admin, KeyQuery, UserView};
-use crate::domain::ScopeKind;
+use crate::admin::KeyQuery;
 use crate::store::Store;
 
 /// The user a `/user/new` or `/user/update` body names, and its limits. LiteLLM's separate
@@ -31,26 +30,9 @@ pub(super) async fn user_new<S: Store>(
     body: Body,
 ) -> Answer {
     let (id, limits) = user_request(body)?;
-    limits.check_budget(&admin, &caller).await?;
-    let user = admin.create_user(&caller, &id, limits.input()).await?;
-    with_budget(&admin, &caller, &limits, user).await
-}
-
-/// Attaches the budget the body names to the written user, and answers with the user.
-async fn with_budget<S: Store>(
-    admin: &Admin<S>,
-    caller: &Caller,
-    limits: &LimitFields,
-    mut user: UserView,
-) -> Answer {
-    limits
-        .attach_budget(
-            admin,
-            caller,
-            ScopeKind::User,
-            &user.user.id,
-            &mut user.budget_id,
-        )
+    let write = admin.create_user(&caller, &id, limits.input());
+    let user = admin
+        .with_budget(&caller, limits.budget_change(), write)
         .await?;
     Ok(Json(user_json(&user)))
 }
@@ -61,11 +43,12 @@ pub(super) async fn user_update<S: Store>(
     body: Body,
 ) -> Answer {
     let (id, limits) = user_request(body)?;
-    limits.check_budget(&admin, &caller).await?;
+    let nulls = limits.nulls();
+    let write = admin.update_user(&caller, &id, limits.input(), None, &nulls);
     let user = admin
-        .update_user(&caller, &id, limits.input(), None, &limits.nulls())
+        .with_budget(&caller, limits.budget_change(), write)
         .await?;
-    with_budget(&admin, &caller, &limits, user).await
+    Ok(Json(user_json(&user)))
 }
 
 /// LiteLLM's `{"user_ids": [...]}`; like LiteLLM, the keys they own are deleted with them.

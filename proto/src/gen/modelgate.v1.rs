@@ -494,6 +494,9 @@ pub struct CreateTeamRequest {
     /// IdP groups whose members belong to this team.
     #[prost(string, repeated, tag = "9")]
     pub idp_groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// A budget object to attach (LiteLLM's budget_id); unset or empty: none.
+    #[prost(string, optional, tag = "10")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// A team by id or alias.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -529,6 +532,9 @@ pub struct UpdateTeamRequest {
     /// Replaces the team's IdP groups when present (an empty list removes them all).
     #[prost(message, optional, tag = "11")]
     pub idp_groups: ::core::option::Option<NameList>,
+    /// A budget object to attach; empty detaches; unset keeps the current one.
+    #[prost(string, optional, tag = "12")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListTeamsRequest {}
@@ -613,6 +619,9 @@ pub struct CreateKeyRequest {
     /// accepted (implies can_assert_user). Stored for the filters, never shown back.
     #[prost(string, tag = "22")]
     pub assert_user_secret: ::prost::alloc::string::String,
+    /// A budget object to attach (LiteLLM's budget_id); unset or empty: none.
+    #[prost(string, optional, tag = "23")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// A key by its public id, or by the whole key (hashed for the lookup, never stored).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -651,6 +660,9 @@ pub struct UpdateKeyRequest {
     /// Replaces the key's HS256 secret (implies can_assert_user).
     #[prost(string, optional, tag = "22")]
     pub assert_user_secret: ::core::option::Option<::prost::alloc::string::String>,
+    /// A budget object to attach; empty detaches; unset keeps the current one.
+    #[prost(string, optional, tag = "23")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyResponse {
@@ -714,6 +726,9 @@ pub struct CreateUserRequest {
     pub user_id: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "2")]
     pub limits: ::core::option::Option<LimitSettings>,
+    /// A budget object to attach (LiteLLM's budget_id); unset or empty: none.
+    #[prost(string, optional, tag = "3")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UpdateUserRequest {
@@ -728,6 +743,9 @@ pub struct UpdateUserRequest {
     /// Issue 12 (Open WebUI): team id or alias the user belongs to when a service key names them.
     #[prost(string, optional, tag = "21")]
     pub team: ::core::option::Option<::prost::alloc::string::String>,
+    /// A budget object to attach; empty detaches; unset keeps the current one.
+    #[prost(string, optional, tag = "22")]
+    pub budget_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct UserRef {
