@@ -545,6 +545,7 @@ async fn team_and_user_limits_are_shared_by_their_keys_and_named_in_the_429() {
                 rpm_limit: Some(2),
                 ..LimitSettings::default()
             }),
+            ..CreateUserRequest::default()
         })
         .await
         .expect("CreateUser");
