@@ -14,6 +14,8 @@ pub enum Endpoint {
     Embeddings,
     /// `/v1/models`
     Models,
+    /// `/v1/models/{id}`: one model, as the OpenAI SDK's `models.retrieve` asks.
+    ModelInfo,
     /// Ollama `/api/chat`
     OllamaChat,
     /// Ollama `/api/generate`
@@ -40,6 +42,7 @@ impl Endpoint {
             "/api/generate" => Self::OllamaGenerate,
             "/api/embed" => Self::OllamaEmbed,
             "/api/tags" => Self::OllamaTags,
+            _ if model_id(path).is_some() => Self::ModelInfo,
             _ if config.passes_through(path) => Self::PassThrough,
             _ => return None,
         };
@@ -48,7 +51,10 @@ impl Endpoint {
 
     /// Requests carry a prompt: the body is read, routed by model, redacted and counted.
     pub fn has_prompt(self) -> bool {
-        !matches!(self, Self::Models | Self::OllamaTags | Self::PassThrough)
+        !matches!(
+            self,
+            Self::Models | Self::ModelInfo | Self::OllamaTags | Self::PassThrough
+        )
     }
 
     /// Answers carry generated text (restored and redacted on the way back).
@@ -64,6 +70,14 @@ impl Endpoint {
     pub fn asks_for_stream_usage(self) -> bool {
         matches!(self, Self::ChatCompletions | Self::Completions)
     }
+}
+
+/// The model id of a `/v1/models/{id}` path (query ignored); ids may hold `/` and `:`
+/// (`org/model`, `llama3.1:8b`), as the OpenAI SDK puts them in the path unescaped.
+pub fn model_id(path: &str) -> Option<&str> {
+    crate::audit::path_only(path)
+        .strip_prefix("/v1/models/")
+        .filter(|id| !id.is_empty())
 }
 
 #[cfg(test)]
@@ -93,7 +107,9 @@ mod tests {
             ("/api/tags", Some(Endpoint::OllamaTags)),
             ("/health", Some(Endpoint::PassThrough)),
             ("/v1/chat/completions/", None),
-            ("/v1/models/llama", None),
+            ("/v1/models/llama", Some(Endpoint::ModelInfo)),
+            ("/v1/models/org/model:8b?x=1", Some(Endpoint::ModelInfo)),
+            ("/v1/models/", None),
             ("/api/show", None),
             ("/admin", None),
             ("/", None),
@@ -111,5 +127,10 @@ mod tests {
         assert!(!Endpoint::OllamaChat.asks_for_stream_usage());
         assert!(Endpoint::Completions.asks_for_stream_usage());
         assert!(!Endpoint::PassThrough.has_prompt());
+        assert!(!Endpoint::ModelInfo.has_prompt());
+        assert_eq!(
+            model_id("/v1/models/org/model:8b?x=1"),
+            Some("org/model:8b")
+        );
     }
 }

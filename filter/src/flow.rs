@@ -262,6 +262,13 @@ impl RequestFlow {
         if let Some(list) = self.access.listing(&policy, endpoint) {
             return Verdict::Reject(self.answer(list));
         }
+        if let (Some(Endpoint::ModelInfo), Some(id)) = (endpoint, crate::endpoint::model_id(&path))
+        {
+            return match self.access.model_info(&policy, id) {
+                Ok(model) => Verdict::Reject(self.answer(model)),
+                Err(rejection) => self.refuse(rejection),
+            };
+        }
         if end_of_stream && endpoint.is_some_and(Endpoint::has_prompt) {
             return self.refuse(Rejection::BadRequestBody(BodyError::Missing));
         }

@@ -143,6 +143,11 @@ pub fn openai_list(routes: &[&ModelRoute]) -> Vec<u8> {
     })
 }
 
+/// OpenAI's `GET /v1/models/{id}`: one model object, as in the list.
+pub fn openai_model(route: &ModelRoute) -> Vec<u8> {
+    to_json(&OpenAiModel::of(route))
+}
+
 /// Ollama's `GET /api/tags`: `{"models":[{"name","model",…}]}`, with the public names.
 pub fn ollama_tags(routes: &[&ModelRoute]) -> Vec<u8> {
     #[derive(Serialize)]

@@ -54,6 +54,21 @@ async fn sdk(
         .collect()
 }
 
+/// The SDK's `models.retrieve(model)` with `key`.
+async fn retrieve(gateway: &Gateway, key: &str, model: &str) -> Value {
+    let mut command = Command::new(artifacts::python());
+    command
+        .arg(artifacts::repo_root().join("tests/clients/sdk_calls.py"))
+        .args([&gateway.url("/v1"), key, model, "retrieve"])
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env("NO_PROXY", "*");
+    let output = tokio::task::spawn_blocking(move || run_to_success(&mut command))
+        .await
+        .unwrap();
+    serde_json::from_str(output.trim()).unwrap_or_else(|e| panic!("{e}: {output}"))
+}
+
 fn outcomes(results: &[Value]) -> Vec<(String, u64)> {
     let mut seen: Vec<(String, u64)> = results
         .iter()
@@ -186,6 +201,12 @@ async fn the_guides_teams_and_keys_work_through_the_gateway_with_their_limits() 
         outcomes(&sdk(gateway, &analyst, BIG, 1, false).await),
         ok(1)
     );
+    // The SDK's models.retrieve: what the key may use, and a 404 for what it may not.
+    let retrieved = retrieve(gateway, &intern, SMALL).await;
+    assert_eq!(retrieved["id"], SMALL, "{retrieved}");
+    assert_eq!(retrieved["object"], "model", "{retrieved}");
+    let hidden = retrieve(gateway, &intern, BIG).await;
+    assert_eq!(hidden["outcome"], "NotFoundError", "{hidden}");
     let unknown = sdk(gateway, &analyst, "gpt-4o", 1, false).await;
     assert_eq!(outcomes(&unknown), vec![("NotFoundError".to_string(), 404)]);
 

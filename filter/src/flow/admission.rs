@@ -71,6 +71,14 @@ impl Access {
         }
     }
 
+    /// `GET /v1/models/{id}`: the model object when this key may use it. A model it may not
+    /// use is as absent as an unknown one (404), so the answer reveals no other team's routes.
+    pub(super) fn model_info(&self, policy: &PolicyIndex, id: &str) -> Result<Vec<u8>, Rejection> {
+        models::resolve(policy, &self.allowlist, id)
+            .map(models::openai_model)
+            .map_err(|_| Rejection::ModelNotFound(id.to_owned()))
+    }
+
     /// The route of a requested model: 404 when the snapshot has no such model, 403 when this
     /// key may not use it.
     pub(super) fn resolve<'p>(

@@ -385,6 +385,32 @@ fn paths_outside_the_api_prefix_are_404_after_authentication() {
 }
 
 #[test]
+fn one_model_is_answered_when_the_key_may_use_it_and_404_otherwise() {
+    let mut worker = Worker::default().with_snapshot();
+    let auth = bearer(ALICE_KEY);
+    let (_, verdict) = worker.headers(
+        &[
+            (":path", "/v1/models/llama3.1-8b"),
+            ("authorization", &auth),
+        ],
+        true,
+    );
+    let (status, model, _) = rejected(&verdict);
+    assert_eq!(status, 200, "answered by the filter");
+    assert_eq!(model["id"], "llama3.1-8b");
+    assert_eq!(model["object"], "model");
+    // Routed but not on Alice's team's list, and not routed at all: the same 404.
+    for missing in ["/v1/models/qwen2.5x", "/v1/models/no-such-model"] {
+        let (_, verdict) = worker.headers(&[(":path", missing), ("authorization", &auth)], true);
+        let (status, error, _) = rejected(&verdict);
+        assert_eq!(status, 404, "{missing}");
+        assert_eq!(error["error"]["code"], "model_not_found", "{missing}");
+    }
+    let (_, verdict) = worker.headers(&[(":path", "/v1/models/llama3.1-8b")], true);
+    assert_eq!(rejected(&verdict).0, 401, "a key is still needed");
+}
+
+#[test]
 fn the_record_path_drops_the_query_string() {
     let mut worker = Worker::default().with_snapshot();
     let (mut flow, _) = worker.headers(&[(":path", "/v1/models?api_key=secret")], true);
