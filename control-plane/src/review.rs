@@ -5,9 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use modelgate_proto::v1 as pb;
-use serde_json::Value;
 
-const DAY_MS: i64 = 86_400_000;
+use crate::budget::DAY_MS;
+use crate::domain::Metadata;
 
 /// What a review looks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,13 @@ pub struct ReviewSettings {
     pub unused_days: u32,
     /// Keys made longer ago than this are due for rotation.
     pub rotation_days: u32,
+}
+
+impl ReviewSettings {
+    /// Start of the period keys must have been used in, and their spend is summed over.
+    pub fn period_start_ms(&self) -> i64 {
+        self.now_ms - i64::from(self.unused_days) * DAY_MS
+    }
 }
 
 /// One finding on a key.
@@ -82,7 +89,7 @@ pub fn review(
 ) -> Vec<KeyReview> {
     let teams: HashMap<&str, &pb::Team> = teams.iter().map(|t| (t.team_id.as_str(), t)).collect();
     let users: HashSet<&str> = users.iter().map(|u| u.user_id.as_str()).collect();
-    let unused_since = settings.now_ms - i64::from(settings.unused_days) * DAY_MS;
+    let unused_since = settings.period_start_ms();
     let rotation_before = settings.now_ms - i64::from(settings.rotation_days) * DAY_MS;
     keys.iter()
         .filter(|k| !k.revoked)
@@ -156,20 +163,13 @@ fn above(key: Option<&pb::LimitSettings>, team: Option<&pb::LimitSettings>) -> b
     ) || over(key.max_budget, team.max_budget)
 }
 
-/// `name=value` for each top-level string, number or boolean of a key's metadata, as
-/// `key list --tag` matches them.
+/// `name=value` for each tag of a key's metadata (its top-level scalars, as `key list --tag`
+/// matches them), sorted. Metadata the server could not have stored reads as none.
 fn tags(metadata_json: &str) -> Vec<String> {
-    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(metadata_json) else {
-        return Vec::new();
-    };
-    let mut tags: Vec<String> = map
-        .iter()
-        .filter_map(|(name, value)| match value {
-            Value::String(s) => Some(format!("{name}={s}")),
-            Value::Number(n) => Some(format!("{name}={n}")),
-            Value::Bool(b) => Some(format!("{name}={b}")),
-            _ => None,
-        })
+    let metadata = Metadata::parse(metadata_json).unwrap_or_default();
+    let mut tags: Vec<String> = metadata
+        .tags()
+        .map(|(name, value)| format!("{name}={value}"))
         .collect();
     tags.sort();
     tags

@@ -29,19 +29,14 @@ async fn litellm(gateway: &Gateway, master_key: &str, path: &str, body: Value) -
     response.json()
 }
 
-/// The SDK's outcomes for `count` chats with `model`: one after another or all at once.
-async fn sdk(
-    gateway: &Gateway,
-    key: &str,
-    model: &str,
-    count: usize,
-    parallel: bool,
-) -> Vec<Value> {
+/// Runs `tests/clients/sdk_calls.py BASE_URL KEY MODEL args...` and returns one JSON value
+/// per line it printed.
+async fn sdk_calls(gateway: &Gateway, key: &str, model: &str, args: &[&str]) -> Vec<Value> {
     let mut command = Command::new(artifacts::python());
     command
         .arg(artifacts::repo_root().join("tests/clients/sdk_calls.py"))
-        .args([&gateway.url("/v1"), key, model, &count.to_string()])
-        .args(parallel.then_some("parallel"))
+        .args([&gateway.url("/v1"), key, model])
+        .args(args)
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env("NO_PROXY", "*");
@@ -54,19 +49,25 @@ async fn sdk(
         .collect()
 }
 
+/// The SDK's outcomes for `count` chats with `model`: one after another or all at once.
+async fn sdk(
+    gateway: &Gateway,
+    key: &str,
+    model: &str,
+    count: usize,
+    parallel: bool,
+) -> Vec<Value> {
+    let count = count.to_string();
+    let mut args = vec![count.as_str()];
+    args.extend(parallel.then_some("parallel"));
+    sdk_calls(gateway, key, model, &args).await
+}
+
 /// The SDK's `models.retrieve(model)` with `key`.
 async fn retrieve(gateway: &Gateway, key: &str, model: &str) -> Value {
-    let mut command = Command::new(artifacts::python());
-    command
-        .arg(artifacts::repo_root().join("tests/clients/sdk_calls.py"))
-        .args([&gateway.url("/v1"), key, model, "retrieve"])
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env("NO_PROXY", "*");
-    let output = tokio::task::spawn_blocking(move || run_to_success(&mut command))
-        .await
-        .unwrap();
-    serde_json::from_str(output.trim()).unwrap_or_else(|e| panic!("{e}: {output}"))
+    let mut printed = sdk_calls(gateway, key, model, &["retrieve"]).await;
+    assert_eq!(printed.len(), 1, "{printed:?}");
+    printed.remove(0)
 }
 
 fn outcomes(results: &[Value]) -> Vec<(String, u64)> {

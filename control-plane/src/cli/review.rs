@@ -10,7 +10,7 @@ use modelgate_proto::v1 as pb;
 use serde::Serialize;
 
 use super::client::AdminClient;
-use super::output::{json_line, short_time, table, time};
+use super::output::{json_line, non_empty, short_time, table, time};
 use super::{CliError, GlobalArgs};
 use crate::review::{self, KeyReview, ReviewSettings};
 
@@ -53,11 +53,10 @@ struct ReviewJson<'a> {
 
 impl<'a> From<&'a KeyReview> for ReviewJson<'a> {
     fn from(k: &'a KeyReview) -> Self {
-        let text = |s: &'a str| (!s.is_empty()).then_some(s);
         Self {
             public_id: &k.public_id,
-            team: text(&k.team),
-            owner: text(&k.owner),
+            team: non_empty(&k.team),
+            owner: non_empty(&k.owner),
             tags: &k.tags,
             created_at: time(k.created_at_ms),
             expires_at: time(k.expires_at_ms),
@@ -94,12 +93,16 @@ pub async fn run_review(global: &GlobalArgs, args: ReviewArgs) -> Result<(), Cli
         .await?
         .into_inner()
         .users;
-    let period_start = now_ms - i64::from(args.unused_days) * 86_400_000;
+    let settings = ReviewSettings {
+        now_ms,
+        unused_days: args.unused_days,
+        rotation_days: args.rotation_days,
+    };
     let spend: HashMap<String, f64> = client
         .audit()
         .report(pb::AuditReportRequest {
             filter: Some(pb::AuditFilter {
-                from_ms: period_start,
+                from_ms: settings.period_start_ms(),
                 kind: "request".into(),
                 ..Default::default()
             }),
@@ -111,11 +114,6 @@ pub async fn run_review(global: &GlobalArgs, args: ReviewArgs) -> Result<(), Cli
         .into_iter()
         .map(|row| (row.group, row.spend))
         .collect();
-    let settings = ReviewSettings {
-        now_ms,
-        unused_days: args.unused_days,
-        rotation_days: args.rotation_days,
-    };
     let reviewed = review::review(&keys, &teams, &users, &spend, settings);
     let mut out = std::io::stdout().lock();
     match args.format {
